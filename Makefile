@@ -1,0 +1,82 @@
+# Fornax: `make help` lists the targets.
+
+SHELL       := /bin/bash
+GO          ?= go
+TAMAGO_TOOL := github.com/usbarmory/tamago/cmd/tamago
+# `go tool -n` prints the path of the tamago command (building it if
+# needed); it must run without GOOS=tamago, which the stock go rejects.
+TAMAGO      = $(shell $(GO) tool -n $(TAMAGO_TOOL))
+TAMAGO_ENV  := GOOS=tamago GOOSPKG=github.com/usbarmory/tamago GOARCH=amd64
+VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+# Memory layout of board/qemu_amd64 (see its mem.go): text at 16 MB + 64 KB.
+LDFLAGS     := -T 0x01010000 -R 0x1000 -X main.version=$(VERSION)
+BUILDFLAGS  := -trimpath -tags linkramstart
+QEMU        ?= qemu-system-x86_64
+ACCEL       ?= tcg
+APPEND      ?= name=fornax-01
+KERNEL      := build/fornax.elf
+KERNEL_CL   := build/fornax-cluster.elf
+
+.PHONY: help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+kernel: tamago ## build build/fornax.elf (no cluster code)
+	@mkdir -p build
+	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(KERNEL) ./kernel
+
+kernel-cluster: tamago ## build build/fornax-cluster.elf (-tags cluster)
+	@mkdir -p build
+	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS),cluster -ldflags "$(LDFLAGS)" -o $(KERNEL_CL) ./kernel
+
+qemu: kernel check-qemu ## boot build/fornax.elf in one VM, console on this terminal (Ctrl-A X quits)
+	$(QEMU) -M microvm -global virtio-mmio.force-legacy=false -accel $(ACCEL) -cpu max -m 128M -smp 1 \
+		-nographic -no-reboot -monitor none -serial stdio -kernel $(KERNEL) -append "$(APPEND)"
+
+run: kernel-cluster check-qemu ## the main job: boot two VMs on a virtual network
+	scripts/run-two-qemu.sh -k $(KERNEL_CL) --accel $(ACCEL)
+
+stop: ## tear down VMs left by `scripts/run-two-qemu.sh --detach`
+	scripts/run-two-qemu.sh --stop
+
+test: deps ## every test: host tests, and VM tests when the TamaGo compiler is here
+	@if $(MAKE) --no-print-directory tamago >/dev/null 2>&1; then \
+		$(MAKE) --no-print-directory kernel kernel-cluster && \
+		FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
+		$(GO) test -count=1 -timeout 30m ./... ; \
+	else \
+		echo "################################################################"; \
+		echo "### SKIPPING VM TESTS: the TamaGo compiler is missing ($$($(MAKE) --no-print-directory tamago 2>&1 | tail -1))"; \
+		echo "################################################################"; \
+		$(GO) test -count=1 ./... ; \
+	fi
+
+test-host: ## host tests only (no QEMU)
+	$(GO) vet ./...
+	$(GO) test -count=1 ./...
+
+deps: ## install QEMU and network tools with apt-get (Debian, as root), if missing
+	@missing=""; \
+	for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 socat:socat ping:iputils-ping nc:netcat-openbsd; do \
+		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			echo "installing:$$missing"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null || \
+			{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; }; \
+		else \
+			echo "fornax: missing$$missing: install them (Debian: sudo apt-get install$$missing)"; exit 1; \
+		fi; \
+	fi
+
+tamago: ## make sure `go tool tamago` has its compiler (it installs tamago-go into ~/.cache/tamago-go)
+	@out=$$($(GO) tool $(TAMAGO_TOOL) version 2>&1) || { \
+		echo "fornax: the TamaGo compiler is missing: 'go tool tamago' could not install tamago-go into ~/.cache/tamago-go (it needs git and access to github.com/usbarmory/tamago-go): $$(echo "$$out" | grep -m1 -i 'tamago:\|fatal' )"; exit 1; }
+
+check-qemu:
+	@command -v $(QEMU) >/dev/null || { echo "fornax: $(QEMU) is missing: run 'make deps' as root (Debian package qemu-system-x86)"; exit 1; }
+
+clean: ## remove build outputs
+	rm -rf build run

@@ -1,0 +1,86 @@
+//go:build tamago
+
+package qemu_amd64
+
+import (
+	"time"
+	_ "unsafe"
+)
+
+// 16550 registers not named by tamago's uart package.
+const (
+	uartIER     = 0x01 // interrupt enable
+	uartIER_RDA = 1 << 0
+	uartIIR     = 0x02
+	COM1_IRQ    = 4  // ISA IRQ of COM1, IOAPIC0 pin 4
+	ConsoleIRQ  = 36 // vector we route it to
+	consolePoll = 100 * time.Millisecond
+)
+
+//go:linkname printk runtime/goos.Printk
+func printk(c byte) {
+	UART0.Tx(c)
+}
+
+// Console is the serial console: Write sends to COM1, Read blocks until at
+// least one byte has arrived. Reads are woken by the COM1 receive interrupt;
+// a slow poll covers a lost edge.
+type Console struct {
+	wake chan struct{}
+	last byte // last byte written, for newline translation
+}
+
+func newConsole() *Console {
+	return &Console{wake: make(chan struct{}, 1)}
+}
+
+func (c *Console) enableInterrupt() {
+	IOAPIC0.EnableInterrupt(COM1_IRQ, ConsoleIRQ)
+	outb(COM1+uartIER, uartIER_RDA)
+}
+
+// interrupt runs on the interrupt service goroutine.
+func (c *Console) interrupt() {
+	inb(COM1 + uartIIR) // acknowledge
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Write sends p, turning a lone "\n" into "\r\n" as a tty's ONLCR does,
+// since QEMU passes the bytes to a raw terminal.
+func (c *Console) Write(p []byte) (int, error) {
+	for _, b := range p {
+		if b == '\n' && c.last != '\r' {
+			UART0.Tx('\r')
+		}
+		UART0.Tx(b)
+		c.last = b
+	}
+	return len(p), nil
+}
+
+func (c *Console) Read(p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	for {
+		n := 0
+		for n < len(p) {
+			b, ok := UART0.Rx()
+			if !ok {
+				break
+			}
+			p[n] = b
+			n++
+		}
+		if n > 0 {
+			return n, nil
+		}
+		select {
+		case <-c.wake:
+		case <-time.After(consolePoll):
+		}
+	}
+}

@@ -1,0 +1,240 @@
+// Package bootcfg parses the kernel command line the board passes to
+// Fornax (QEMU's -append string) into the node's boot configuration.
+//
+// The command line is a list of space-separated key=value words:
+//
+//	name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d
+//
+// Parsing never fails: a word that cannot be used is reported as a warning
+// and the key it set keeps its default, so a typo cannot stop a node from
+// booting.
+package bootcfg
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// DefaultName is the node name when none is given.
+const DefaultName = "fornax"
+
+// Config is a node's boot configuration.
+type Config struct {
+	// Name is the node name: 1 to 63 of A-Z a-z 0-9 . _ -
+	Name string
+	// Addr is the node's IPv4 address and prefix length; the zero Prefix
+	// (not valid) means no address is configured.
+	Addr netip.Prefix
+	// Gateway is the default IPv4 gateway, inside Addr's subnet when Addr
+	// is set; the zero Addr means none.
+	Gateway netip.Addr
+	// ID is the node id, 8 lowercase hex digits, or "" if unset.
+	ID string
+}
+
+// quiet reports whether key belongs to QEMU or Linux conventions and is
+// passed over without a word, however often it appears.
+func quiet(key string) bool {
+	switch key {
+	case "virtio_mmio.device", "console", "earlyprintk", "reboot", "panic":
+		return true
+	}
+	return false
+}
+
+// known reports whether Parse uses key.
+func known(key string) bool {
+	switch key {
+	case "name", "ip", "gw", "id":
+		return true
+	}
+	return false
+}
+
+// Parse reads the command line. It returns the configuration and a
+// warning for every word it ignored or value it overrode.
+func Parse(cmdline string) (Config, []string) {
+	var warnings []string
+	warn := func(format string, args ...any) {
+		warnings = append(warnings, "bootcfg: "+fmt.Sprintf(format, args...))
+	}
+
+	values := make(map[string]string)
+	for _, word := range strings.Fields(cmdline) {
+		key, value, ok := strings.Cut(word, "=")
+		switch {
+		case !ok:
+			warn("ignoring %q: not key=value", word)
+		case quiet(key):
+		case !known(key):
+			warn("ignoring unknown key %q", key)
+		default:
+			if _, dup := values[key]; dup {
+				warn("duplicate key %q: the last one wins", key)
+			}
+			values[key] = value
+		}
+	}
+
+	c := Config{Name: DefaultName}
+	// gw is checked after ip, which it depends on.
+	for _, key := range []string{"name", "ip", "gw", "id"} {
+		value, ok := values[key]
+		if !ok {
+			continue
+		}
+		var err error
+		switch key {
+		case "name":
+			if err = checkName(value); err == nil {
+				c.Name = value
+			}
+		case "ip":
+			c.Addr, err = parseAddr(value)
+		case "gw":
+			c.Gateway, err = parseGateway(value, c.Addr)
+		case "id":
+			if err = checkID(value); err == nil {
+				c.ID = value
+			}
+		}
+		if err != nil {
+			warn("ignoring bad %s= value %q: %v", key, value, err)
+		}
+	}
+	return c, warnings
+}
+
+func checkName(s string) error {
+	if len(s) < 1 || len(s) > 63 {
+		return errors.New("must be 1 to 63 characters")
+	}
+	for _, c := range []byte(s) {
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("character %q not allowed (use A-Z a-z 0-9 . _ -)", c)
+		}
+	}
+	return nil
+}
+
+func checkID(s string) error {
+	if len(s) != 8 {
+		return errors.New("must be 8 lowercase hex digits")
+	}
+	for _, c := range []byte(s) {
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return errors.New("must be 8 lowercase hex digits")
+		}
+	}
+	return nil
+}
+
+// parseIPv4 parses a dotted-quad address fit for a host or router.
+func parseIPv4(s string) (netip.Addr, error) {
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		// netip's message repeats the input, which the warning already shows.
+		msg, _ := strings.CutPrefix(err.Error(), fmt.Sprintf("ParseAddr(%q): ", s))
+		return netip.Addr{}, errors.New(msg)
+	}
+	switch {
+	case !a.Is4():
+		return netip.Addr{}, errors.New("not an IPv4 address")
+	case a.IsUnspecified(), a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return netip.Addr{}, errors.New("not a host address")
+	case a.IsLoopback():
+		return netip.Addr{}, errors.New("loopback address")
+	case a.IsMulticast():
+		return netip.Addr{}, errors.New("multicast address")
+	}
+	return a, nil
+}
+
+// parseAddr parses an address with its prefix length, as 10.0.0.2/24.
+func parseAddr(s string) (netip.Prefix, error) {
+	as, bs, ok := strings.Cut(s, "/")
+	if !ok {
+		return netip.Prefix{}, errors.New("missing /prefix length")
+	}
+	a, err := parseIPv4(as)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	bits, err := strconv.Atoi(bs)
+	if err != nil || bits < 1 || bits > 32 || strconv.Itoa(bits) != bs {
+		return netip.Prefix{}, errors.New("prefix length must be 1 to 32")
+	}
+	p := netip.PrefixFrom(a, bits)
+	if err := hostInSubnet(a, p); err != nil {
+		return netip.Prefix{}, err
+	}
+	return p, nil
+}
+
+// hostInSubnet checks that a is a usable host address in p: inside it and,
+// where the subnet has them (/30 and larger), not its network or broadcast
+// address.
+func hostInSubnet(a netip.Addr, p netip.Prefix) error {
+	if !p.Contains(a) {
+		return fmt.Errorf("not in %v", p.Masked())
+	}
+	if p.Bits() >= 31 {
+		return nil
+	}
+	network := p.Masked().Addr()
+	if a == network {
+		return fmt.Errorf("network address of %v", p.Masked())
+	}
+	if a == broadcast(p) {
+		return fmt.Errorf("broadcast address of %v", p.Masked())
+	}
+	return nil
+}
+
+func broadcast(p netip.Prefix) netip.Addr {
+	b := p.Masked().Addr().As4()
+	host := ^uint32(0) >> p.Bits()
+	for i := range b {
+		b[i] |= byte(host >> (8 * (3 - i)))
+	}
+	return netip.AddrFrom4(b)
+}
+
+// parseGateway parses a gateway address, which must be a host in the
+// node's subnet other than the node itself when the node has an address.
+func parseGateway(s string, addr netip.Prefix) (netip.Addr, error) {
+	gw, err := parseIPv4(s)
+	if err != nil {
+		return netip.Addr{}, err
+	}
+	if !addr.IsValid() {
+		return gw, nil
+	}
+	if err := hostInSubnet(gw, addr); err != nil {
+		return netip.Addr{}, err
+	}
+	if gw == addr.Addr() {
+		return netip.Addr{}, errors.New("is the node's own address")
+	}
+	return gw, nil
+}
+
+// String gives the configuration as a command line Parse reads back,
+// leaving out what is unset.
+func (c Config) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "name=%s", c.Name)
+	if c.Addr.IsValid() {
+		fmt.Fprintf(&b, " ip=%v", c.Addr)
+	}
+	if c.Gateway.IsValid() {
+		fmt.Fprintf(&b, " gw=%v", c.Gateway)
+	}
+	if c.ID != "" {
+		fmt.Fprintf(&b, " id=%s", c.ID)
+	}
+	return b.String()
+}

@@ -1,0 +1,175 @@
+package bootcfg
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestParse(t *testing.T) {
+	def := Config{Name: DefaultName}
+	with := func(f func(*Config)) Config {
+		c := def
+		f(&c)
+		return c
+	}
+	pfx := netip.MustParsePrefix
+	addr := netip.MustParseAddr
+	tests := []struct {
+		cmdline  string
+		want     Config
+		warnings []string
+	}{
+		{"", def, nil},
+		{"   ", def, nil},
+		{"name=n1", with(func(c *Config) { c.Name = "n1" }), nil},
+		{"name=A.b_c-9", with(func(c *Config) { c.Name = "A.b_c-9" }), nil},
+		{"name=" + strings.Repeat("x", 63), with(func(c *Config) { c.Name = strings.Repeat("x", 63) }), nil},
+		{"name=" + strings.Repeat("x", 64), def, []string{`bootcfg: ignoring bad name= value "` + strings.Repeat("x", 64) + `": must be 1 to 63 characters`}},
+		{"name=", def, []string{`bootcfg: ignoring bad name= value "": must be 1 to 63 characters`}},
+		{"name=a/b", def, []string{`bootcfg: ignoring bad name= value "a/b": character '/' not allowed (use A-Z a-z 0-9 . _ -)`}},
+		{"ip=10.0.0.2/24", with(func(c *Config) { c.Addr = pfx("10.0.0.2/24") }), nil},
+		{"ip=10.0.0.0/31", with(func(c *Config) { c.Addr = pfx("10.0.0.0/31") }), nil},
+		{"ip=10.0.0.7/32", with(func(c *Config) { c.Addr = pfx("10.0.0.7/32") }), nil},
+		{"ip=10.0.0.3/30", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.3/30": broadcast address of 10.0.0.0/30`}},
+		{"ip=10.0.0.300/24", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.300/24": IPv4 field has value >255`}},
+		{"ip=10.0.0.2", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.2": missing /prefix length`}},
+		{"ip=10.0.0.2/33", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.2/33": prefix length must be 1 to 32`}},
+		{"ip=10.0.0.2/0", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.2/0": prefix length must be 1 to 32`}},
+		{"ip=10.0.0.2/024", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.2/024": prefix length must be 1 to 32`}},
+		{"ip=10.0.0.2/+24", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.2/+24": prefix length must be 1 to 32`}},
+		{"ip=10.0.0.0/24", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.0/24": network address of 10.0.0.0/24`}},
+		{"ip=10.0.0.255/24", def, []string{`bootcfg: ignoring bad ip= value "10.0.0.255/24": broadcast address of 10.0.0.0/24`}},
+		{"ip=fd00::2/64", def, []string{`bootcfg: ignoring bad ip= value "fd00::2/64": not an IPv4 address`}},
+		{"ip=::ffff:10.0.0.2/120", def, []string{`bootcfg: ignoring bad ip= value "::ffff:10.0.0.2/120": not an IPv4 address`}},
+		{"ip=0.0.0.0/8", def, []string{`bootcfg: ignoring bad ip= value "0.0.0.0/8": not a host address`}},
+		{"ip=127.0.0.2/8", def, []string{`bootcfg: ignoring bad ip= value "127.0.0.2/8": loopback address`}},
+		{"ip=224.0.0.5/24", def, []string{`bootcfg: ignoring bad ip= value "224.0.0.5/24": multicast address`}},
+		{"ip=", def, []string{`bootcfg: ignoring bad ip= value "": missing /prefix length`}},
+		{"gw=10.0.0.1", with(func(c *Config) { c.Gateway = addr("10.0.0.1") }), nil},
+		{"ip=10.0.0.2/24 gw=10.0.0.1", with(func(c *Config) { c.Addr, c.Gateway = pfx("10.0.0.2/24"), addr("10.0.0.1") }), nil},
+		{"gw=10.0.0.1 ip=10.0.0.2/24", with(func(c *Config) { c.Addr, c.Gateway = pfx("10.0.0.2/24"), addr("10.0.0.1") }), nil},
+		{"ip=10.0.0.2/24 gw=10.0.1.1", with(func(c *Config) { c.Addr = pfx("10.0.0.2/24") }), []string{`bootcfg: ignoring bad gw= value "10.0.1.1": not in 10.0.0.0/24`}},
+		{"ip=10.0.0.2/24 gw=10.0.0.2", with(func(c *Config) { c.Addr = pfx("10.0.0.2/24") }), []string{`bootcfg: ignoring bad gw= value "10.0.0.2": is the node's own address`}},
+		{"ip=10.0.0.2/24 gw=10.0.0.255", with(func(c *Config) { c.Addr = pfx("10.0.0.2/24") }), []string{`bootcfg: ignoring bad gw= value "10.0.0.255": broadcast address of 10.0.0.0/24`}},
+		{"gw=10.0.0", def, []string{`bootcfg: ignoring bad gw= value "10.0.0": IPv4 address too short`}},
+		{"id=0a1b2c3d", with(func(c *Config) { c.ID = "0a1b2c3d" }), nil},
+		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
+		{"id=0a1b2c3", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3": must be 8 lowercase hex digits`}},
+		{"id=0a1b2c3g", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3g": must be 8 lowercase hex digits`}},
+		{"foo=bar", def, []string{`bootcfg: ignoring unknown key "foo"`}},
+		{"=x", def, []string{`bootcfg: ignoring unknown key ""`}},
+		{"Name=x", def, []string{`bootcfg: ignoring unknown key "Name"`}},
+		{"quiet", def, []string{`bootcfg: ignoring "quiet": not key=value`}},
+		{"name=a name=b", with(func(c *Config) { c.Name = "b" }), []string{`bootcfg: duplicate key "name": the last one wins`}},
+		// The last value decides even when it is bad.
+		{"name=a name=b/c", def, []string{
+			`bootcfg: duplicate key "name": the last one wins`,
+			`bootcfg: ignoring bad name= value "b/c": character '/' not allowed (use A-Z a-z 0-9 . _ -)`,
+		}},
+		{"console=ttyS0 earlyprintk=ttyS0 reboot=t panic=-1 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11", def, nil},
+		{
+			"console=ttyS0 name=n2\tip=192.168.1.10/24  gw=192.168.1.1 id=deadbeef virtio_mmio.device=512@0xfeb00e00:12",
+			Config{Name: "n2", Addr: pfx("192.168.1.10/24"), Gateway: addr("192.168.1.1"), ID: "deadbeef"},
+			nil,
+		},
+		{
+			"bogus name=n3 ip=10.0.0.300/24 x=1",
+			with(func(c *Config) { c.Name = "n3" }),
+			[]string{
+				`bootcfg: ignoring "bogus": not key=value`,
+				`bootcfg: ignoring unknown key "x"`,
+				`bootcfg: ignoring bad ip= value "10.0.0.300/24": IPv4 field has value >255`,
+			},
+		},
+	}
+	for _, tt := range tests {
+		got, warnings := Parse(tt.cmdline)
+		if got != tt.want {
+			t.Errorf("Parse(%q) = %+v, want %+v", tt.cmdline, got, tt.want)
+		}
+		if !slices.Equal(warnings, tt.warnings) {
+			t.Errorf("Parse(%q) warnings:\n%q\nwant\n%q", tt.cmdline, warnings, tt.warnings)
+		}
+	}
+}
+
+func TestString(t *testing.T) {
+	tests := []struct {
+		cmdline, want string
+	}{
+		{"", "name=fornax"},
+		{"name=n1 ip=10.0.0.2/24", "name=n1 ip=10.0.0.2/24"},
+		{"id=0a1b2c3d gw=10.0.0.1 ip=10.0.0.2/24 name=n1", "name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d"},
+	}
+	for _, tt := range tests {
+		c, _ := Parse(tt.cmdline)
+		if got := c.String(); got != tt.want {
+			t.Errorf("Parse(%q).String() = %q, want %q", tt.cmdline, got, tt.want)
+		}
+	}
+}
+
+// valid restates the rules of the package doc independently of the code.
+func valid(c Config) string {
+	if n := len(c.Name); n < 1 || n > 63 || strings.Trim(c.Name, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-") != "" {
+		return "bad name"
+	}
+	if c.ID != "" && (len(c.ID) != 8 || strings.Trim(c.ID, "0123456789abcdef") != "") {
+		return "bad id"
+	}
+	if c.Addr.IsValid() {
+		a := c.Addr.Addr()
+		if !a.Is4() || c.Addr.Bits() < 1 || c.Addr.Bits() > 32 {
+			return "bad ip"
+		}
+		if c.Addr.Bits() < 31 {
+			b := a.As4()
+			host := uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3])
+			host &= 1<<(32-c.Addr.Bits()) - 1
+			if host == 0 || host == 1<<(32-c.Addr.Bits())-1 {
+				return "ip is network or broadcast address"
+			}
+		}
+	} else if c.Addr != (netip.Prefix{}) {
+		return "invalid non-zero ip"
+	}
+	if c.Gateway.IsValid() {
+		if !c.Gateway.Is4() {
+			return "bad gw"
+		}
+		if c.Addr.IsValid() && (!c.Addr.Contains(c.Gateway) || c.Gateway == c.Addr.Addr()) {
+			return "gw outside subnet"
+		}
+	}
+	return ""
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"",
+		"name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d",
+		"ip=10.0.0.255/24 gw=10.0.0.1",
+		"ip=192.168.0.1/30 gw=192.168.0.2",
+		"name=a name=b foo bar=baz console=ttyS0",
+		"ip=1.2.3.4/31 gw=1.2.3.5 id=DEADBEEF",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, cmdline string) {
+		c, warnings := Parse(cmdline)
+		if why := valid(c); why != "" {
+			t.Fatalf("Parse(%q) = %+v: %s", cmdline, c, why)
+		}
+		c2, warnings2 := Parse(cmdline)
+		if c2 != c || !slices.Equal(warnings, warnings2) {
+			t.Fatalf("Parse(%q) not deterministic", cmdline)
+		}
+		// String gives a command line that parses back cleanly.
+		c3, warnings3 := Parse(c.String())
+		if c3 != c || len(warnings3) != 0 {
+			t.Fatalf("Parse(%q) = %+v; Parse(%q) = %+v, %q", cmdline, c, c.String(), c3, warnings3)
+		}
+	})
+}

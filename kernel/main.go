@@ -1,0 +1,117 @@
+//go:build tamago
+
+// Command kernel is Fornax: it boots on QEMU's microvm, mounts the kernel's
+// files, starts the services compiled in (network, cluster) and runs the
+// serial-console shell.
+package main
+
+import (
+	"fmt"
+	"io"
+	"time"
+
+	board "fornax/board/qemu_amd64"
+	"fornax/kernel/bootcfg"
+	"fornax/kernel/ns"
+	"fornax/kernel/shell"
+	"fornax/kernel/sys"
+)
+
+// version is set at link time (-X main.version=...).
+var version = "dev"
+
+// A service is started at boot, after the name space and before the shell.
+// Files guarded by build tags add theirs in init (see cluster.go).
+type service struct {
+	name  string
+	start func(*system) error
+}
+
+var services []service
+
+// system is what services get to see and extend.
+type system struct {
+	cfg   bootcfg.Config
+	kern  *sys.Kernel
+	space *ns.Namespace
+	shell *shell.Shell
+	con   io.Writer
+	// irq maps a device interrupt vector to its handler; routes are
+	// the I/O APIC inputs to unmask once vectors are installed.
+	irq    map[int]func()
+	routes []route
+}
+
+type route struct{ gsi, vector int }
+
+// handle has the device on global system interrupt gsi served by h.
+func (s *system) handle(gsi, vector int, h func()) {
+	s.irq[vector] = h
+	s.routes = append(s.routes, route{gsi, vector})
+}
+
+func main() {
+	con := board.Serial
+	cmdline := board.CmdLine()
+	cfg, warnings := bootcfg.Parse(cmdline)
+	for _, w := range warnings {
+		fmt.Fprintf(con, "warning: %s\n", w)
+	}
+
+	kind, tsc, lapic, _ := board.ClockInfo()
+	kern := sys.New(sys.Machine{
+		Version:  version,
+		CmdLine:  cmdline,
+		MemTotal: board.RamSize,
+		NumCPU:   board.NumCPU(),
+		Uptime:   board.Uptime,
+		Now:      time.Now,
+		Clock:    fmt.Sprintf("%s tsc %d Hz lapic %d Hz", kind, tsc, lapic),
+	}, cfg.Name)
+
+	space := ns.New()
+	mustMount(space, "/dev", kern.Dev())
+	mustMount(space, "/proc", kern.Proc())
+
+	s := &system{
+		cfg:   cfg,
+		kern:  kern,
+		space: space,
+		con:   con,
+		irq:   map[int]func(){},
+		shell: shell.New(space, func() string { return kern.Name() + "% " }),
+	}
+	kern.Commands(s.shell)
+	s.shell.Register("halt", "halt", "stop the machine", func(w io.Writer, args []string) error {
+		fmt.Fprintln(w, "halted")
+		board.Halt()
+		return nil
+	})
+
+	for _, svc := range services {
+		if err := svc.start(s); err != nil {
+			fmt.Fprintf(con, "%s: %v\n", svc.name, err)
+		}
+	}
+
+	// Handlers are all registered above; the map is read-only from here.
+	go board.ServiceInterrupts(func(vector int) {
+		if h := s.irq[vector]; h != nil {
+			h()
+		}
+	}, func() {
+		for _, route := range s.routes {
+			board.EnableInterrupt(route.gsi, route.vector)
+		}
+	})
+
+	fmt.Fprintf(con, "fornax %s ready in %d ms\n", version, board.Uptime().Milliseconds())
+	s.shell.Run(con, con)
+	board.Halt()
+}
+
+func mustMount(space *ns.Namespace, path string, srv ns.Server) {
+	if err := space.Mount(path, srv); err != nil {
+		panic(err)
+	}
+}

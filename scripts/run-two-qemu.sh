@@ -1,0 +1,165 @@
+#!/usr/bin/env bash
+# Boot Fornax VMs on one virtual LAN (the project's main job).
+#
+#   scripts/run-two-qemu.sh [-n COUNT] [-k KERNEL] [--dir DIR] [--accel tcg|kvm] [--detach]
+#   scripts/run-two-qemu.sh --stop [--dir DIR]
+#   scripts/run-two-qemu.sh --restart fornax-NN [--dir DIR]
+#
+# Network namespace "fornax" holds bridge fxbr0 (10.0.0.1/24) and one tap
+# per VM; VM NN is fornax-NN at 10.0.0.(NN+1) with MAC 52:54:00:f0:00:NN.
+# Each console is a unix socket DIR/fornax-NN.sock, logged to
+# DIR/fornax-NN.log; QEMU's pid is in DIR/fornax-NN.pid.
+set -euo pipefail
+
+NS=fornax
+BRIDGE=fxbr0
+SUBNET=10.0.0
+COUNT=2
+KERNEL=build/fornax-cluster.elf
+DIR=run
+ACCEL=tcg
+MODE=run
+TARGET=
+DETACH=0
+QEMU=${QEMU:-qemu-system-x86_64}
+
+die() { echo "run-two-qemu: $*" >&2; exit 1; }
+
+usage() {
+	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	exit "${1:-0}"
+}
+
+while [ $# -gt 0 ]; do
+	case "$1" in
+	-n) COUNT=${2:?}; shift 2 ;;
+	-k) KERNEL=${2:?}; shift 2 ;;
+	--dir) DIR=${2:?}; shift 2 ;;
+	--accel) ACCEL=${2:?}; shift 2 ;;
+	--detach) DETACH=1; shift ;;
+	--stop) MODE=stop; shift ;;
+	--restart) MODE=restart; TARGET=${2:?--restart needs a VM name}; shift 2 ;;
+	-h|--help) usage 0 ;;
+	*) echo "run-two-qemu: unknown argument: $1" >&2; usage 2 ;;
+	esac
+done
+
+[[ $COUNT =~ ^[0-9]+$ ]] && [ "$COUNT" -ge 1 ] && [ "$COUNT" -le 99 ] || die "-n takes a count from 1 to 99"
+case "$ACCEL" in tcg|kvm) ;; *) die "--accel takes tcg or kvm" ;; esac
+[ "$(id -u)" = 0 ] || die "needs root (it creates network namespace '$NS', a bridge and taps)"
+
+name() { printf 'fornax-%02d' "$1"; }
+tap() { printf 'fxtap%02d' "$1"; }
+
+stop_vm() { # index
+	local pidf
+	pidf="$DIR/$(name "$1").pid"
+	if [ -f "$pidf" ]; then
+		local pid
+		pid=$(cat "$pidf")
+		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q qemu "/proc/$pid/comm" 2>/dev/null; then
+			kill -9 "$pid" 2>/dev/null || true
+			for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+		fi
+		rm -f "$pidf"
+	fi
+	rm -f "$DIR/$(name "$1").sock"
+}
+
+teardown() {
+	local f
+	for f in "$DIR"/fornax-*.pid; do
+		[ -e "$f" ] || continue
+		f=${f##*/fornax-}; f=${f%.pid}
+		stop_vm "$((10#$f))"
+	done
+	ip netns del "$NS" 2>/dev/null || true
+}
+
+boot_vm() { # index
+	local i=$1 n mac
+	n=$(name "$i")
+	mac=$(printf '52:54:00:f0:00:%02x' "$i")
+	ip netns exec "$NS" ip link show "$(tap "$i")" >/dev/null 2>&1 || {
+		ip netns exec "$NS" ip tuntap add dev "$(tap "$i")" mode tap
+		ip netns exec "$NS" ip link set "$(tap "$i")" master "$BRIDGE" up
+	}
+	rm -f "$DIR/$n.sock" "$DIR/$n.pid"
+	: > "$DIR/$n.log"
+	ip netns exec "$NS" "$QEMU" -M microvm -global virtio-mmio.force-legacy=false \
+		-accel "$ACCEL" -cpu max -m 128M -smp 1 -no-reboot \
+		-display none -monitor none \
+		-chardev "socket,id=con0,path=$DIR/$n.sock,server=on,wait=off,logfile=$DIR/$n.log,logappend=on" \
+		-serial chardev:con0 \
+		-netdev "tap,id=net0,ifname=$(tap "$i"),script=no,downscript=no" \
+		-device "virtio-net-device,netdev=net0,mac=$mac" \
+		-kernel "$KERNEL" -append "name=$n ip=$SUBNET.$((i + 1))/24 gw=$SUBNET.1" \
+		-daemonize -pidfile "$DIR/$n.pid" || die "QEMU failed to start $n"
+}
+
+wait_ready() { # index...
+	local i n
+	for i in "$@"; do
+		n=$(name "$i")
+		for _ in $(seq 600); do
+			grep -q "ready in" "$DIR/$n.log" 2>/dev/null && break
+			sleep 0.05
+		done
+		grep -q "ready in" "$DIR/$n.log" || die "$n did not reach its prompt (see $DIR/$n.log)"
+		echo "$n: $(grep -m1 'ready in' "$DIR/$n.log" | tr -d '\r')"
+	done
+}
+
+case "$MODE" in
+stop)
+	teardown
+	exit 0 ;;
+restart)
+	[[ $TARGET =~ ^fornax-([0-9]{2})$ ]] || die "--restart takes a name like fornax-02"
+	idx=$((10#${BASH_REMATCH[1]}))
+	[ -f "$DIR/config" ] || die "nothing runs from $DIR (no $DIR/config)"
+	# shellcheck disable=SC1091
+	. "$DIR/config"
+	ip netns list | grep -qw "$NS" || die "network namespace $NS is gone: start the VMs first"
+	stop_vm "$idx"
+	boot_vm "$idx"
+	wait_ready "$idx"
+	exit 0 ;;
+esac
+
+command -v "$QEMU" >/dev/null || die "$QEMU is missing (Debian: apt-get install qemu-system-x86, or 'make deps')"
+command -v ip >/dev/null || die "ip is missing (Debian: apt-get install iproute2)"
+[ -f "$KERNEL" ] || die "kernel image $KERNEL is missing: run 'make kernel-cluster'"
+KERNEL=$(realpath "$KERNEL")
+mkdir -p "$DIR"
+DIR=$(realpath "$DIR")
+
+# A crash may have left VMs, taps or the namespace behind.
+teardown
+
+ip netns add "$NS"
+ip netns exec "$NS" ip link set lo up
+ip netns exec "$NS" ip link add "$BRIDGE" type bridge
+ip netns exec "$NS" ip addr add "$SUBNET.1/24" dev "$BRIDGE"
+ip netns exec "$NS" ip link set "$BRIDGE" up
+printf 'KERNEL=%q\nACCEL=%q\nCOUNT=%q\n' "$KERNEL" "$ACCEL" "$COUNT" > "$DIR/config"
+
+if [ "$DETACH" = 0 ]; then
+	trap 'teardown' EXIT
+	trap 'exit 130' INT TERM
+fi
+
+for i in $(seq 1 "$COUNT"); do boot_vm "$i"; done
+wait_ready $(seq 1 "$COUNT")
+
+if [ "$DETACH" = 1 ]; then
+	echo "VMs run in namespace $NS; consoles: $DIR/fornax-NN.sock; stop with: $0 --stop --dir $DIR"
+	exit 0
+fi
+
+echo "attached to $(name 1): Ctrl-] detaches and stops all VMs"
+if command -v socat >/dev/null; then
+	socat -,raw,echo=0,escape=0x1d "UNIX-CONNECT:$DIR/$(name 1).sock" || true
+else
+	die "socat is missing (Debian: apt-get install socat)"
+fi
