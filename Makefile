@@ -73,7 +73,7 @@ deps: ## install QEMU and network tools with apt-get (Debian, as root), if missi
 
 tamago: ## make sure `go tool tamago` has its compiler (it installs tamago-go into ~/.cache/tamago-go)
 	@out=$$($(GO) tool $(TAMAGO_TOOL) version 2>&1) || { \
-		echo "fornax: the TamaGo compiler is missing: 'go tool tamago' could not install tamago-go into ~/.cache/tamago-go (it needs git and access to github.com/usbarmory/tamago-go): $$(echo "$$out" | grep -m1 -i 'tamago:\|fatal' )"; exit 1; }
+		echo "fornax: the TamaGo compiler is missing: 'go tool tamago' could not install tamago-go into ~/.cache/tamago-go (it needs git and access to github.com/usbarmory/tamago-go): $$(echo "$$out" | tail -n1)"; exit 1; }
 
 check-qemu:
 	@command -v $(QEMU) >/dev/null || { echo "fornax: $(QEMU) is missing: run 'make deps' as root (Debian package qemu-system-x86)"; exit 1; }

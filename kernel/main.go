@@ -12,6 +12,7 @@ import (
 
 	board "fornax/board/qemu_amd64"
 	"fornax/kernel/bootcfg"
+	"fornax/kernel/netstack"
 	"fornax/kernel/ns"
 	"fornax/kernel/shell"
 	"fornax/kernel/sys"
@@ -36,6 +37,7 @@ type system struct {
 	space *ns.Namespace
 	shell *shell.Shell
 	con   io.Writer
+	net   *netstack.Stack // nil when the network is off
 	// irq maps a device interrupt vector to its handler; routes are
 	// the I/O APIC inputs to unmask once vectors are installed.
 	irq    map[int]func()

@@ -51,6 +51,7 @@ type VM struct {
 	Started time.Time // when QEMU was started
 
 	cmd *exec.Cmd
+	pid int // QEMU's pid, for VMs attached by socket
 	in  io.Writer
 	c   io.Closer
 
@@ -207,10 +208,10 @@ func (vm *VM) Log() string {
 	return vm.out.String()
 }
 
-// Pid returns QEMU's process id, or 0 for an attached VM.
+// Pid returns QEMU's process id (0 if unknown).
 func (vm *VM) Pid() int {
 	if vm.cmd == nil || vm.cmd.Process == nil {
-		return 0
+		return vm.pid
 	}
 	return vm.cmd.Process.Pid
 }

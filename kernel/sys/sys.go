@@ -110,21 +110,21 @@ type Registrar interface {
 // Commands registers uptime, date and mem.
 func (k *Kernel) Commands(r Registrar) {
 	r.Register("uptime", "uptime", "time since reset", func(w io.Writer, args []string) error {
-		if len(args) > 1 {
+		if len(args) > 0 {
 			return errUsage("uptime")
 		}
 		_, err := fmt.Fprintf(w, "up %s (%.3f s)\n", FormatUptime(k.Uptime()), k.Uptime().Seconds())
 		return err
 	})
 	r.Register("date", "date", "wall-clock time (UTC)", func(w io.Writer, args []string) error {
-		if len(args) > 1 {
+		if len(args) > 0 {
 			return errUsage("date")
 		}
 		_, err := fmt.Fprintln(w, k.m.Now().UTC().Format(time.UnixDate))
 		return err
 	})
 	r.Register("mem", "mem", "memory: total, used by the runtime, free", func(w io.Writer, args []string) error {
-		if len(args) > 1 {
+		if len(args) > 0 {
 			return errUsage("mem")
 		}
 		total, used, free := k.Mem()

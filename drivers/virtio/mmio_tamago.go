@@ -1,0 +1,35 @@
+//go:build tamago
+
+package virtio
+
+import (
+	"sync/atomic"
+	"unsafe"
+)
+
+// MMIO is the register window of a virtio-mmio device at Base
+// (virtio-v1.2 §4.2.2), e.g. 0xfeb02e00 for the net device on QEMU
+// microvm. Accesses are single volatile loads and stores.
+type MMIO struct {
+	Base uintptr
+}
+
+func (m *MMIO) reg(off uint32) *uint32 {
+	return (*uint32)(unsafe.Pointer(m.Base + uintptr(off)))
+}
+
+// Read32 implements Regs.
+func (m *MMIO) Read32(off uint32) uint32 {
+	return atomic.LoadUint32(m.reg(off))
+}
+
+// Write32 implements Regs.
+func (m *MMIO) Write32(off uint32, v uint32) {
+	atomic.StoreUint32(m.reg(off), v)
+}
+
+// Read8 implements ByteReader, for the device configuration space
+// (virtio-v1.2 §4.2.2.2).
+func (m *MMIO) Read8(off uint32) uint8 {
+	return *(*uint8)(unsafe.Pointer(m.Base + uintptr(off)))
+}

@@ -1,0 +1,517 @@
+package virtio
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+)
+
+// virtio-net parameters (virtio-v1.2 §5.1).
+const (
+	rxQueue = 0 // receiveq1 (§5.1.2)
+	txQueue = 1 // transmitq1
+
+	// NetHdrSize is the size of struct virtio_net_hdr when
+	// VIRTIO_F_VERSION_1 is negotiated (§5.1.6); it precedes every frame.
+	NetHdrSize = 12
+
+	// MaxFrameSize is the largest Ethernet frame (no FCS) a buffer holds:
+	// 1514 plus room for a VLAN tag and slack, as §5.1.6.3.1 asks of
+	// drivers without mergeable buffers or offloads.
+	MaxFrameSize = 1526
+
+	// MTU is the IP MTU the device carries.
+	MTU = 1500
+
+	// DefaultQueueSize caps the queue size when Net.QueueSize is 0.
+	DefaultQueueSize = 256
+
+	bufStride = 1600 // NetHdrSize+MaxFrameSize rounded up to cache lines
+
+	resetSpins = 1 << 20
+)
+
+var (
+	// ErrClosed is returned by Receive and Transmit after Close.
+	ErrClosed = errors.New("virtio: device closed")
+	// ErrTxFull means no transmit descriptor was free: the frame was
+	// dropped (and counted in Stats.TxDrops).
+	ErrTxFull = errors.New("virtio: transmit queue full")
+	// ErrFrameSize means the frame is larger than MaxFrameSize.
+	ErrFrameSize = errors.New("virtio: frame too large")
+)
+
+// Net is a virtio network device (virtio-v1.2 §5.1) on a modern
+// virtio-mmio transport. Set Regs and Mem, then call Init.
+//
+// Receive is meant for one goroutine (the link endpoint's RX loop),
+// Transmit may be called concurrently, HandleInterrupt runs from the
+// interrupt service goroutine.
+type Net struct {
+	// Regs is the device's register window.
+	Regs Regs
+	// Mem provides DMA memory for rings and buffers.
+	Mem Memory
+	// QueueSize caps the size of each queue (0: DefaultQueueSize); the
+	// device's QueueNumMax caps it too.
+	QueueSize int
+
+	mac      [6]byte
+	features uint64
+
+	rx struct {
+		sync.Mutex
+		q    *Queue
+		ring ring
+	}
+
+	tx struct {
+		sync.Mutex
+		q    *Queue
+		ring ring
+		free []int // free buffer slots
+	}
+
+	rxReady chan struct{} // signalled by HandleInterrupt
+	done    chan struct{} // closed by Close
+	closed  atomic.Bool
+	once    sync.Once
+
+	stats counters
+}
+
+// ring holds one queue's packet buffers: slot i at addr+i*bufStride.
+type ring struct {
+	addr uint64
+	buf  []byte
+	slot []int // buffer slot by descriptor head
+}
+
+func (r *ring) bufAddr(i int) uint64 { return r.addr + uint64(i*bufStride) }
+func (r *ring) bytes(i int) []byte   { return r.buf[i*bufStride:][:NetHdrSize+MaxFrameSize] }
+
+type counters struct {
+	rxPackets, rxBytes, rxDrops, rxErrors atomic.Uint64
+	txPackets, txBytes, txDrops, txErrors atomic.Uint64
+	interrupts, spurious, configChanges   atomic.Uint64
+}
+
+// QueueStats describes one virtqueue.
+type QueueStats struct {
+	Size     int    // descriptors
+	Free     int    // descriptors owned by the driver
+	InFlight int    // descriptors owned by the device
+	Bad      uint64 // bogus used entries ignored
+}
+
+// Stats is a snapshot of the device counters.
+type Stats struct {
+	RxPackets, RxBytes uint64
+	RxDrops            uint64 // frames discarded by the driver (short buffer)
+	RxErrors           uint64 // malformed used entries
+	TxPackets, TxBytes uint64
+	TxDrops            uint64 // frames dropped: no free descriptor
+	TxErrors           uint64 // frames refused: too large, or device closed
+
+	Interrupts    uint64 // interrupts with a cause
+	Spurious      uint64 // interrupts with InterruptStatus 0
+	ConfigChanges uint64
+
+	RX, TX QueueStats
+}
+
+// Init resets and initializes the device (virtio-v1.2 §3.1.1, §4.2.3,
+// §5.1.5): it negotiates VIRTIO_F_VERSION_1 and VIRTIO_NET_F_MAC only,
+// sets up receiveq1 and transmitq1, fills the receive queue and sets
+// DRIVER_OK.
+func (n *Net) Init() (err error) {
+	r := n.Regs
+
+	if r == nil || n.Mem == nil {
+		return errors.New("virtio: Net needs Regs and Mem")
+	}
+	if v := r.Read32(RegMagic); v != MagicValue {
+		return fmt.Errorf("virtio: bad magic %#x", v)
+	}
+	if v := r.Read32(RegVersion); v != VersionValue {
+		return fmt.Errorf("virtio: mmio version %d, want 2 (use virtio-mmio.force-legacy=false)", v)
+	}
+	if v := r.Read32(RegDeviceID); v != DeviceIDNet {
+		return fmt.Errorf("virtio: device id %d is not a network card", v)
+	}
+
+	// §3.1.1 (1): reset, and wait for it to complete (§4.2.3.1.1)
+	r.Write32(RegStatus, 0)
+	for i := 0; r.Read32(RegStatus) != 0; i++ {
+		if i == resetSpins {
+			return errors.New("virtio: device reset timed out")
+		}
+	}
+
+	// (2), (3)
+	status := uint32(StatusAcknowledge)
+	r.Write32(RegStatus, status)
+	status |= StatusDriver
+	r.Write32(RegStatus, status)
+
+	defer func() {
+		if err != nil {
+			r.Write32(RegStatus, status|StatusFailed)
+		}
+	}()
+
+	// (4) read features, write the subset we understand (§4.2.2)
+	var offered uint64
+	for sel := uint32(0); sel < 2; sel++ {
+		r.Write32(RegDeviceFeaturesSel, sel)
+		offered |= uint64(r.Read32(RegDeviceFeatures)) << (32 * sel)
+	}
+	if offered&FeatureVersion1 == 0 {
+		return errors.New("virtio: device does not offer VIRTIO_F_VERSION_1")
+	}
+	n.features = offered & (FeatureVersion1 | FeatureNetMAC)
+	for sel := uint32(0); sel < 2; sel++ {
+		r.Write32(RegDriverFeaturesSel, sel)
+		r.Write32(RegDriverFeatures, uint32(n.features>>(32*sel)))
+	}
+
+	// (5), (6)
+	status |= StatusFeaturesOK
+	r.Write32(RegStatus, status)
+	if r.Read32(RegStatus)&StatusFeaturesOK == 0 {
+		return errors.New("virtio: device rejected features")
+	}
+
+	// (7) device-specific setup
+	if n.rx.q, err = n.setupQueue(rxQueue); err != nil {
+		return
+	}
+	if n.tx.q, err = n.setupQueue(txQueue); err != nil {
+		return
+	}
+	if err = n.rx.ring.init(n.Mem, n.rx.q.Size()); err != nil {
+		return
+	}
+	if err = n.tx.ring.init(n.Mem, n.tx.q.Size()); err != nil {
+		return
+	}
+	n.tx.free = make([]int, n.tx.q.Size())
+	for i := range n.tx.free {
+		n.tx.free[i] = i
+	}
+
+	n.readMAC()
+
+	n.rxReady = make(chan struct{}, 1)
+	n.done = make(chan struct{})
+
+	// no notifications before DRIVER_OK (§3.1.1)
+	for i := 0; i < n.rx.q.Size(); i++ {
+		n.postRx(i)
+	}
+
+	// (8)
+	status |= StatusDriverOK
+	r.Write32(RegStatus, status)
+	r.Write32(RegQueueNotify, rxQueue)
+
+	return nil
+}
+
+// setupQueue performs virtqueue configuration (virtio-v1.2 §4.2.3.2).
+func (n *Net) setupQueue(index uint32) (*Queue, error) {
+	r := n.Regs
+	r.Write32(RegQueueSel, index)
+
+	if r.Read32(RegQueueReady) != 0 {
+		return nil, fmt.Errorf("virtio: queue %d already in use", index)
+	}
+
+	limit := n.QueueSize
+	if limit <= 0 {
+		limit = DefaultQueueSize
+	}
+	size := min(int(r.Read32(RegQueueNumMax)), limit, MaxQueueSize)
+	if size == 0 {
+		return nil, fmt.Errorf("virtio: queue %d not available", index)
+	}
+	for size&(size-1) != 0 {
+		size &= size - 1 // round down to a power of 2 (§2.7)
+	}
+
+	q, err := NewQueue(n.Mem, size)
+	if err != nil {
+		return nil, err
+	}
+
+	desc, driver, device := q.Addrs()
+	r.Write32(RegQueueNum, uint32(size))
+	r.Write32(RegQueueDescLow, uint32(desc))
+	r.Write32(RegQueueDescHigh, uint32(desc>>32))
+	r.Write32(RegQueueDriverLow, uint32(driver))
+	r.Write32(RegQueueDriverHigh, uint32(driver>>32))
+	r.Write32(RegQueueDeviceLow, uint32(device))
+	r.Write32(RegQueueDeviceHigh, uint32(device>>32))
+	r.Write32(RegQueueReady, 1)
+
+	return q, nil
+}
+
+func (b *ring) init(mem Memory, n int) (err error) {
+	b.addr, b.buf, err = alloc(mem, n*bufStride, 64)
+	b.slot = make([]int, n)
+	return
+}
+
+// readMAC reads struct virtio_net_config.mac (virtio-v1.2 §5.1.4), retrying
+// on a configuration generation change (§4.2.2.2, §2.5.1).
+func (n *Net) readMAC() {
+	if n.features&FeatureNetMAC == 0 {
+		// §5.1.5: no MAC offered, make up a locally administered one
+		v := rand.Uint64()
+		for i := range n.mac {
+			n.mac[i] = byte(v >> (8 * i))
+		}
+		n.mac[0] = n.mac[0]&^1 | 2
+		return
+	}
+
+	r := n.Regs
+
+	for {
+		gen := r.Read32(RegConfigGeneration)
+
+		if br, ok := r.(ByteReader); ok {
+			for i := range n.mac {
+				n.mac[i] = br.Read8(RegConfig + uint32(i))
+			}
+		} else {
+			lo, hi := r.Read32(RegConfig), r.Read32(RegConfig+4)
+			n.mac = [6]byte{byte(lo), byte(lo >> 8), byte(lo >> 16), byte(lo >> 24), byte(hi), byte(hi >> 8)}
+		}
+
+		if r.Read32(RegConfigGeneration) == gen {
+			return
+		}
+	}
+}
+
+// MAC returns the device's MAC address.
+func (n *Net) MAC() [6]byte { return n.mac }
+
+// MTU returns the IP MTU.
+func (n *Net) MTU() int { return MTU }
+
+// Features returns the negotiated feature bits.
+func (n *Net) Features() uint64 { return n.features }
+
+// postRx makes receive buffer slot i available to the device; rx must be
+// locked (or not yet shared).
+func (n *Net) postRx(i int) {
+	head, ok := n.rx.q.Add(Buffer{Addr: n.rx.ring.bufAddr(i), Len: NetHdrSize + MaxFrameSize, Writable: true})
+	if !ok {
+		panic("virtio: no free rx descriptor") // one descriptor per slot
+	}
+	n.rx.ring.slot[head] = i
+}
+
+// Receive copies the next received frame (without virtio_net_hdr) into
+// buf and returns its length. It blocks until a frame arrives or Close
+// is called (ErrClosed). A frame longer than buf is truncated, counted
+// as dropped and reported with io.ErrShortBuffer.
+func (n *Net) Receive(buf []byte) (int, error) {
+	for {
+		if n.closed.Load() {
+			return 0, ErrClosed
+		}
+
+		size, ok, err := n.receive(buf)
+		if ok {
+			return size, err
+		}
+
+		// HandleInterrupt signals after acknowledging, so a frame used
+		// after receive looked leaves a token here: no lost wakeups.
+		select {
+		case <-n.rxReady:
+		case <-n.done:
+		}
+	}
+}
+
+func (n *Net) receive(buf []byte) (size int, ok bool, err error) {
+	n.rx.Lock()
+	defer n.rx.Unlock()
+
+	for {
+		head, length, ok := n.rx.q.Used()
+		if !ok {
+			return 0, false, nil
+		}
+
+		i := n.rx.ring.slot[head]
+
+		if length < NetHdrSize || length > NetHdrSize+MaxFrameSize {
+			n.stats.rxErrors.Add(1)
+			n.refillRx(i)
+			continue
+		}
+
+		frame := n.rx.ring.bytes(i)[NetHdrSize:length]
+		size = copy(buf, frame)
+		n.refillRx(i)
+
+		if size < len(frame) {
+			n.stats.rxDrops.Add(1)
+			return size, true, io.ErrShortBuffer
+		}
+
+		n.stats.rxPackets.Add(1)
+		n.stats.rxBytes.Add(uint64(size))
+
+		return size, true, nil
+	}
+}
+
+func (n *Net) refillRx(i int) {
+	n.postRx(i)
+
+	if n.rx.q.NeedNotify() {
+		n.Regs.Write32(RegQueueNotify, rxQueue)
+	}
+}
+
+// Transmit copies frame, a complete Ethernet frame without FCS, into a
+// transmit buffer and hands it to the device. Completed buffers are
+// reclaimed first; if none is free the frame is dropped with ErrTxFull.
+func (n *Net) Transmit(frame []byte) error {
+	if len(frame) > MaxFrameSize {
+		n.stats.txErrors.Add(1)
+		return ErrFrameSize
+	}
+
+	n.tx.Lock()
+	defer n.tx.Unlock()
+
+	if n.closed.Load() {
+		n.stats.txErrors.Add(1)
+		return ErrClosed
+	}
+
+	n.reclaimTx()
+
+	if len(n.tx.free) == 0 {
+		n.stats.txDrops.Add(1)
+		return ErrTxFull
+	}
+
+	i := n.tx.free[len(n.tx.free)-1]
+	b := n.tx.ring.bytes(i)
+	clear(b[:NetHdrSize]) // no offloads: flags 0, GSO_NONE (§5.1.6.2)
+	copy(b[NetHdrSize:], frame)
+
+	head, ok := n.tx.q.Add(Buffer{Addr: n.tx.ring.bufAddr(i), Len: uint32(NetHdrSize + len(frame))})
+	if !ok {
+		n.stats.txDrops.Add(1)
+		return ErrTxFull
+	}
+
+	n.tx.free = n.tx.free[:len(n.tx.free)-1]
+	n.tx.ring.slot[head] = i
+
+	if n.tx.q.NeedNotify() {
+		n.Regs.Write32(RegQueueNotify, txQueue)
+	}
+
+	n.stats.txPackets.Add(1)
+	n.stats.txBytes.Add(uint64(len(frame)))
+
+	return nil
+}
+
+// reclaimTx returns transmitted buffers to the free list; tx must be locked.
+func (n *Net) reclaimTx() {
+	for {
+		head, _, ok := n.tx.q.Used()
+		if !ok {
+			return
+		}
+		n.tx.free = append(n.tx.free, n.tx.ring.slot[head])
+	}
+}
+
+// HandleInterrupt acknowledges the device interrupt (virtio-v1.2 §4.2.2,
+// InterruptStatus / InterruptACK) and wakes Receive. It never blocks and
+// takes no locks; an interrupt without a cause is counted as spurious.
+func (n *Net) HandleInterrupt() {
+	s := n.Regs.Read32(RegInterruptStatus)
+
+	if s == 0 {
+		n.stats.spurious.Add(1)
+		return
+	}
+
+	n.Regs.Write32(RegInterruptACK, s)
+	n.stats.interrupts.Add(1)
+
+	if s&IntConfigChange != 0 {
+		n.stats.configChanges.Add(1)
+	}
+
+	if s&IntUsedBuffer != 0 {
+		select {
+		case n.rxReady <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Close resets the device, so that it stops using the rings, and makes
+// Receive and Transmit return ErrClosed.
+func (n *Net) Close() error {
+	n.once.Do(func() {
+		n.closed.Store(true)
+		if n.done != nil {
+			close(n.done)
+		}
+		n.Regs.Write32(RegStatus, 0)
+	})
+	return nil
+}
+
+// Stats returns a snapshot of the counters and queue occupancy.
+func (n *Net) Stats() (s Stats) {
+	c := &n.stats
+	s = Stats{
+		RxPackets: c.rxPackets.Load(), RxBytes: c.rxBytes.Load(),
+		RxDrops: c.rxDrops.Load(), RxErrors: c.rxErrors.Load(),
+		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
+		TxDrops: c.txDrops.Load(), TxErrors: c.txErrors.Load(),
+		Interrupts: c.interrupts.Load(), Spurious: c.spurious.Load(),
+		ConfigChanges: c.configChanges.Load(),
+	}
+
+	if n.rx.q != nil {
+		n.rx.Lock()
+		s.RX = queueStats(n.rx.q)
+		s.RxErrors += s.RX.Bad
+		n.rx.Unlock()
+	}
+
+	if n.tx.q != nil {
+		n.tx.Lock()
+		n.reclaimTx()
+		s.TX = queueStats(n.tx.q)
+		s.TxErrors += s.TX.Bad
+		n.tx.Unlock()
+	}
+
+	return
+}
+
+func queueStats(q *Queue) QueueStats {
+	return QueueStats{Size: q.Size(), Free: q.Free(), InFlight: q.InFlight(), Bad: q.Bad()}
+}

@@ -1,0 +1,237 @@
+package virtio
+
+import (
+	"encoding/binary"
+	"errors"
+	"sync/atomic"
+	"unsafe"
+)
+
+// Split virtqueue layout (virtio-v1.2 §2.7).
+const (
+	descSize  = 16 // struct virtq_desc (§2.7.5)
+	descAlign = 16 // §2.7, Table 2.2
+	ringAlign = 4  // used ring needs 4 (§2.7); avail gets 4 too, for atomic idx access
+
+	availHdr = 4 // flags, idx (§2.7.6)
+	usedHdr  = 4 // flags, idx (§2.7.8)
+	usedElem = 8 // struct virtq_used_elem: id, len
+
+	// MaxQueueSize is the largest split queue size (§2.7).
+	MaxQueueSize = 32768
+)
+
+// Descriptor flags (virtio-v1.2 §2.7.5).
+const (
+	descFNext  = 1
+	descFWrite = 2
+)
+
+// Ring flags (virtio-v1.2 §2.7.7).
+const (
+	usedFNoNotify = 1 // VIRTQ_USED_F_NO_NOTIFY, in used.flags
+)
+
+// Buffer is one device-reachable buffer of a descriptor chain.
+type Buffer struct {
+	Addr     uint64
+	Len      uint32
+	Writable bool // device writes it (VIRTQ_DESC_F_WRITE)
+}
+
+// Queue is a split virtqueue (virtio-v1.2 §2.7), driver side. It is not
+// safe for concurrent use; callers serialize access to one queue.
+//
+// Memory ordering: descriptors and the avail ring entry are written with
+// plain stores, then avail.idx is published with an atomic store; used.idx
+// is read with an atomic load before the used entries it covers. On amd64
+// an atomic store is an XCHG, a full barrier, so the following load of
+// used.flags (NeedNotify) cannot be reordered before the publication
+// (§2.7.13.3.1, §2.7.13.4.1).
+type Queue struct {
+	size uint16
+
+	desc, avail, used             []byte
+	descAddr, availAddr, usedAddr uint64
+
+	free  []uint16 // free descriptor indices (stack)
+	next  []uint16 // shadow of desc[i].next, not trusting device memory
+	chain []uint16 // chain length by head index, 0 if not in flight
+
+	availIdx uint16 // shadow of avail.idx
+	lastUsed uint16 // used.idx up to which entries were consumed
+
+	bad uint64 // bogus used entries ignored
+}
+
+// NewQueue allocates and zeroes a split virtqueue of size descriptors,
+// size being a power of two no larger than MaxQueueSize.
+func NewQueue(mem Memory, size int) (*Queue, error) {
+	if size <= 0 || size > MaxQueueSize || size&(size-1) != 0 {
+		return nil, errors.New("virtio: queue size not a power of 2 in 1..32768")
+	}
+
+	q := &Queue{size: uint16(size)}
+	var err error
+
+	if q.descAddr, q.desc, err = alloc(mem, descSize*size, descAlign); err != nil {
+		return nil, err
+	}
+	// +2: used_event / avail_event, unused without VIRTIO_F_EVENT_IDX
+	if q.availAddr, q.avail, err = alloc(mem, availHdr+2*size+2, ringAlign); err != nil {
+		return nil, err
+	}
+	if q.usedAddr, q.used, err = alloc(mem, usedHdr+usedElem*size+2, ringAlign); err != nil {
+		return nil, err
+	}
+
+	q.free = make([]uint16, size)
+	q.next = make([]uint16, size)
+	q.chain = make([]uint16, size)
+
+	for i := range q.free {
+		q.free[i] = uint16(size - 1 - i) // pop 0 first
+	}
+
+	return q, nil
+}
+
+func alloc(mem Memory, size, align int) (uint64, []byte, error) {
+	addr, buf := mem.Alloc(size, align)
+
+	if len(buf) < size || addr%uint64(align) != 0 ||
+		uintptr(unsafe.Pointer(&buf[0]))%uintptr(align) != 0 {
+		return 0, nil, errors.New("virtio: DMA allocation failed")
+	}
+
+	buf = buf[:size]
+	clear(buf)
+
+	return addr, buf, nil
+}
+
+// word returns the 32-bit word at b[0:4] for atomic access.
+func word(b []byte) *uint32 {
+	return (*uint32)(unsafe.Pointer(&b[0]))
+}
+
+// Size returns the number of descriptors.
+func (q *Queue) Size() int { return int(q.size) }
+
+// Addrs returns the guest-physical addresses of the descriptor table, the
+// driver (avail) area and the device (used) area (virtio-v1.2 §2.7).
+func (q *Queue) Addrs() (desc, driver, device uint64) {
+	return q.descAddr, q.availAddr, q.usedAddr
+}
+
+// Free returns the number of free descriptors.
+func (q *Queue) Free() int { return len(q.free) }
+
+// InFlight returns the number of descriptors owned by the device.
+func (q *Queue) InFlight() int { return int(q.size) - len(q.free) }
+
+// Bad returns the number of bogus used entries ignored so far.
+func (q *Queue) Bad() uint64 { return q.bad }
+
+// Add posts bufs as one descriptor chain and publishes it in the avail
+// ring (virtio-v1.2 §2.7.13). It returns false, changing nothing, when
+// fewer than len(bufs) descriptors are free.
+func (q *Queue) Add(bufs ...Buffer) (head uint16, ok bool) {
+	n := len(bufs)
+
+	if n == 0 || n > len(q.free) {
+		return 0, false
+	}
+
+	// take n descriptors, write them back to front so each knows its next
+	var next uint16
+
+	for i := n - 1; i >= 0; i-- {
+		id := q.free[len(q.free)-1]
+		q.free = q.free[:len(q.free)-1]
+
+		var flags uint16
+		if bufs[i].Writable {
+			flags |= descFWrite
+		}
+		if i < n-1 {
+			flags |= descFNext
+		}
+
+		d := q.desc[int(id)*descSize:][:descSize]
+		binary.LittleEndian.PutUint64(d[0:], bufs[i].Addr)
+		binary.LittleEndian.PutUint32(d[8:], bufs[i].Len)
+		binary.LittleEndian.PutUint16(d[12:], flags)
+		binary.LittleEndian.PutUint16(d[14:], next)
+
+		q.next[id] = next
+		next = id
+	}
+
+	head = next
+	q.chain[head] = uint16(n)
+
+	// avail ring entry, then publish idx (§2.7.13.2, §2.7.13.3)
+	slot := availHdr + 2*int(q.availIdx%q.size)
+	binary.LittleEndian.PutUint16(q.avail[slot:], head)
+	q.availIdx++
+
+	// the driver owns avail.flags (0: we want interrupts) and avail.idx
+	atomic.StoreUint32(word(q.avail), uint32(q.availIdx)<<16)
+
+	return head, true
+}
+
+// NeedNotify reports whether the device asked to be notified of new
+// available buffers (VIRTQ_USED_F_NO_NOTIFY clear, §2.7.10). Call it after
+// Add; the atomic store in Add orders it after the publication.
+func (q *Queue) NeedNotify() bool {
+	return atomic.LoadUint32(word(q.used))&usedFNoNotify == 0
+}
+
+// usedIdx returns used.idx (§2.7.8).
+func (q *Queue) usedIdx() uint16 {
+	return uint16(atomic.LoadUint32(word(q.used)) >> 16)
+}
+
+// Pending returns the number of used entries not yet consumed.
+func (q *Queue) Pending() int {
+	return int(q.usedIdx() - q.lastUsed) // uint16 wrap-around
+}
+
+// Used consumes one used ring entry (virtio-v1.2 §2.7.14), returning the
+// head of the completed chain and the number of bytes the device wrote.
+// The chain's descriptors are free again on return.
+func (q *Queue) Used() (head uint16, length uint32, ok bool) {
+	idx := q.usedIdx() // atomic load before reading the entries
+
+	for q.lastUsed != idx {
+		slot := usedHdr + usedElem*int(q.lastUsed%q.size)
+		id := binary.LittleEndian.Uint32(q.used[slot:])
+		length = binary.LittleEndian.Uint32(q.used[slot+4:])
+		q.lastUsed++
+
+		if id >= uint32(q.size) || q.chain[id] == 0 {
+			q.bad++ // not ours or already returned: never double-free
+			continue
+		}
+
+		head = uint16(id)
+		q.release(head)
+
+		return head, length, true
+	}
+
+	return 0, 0, false
+}
+
+func (q *Queue) release(head uint16) {
+	id := head
+
+	for n := q.chain[head]; n > 0; n-- {
+		q.free = append(q.free, id)
+		id = q.next[id]
+	}
+
+	q.chain[head] = 0
+}

@@ -1,0 +1,86 @@
+package virtiotest
+
+import (
+	"errors"
+	"sync"
+	"sync/atomic"
+)
+
+// ErrClosed is returned by a closed NIC.
+var ErrClosed = errors.New("virtiotest: NIC closed")
+
+// NIC is one end of an in-memory Ethernet cable (see Pipe). It has the
+// method set of the link endpoint's NIC interface.
+type NIC struct {
+	mac  [6]byte
+	peer *NIC
+	rx   chan []byte
+	done chan struct{}
+	once sync.Once
+
+	// Dropped counts frames lost because the peer's queue was full.
+	Dropped atomic.Uint64
+	// Filter, if set, may drop (return false) or rewrite a frame before
+	// transmission. Set it before use.
+	Filter func(frame []byte) bool
+}
+
+// Pipe returns two NICs connected back to back, each with a receive
+// queue of 256 frames.
+func Pipe(macA, macB [6]byte) (*NIC, *NIC) {
+	a := &NIC{mac: macA, rx: make(chan []byte, 256), done: make(chan struct{})}
+	b := &NIC{mac: macB, rx: make(chan []byte, 256), done: make(chan struct{})}
+	a.peer, b.peer = b, a
+	return a, b
+}
+
+// MAC returns the NIC's address.
+func (n *NIC) MAC() [6]byte { return n.mac }
+
+// MTU returns 1500.
+func (n *NIC) MTU() int { return 1500 }
+
+// Transmit queues a copy of frame at the peer, dropping it if the peer's
+// queue is full.
+func (n *NIC) Transmit(frame []byte) error {
+	select {
+	case <-n.done:
+		return ErrClosed
+	default:
+	}
+
+	f := append([]byte(nil), frame...)
+
+	if n.Filter != nil && !n.Filter(f) {
+		return nil
+	}
+
+	select {
+	case n.peer.rx <- f:
+	default:
+		n.Dropped.Add(1)
+	}
+
+	return nil
+}
+
+// Inject queues frame as if the peer had sent it.
+func (n *NIC) Inject(frame []byte) {
+	n.rx <- append([]byte(nil), frame...)
+}
+
+// Receive blocks for the next frame, or returns ErrClosed after Close.
+func (n *NIC) Receive(buf []byte) (int, error) {
+	select {
+	case f := <-n.rx:
+		return copy(buf, f), nil
+	case <-n.done:
+		return 0, ErrClosed
+	}
+}
+
+// Close makes Receive and Transmit fail.
+func (n *NIC) Close() error {
+	n.once.Do(func() { close(n.done) })
+	return nil
+}

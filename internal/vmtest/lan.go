@@ -1,0 +1,117 @@
+package vmtest
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// Namespace is the network namespace scripts/run-two-qemu.sh creates.
+const Namespace = "fornax"
+
+// LAN is a set of VMs started by scripts/run-two-qemu.sh --detach.
+type LAN struct {
+	Dir string
+	VMs []*VM
+}
+
+// Script returns the path of scripts/run-two-qemu.sh in this repository.
+func Script() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..", "scripts", "run-two-qemu.sh")
+}
+
+// StartLAN boots count VMs from kernel on the virtual LAN and attaches to
+// their consoles.
+func StartLAN(kernel string, count int, dir string) (*LAN, error) {
+	out, err := exec.Command(Script(), "-n", fmt.Sprint(count), "-k", kernel, "--dir", dir, "--detach").CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("run-two-qemu.sh: %v\n%s", err, out)
+	}
+	lan := &LAN{Dir: dir}
+	for i := 1; i <= count; i++ {
+		if err := lan.attach(i); err != nil {
+			lan.Stop()
+			return nil, err
+		}
+	}
+	return lan, nil
+}
+
+// Name returns the name of VM i (1-based).
+func Name(i int) string { return fmt.Sprintf("fornax-%02d", i) }
+
+// Addr returns the IPv4 address of VM i.
+func Addr(i int) string { return fmt.Sprintf("10.0.0.%d", i+1) }
+
+func (l *LAN) attach(i int) error {
+	vm, err := Attach(Name(i), filepath.Join(l.Dir, Name(i)+".sock"))
+	if err != nil {
+		return err
+	}
+	if pid, err := os.ReadFile(filepath.Join(l.Dir, Name(i)+".pid")); err == nil {
+		fmt.Sscan(string(pid), &vm.pid)
+	}
+	// A fresh prompt, so that Command can pair answers with prompts.
+	if _, err := vm.Command("", 10*time.Second); err != nil {
+		return err
+	}
+	if i <= len(l.VMs) {
+		l.VMs[i-1] = vm
+	} else {
+		l.VMs = append(l.VMs, vm)
+	}
+	return nil
+}
+
+// Kill sends SIGKILL to VM i's QEMU.
+func (l *LAN) Kill(i int) error {
+	vm := l.VMs[i-1]
+	if vm.pid == 0 {
+		return fmt.Errorf("%s: no pid", vm.Name)
+	}
+	err := syscallKill(vm.pid)
+	vm.Kill()
+	return err
+}
+
+// Restart boots VM i again with the same name, address and MAC, and
+// re-attaches its console.
+func (l *LAN) Restart(i int) error {
+	out, err := exec.Command(Script(), "--restart", Name(i), "--dir", l.Dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("restart %s: %v\n%s", Name(i), err, out)
+	}
+	return l.attach(i)
+}
+
+// Log returns VM i's console log file.
+func (l *LAN) Log(i int) string {
+	b, _ := os.ReadFile(filepath.Join(l.Dir, Name(i)+".log"))
+	return string(bytes.ReplaceAll(b, []byte("\r"), nil))
+}
+
+// Stop tears everything down: VMs, taps, bridge and namespace.
+func (l *LAN) Stop() error {
+	for _, vm := range l.VMs {
+		vm.Kill()
+	}
+	out, err := exec.Command(Script(), "--stop", "--dir", l.Dir).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("run-two-qemu.sh --stop: %v\n%s", err, out)
+	}
+	return nil
+}
+
+// InNamespace runs a command on the namespace's host side (the bridge,
+// 10.0.0.1) and returns its combined output.
+func InNamespace(timeout time.Duration, name string, args ...string) (string, error) {
+	argv := append([]string{"timeout", fmt.Sprintf("%.0f", timeout.Seconds()), "ip", "netns", "exec", Namespace, name}, args...)
+	out, err := exec.Command(argv[0], argv[1:]...).CombinedOutput()
+	return strings.ReplaceAll(string(out), "\r", ""), err
+}

@@ -1,0 +1,221 @@
+// Package netstack runs gVisor's TCP/IP stack (IPv4, ARP, ICMP, UDP, TCP)
+// over one link endpoint and hands out sockets as the standard net
+// interfaces. SocketFunc plugs it into TamaGo's net package (see Install).
+package netstack
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync/atomic"
+
+	"gvisor.dev/gvisor/pkg/tcpip"
+	"gvisor.dev/gvisor/pkg/tcpip/header"
+	"gvisor.dev/gvisor/pkg/tcpip/link/nested"
+	"gvisor.dev/gvisor/pkg/tcpip/network/arp"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/stack"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+)
+
+// nicID is the stack's only NIC.
+const nicID tcpip.NICID = 1
+
+// Config describes the interface.
+type Config struct {
+	// Link is the Ethernet link endpoint, e.g. a virtio.LinkEndpoint.
+	Link stack.LinkEndpoint
+	// Addr is the interface's IPv4 address and subnet, e.g. 10.0.0.2/24.
+	Addr netip.Prefix
+	// Gateway, if valid, is the next hop of the default route.
+	Gateway netip.Addr
+}
+
+// Stack is a gVisor network stack with one Ethernet interface.
+type Stack struct {
+	s      *stack.Stack
+	cfg    Config
+	filter *srcFilter
+}
+
+// New creates the stack, its NIC, address and routes: the subnet, the
+// limited broadcast 255.255.255.255/32 and, given a gateway, the default
+// route.
+func New(cfg Config) (*Stack, error) {
+	if cfg.Link == nil {
+		return nil, errors.New("netstack: no link endpoint")
+	}
+	if !cfg.Addr.IsValid() || !cfg.Addr.Addr().Is4() {
+		return nil, fmt.Errorf("netstack: address %v is not an IPv4 prefix", cfg.Addr)
+	}
+	if cfg.Gateway.IsValid() && !cfg.Gateway.Is4() {
+		return nil, fmt.Errorf("netstack: gateway %v is not IPv4", cfg.Gateway)
+	}
+
+	subnet := cfg.Addr.Masked()
+
+	st := &Stack{
+		cfg:    cfg,
+		filter: newSrcFilter(cfg.Link, subnet),
+	}
+
+	st.s = stack.New(stack.Options{
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
+		HandleLocal:        true,
+	})
+
+	sack := tcpip.TCPSACKEnabled(true)
+	st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+
+	if err := st.s.CreateNIC(nicID, st.filter); err != nil {
+		return nil, fmt.Errorf("netstack: CreateNIC: %s", err)
+	}
+
+	pa := tcpip.ProtocolAddress{
+		Protocol: ipv4.ProtocolNumber,
+		AddressWithPrefix: tcpip.AddressWithPrefix{
+			Address:   tcpip.AddrFrom4(cfg.Addr.Addr().As4()),
+			PrefixLen: cfg.Addr.Bits(),
+		},
+	}
+	if err := st.s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
+		return nil, fmt.Errorf("netstack: AddProtocolAddress: %s", err)
+	}
+
+	routes := []tcpip.Route{
+		{Destination: header.IPv4Broadcast.WithPrefix().Subnet(), NIC: nicID},
+		{Destination: pa.AddressWithPrefix.Subnet(), NIC: nicID},
+	}
+	if cfg.Gateway.IsValid() {
+		routes = append(routes, tcpip.Route{
+			Destination: header.IPv4EmptySubnet,
+			Gateway:     tcpip.AddrFrom4(cfg.Gateway.As4()),
+			NIC:         nicID,
+		})
+	}
+	st.s.SetRouteTable(routes) // most specific first
+
+	return st, nil
+}
+
+// GVisor returns the underlying gVisor stack.
+func (s *Stack) GVisor() *stack.Stack { return s.s }
+
+// Close aborts all endpoints and waits for the stack's goroutines, the
+// link endpoint's included: stop the NIC first (e.g. virtio Net.Close).
+func (s *Stack) Close() {
+	s.s.Destroy()
+}
+
+// Info is what an ifconfig command shows.
+type Info struct {
+	Addr    netip.Prefix
+	Gateway netip.Addr // invalid if none
+	MAC     net.HardwareAddr
+	MTU     uint32
+
+	RxPackets, RxBytes uint64
+	TxPackets, TxBytes uint64
+
+	// RxBadSource counts inbound IPv4 packets dropped for a broadcast,
+	// multicast or subnet-broadcast source address.
+	RxBadSource uint64
+	// RxDropped counts other inbound packets the stack discarded
+	// (malformed, unknown protocol, bad address, no such port).
+	RxDropped uint64
+	// TxErrors counts packets the stack failed to send.
+	TxErrors uint64
+
+	TCPEstablished uint64 // current TCP connections
+}
+
+// Info returns the interface's configuration and counters.
+func (s *Stack) Info() Info {
+	i := Info{
+		Addr:        s.cfg.Addr,
+		Gateway:     s.cfg.Gateway,
+		RxBadSource: s.filter.bad.Load(),
+	}
+
+	if ni, ok := s.s.NICInfo()[nicID]; ok {
+		i.MAC = net.HardwareAddr(ni.LinkAddress)
+		i.MTU = ni.MTU
+		i.RxPackets = ni.Stats.Rx.Packets.Value()
+		i.RxBytes = ni.Stats.Rx.Bytes.Value()
+		i.TxPackets = ni.Stats.Tx.Packets.Value()
+		i.TxBytes = ni.Stats.Tx.Bytes.Value()
+		i.RxDropped = ni.Stats.MalformedL4RcvdPackets.Value() + ni.Stats.DisabledRx.Packets.Value()
+		i.TxErrors = ni.Stats.TxPacketsDroppedNoBufferSpace.Value()
+	}
+
+	st := s.s.Stats()
+	i.RxDropped += st.IP.MalformedPacketsReceived.Value() +
+		st.IP.InvalidDestinationAddressesReceived.Value() +
+		st.IP.InvalidSourceAddressesReceived.Value() +
+		st.UDP.UnknownPortErrors.Value() +
+		st.UDP.ReceiveBufferErrors.Value() +
+		st.UDP.MalformedPacketsReceived.Value() +
+		st.UDP.ChecksumErrors.Value()
+	i.TxErrors += st.IP.OutgoingPacketErrors.Value()
+	i.TCPEstablished = st.TCP.CurrentEstablished.Value()
+
+	return i
+}
+
+// String formats i like ifconfig.
+func (i Info) String() string {
+	gw := ""
+	if i.Gateway.IsValid() {
+		gw = " gateway " + i.Gateway.String()
+	}
+	return fmt.Sprintf("inet %v%s mtu %d\nether %v\nrx packets %d bytes %d dropped %d bad-source %d\ntx packets %d bytes %d errors %d\ntcp established %d\n",
+		i.Addr, gw, i.MTU, i.MAC,
+		i.RxPackets, i.RxBytes, i.RxDropped, i.RxBadSource,
+		i.TxPackets, i.TxBytes, i.TxErrors, i.TCPEstablished)
+}
+
+// srcFilter sits between the link endpoint and the stack and drops
+// inbound IPv4 packets from a source no host may have: limited
+// broadcast, multicast or the subnet broadcast (RFC 1122 §3.2.1.3,
+// §3.3.6), which gVisor would otherwise accept.
+type srcFilter struct {
+	nested.Endpoint
+	bcast tcpip.Address // subnet broadcast, or empty for /31, /32
+	bad   atomic.Uint64
+}
+
+func newSrcFilter(child stack.LinkEndpoint, subnet netip.Prefix) *srcFilter {
+	f := &srcFilter{}
+
+	if subnet.Bits() <= 30 {
+		a := subnet.Addr().As4()
+		for b := subnet.Bits(); b < 32; b++ {
+			a[b/8] |= 0x80 >> (b % 8)
+		}
+		f.bcast = tcpip.AddrFrom4(a)
+	}
+
+	f.Endpoint.Init(child, f)
+
+	return f
+}
+
+// DeliverNetworkPacket implements stack.NetworkDispatcher.
+func (f *srcFilter) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
+	if proto == header.IPv4ProtocolNumber {
+		if h, ok := pkt.Data().PullUp(header.IPv4MinimumSize); ok {
+			src := header.IPv4(h).SourceAddress()
+
+			if src == header.IPv4Broadcast || header.IsV4MulticastAddress(src) || src == f.bcast {
+				f.bad.Add(1)
+				return
+			}
+		}
+	}
+
+	f.Endpoint.DeliverNetworkPacket(proto, pkt)
+}
