@@ -17,7 +17,7 @@ APPEND      ?= name=fornax-01
 KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 
-.PHONY: help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
+.PHONY: bench help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -80,3 +80,7 @@ check-qemu:
 
 clean: ## remove build outputs
 	rm -rf build run
+
+bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU (and discovery with the cluster image)
+	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
+		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/vmtest/
