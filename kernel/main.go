@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	board "fornax/board/qemu_amd64"
@@ -23,7 +24,9 @@ var version = "dev"
 
 // A service is started at boot, after the name space and before the shell.
 // Files guarded by build tags add theirs in init (see cluster.go).
+// They start in order of rank: the cluster needs the network.
 type service struct {
+	rank  int
 	name  string
 	start func(*system) error
 }
@@ -90,6 +93,7 @@ func main() {
 		return nil
 	})
 
+	slices.SortFunc(services, func(a, b service) int { return a.rank - b.rank })
 	for _, svc := range services {
 		if err := svc.start(s); err != nil {
 			fmt.Fprintf(con, "%s: %v\n", svc.name, err)

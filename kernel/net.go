@@ -19,7 +19,7 @@ import (
 const netVector = 48
 
 func init() {
-	services = append(services, service{"net", startNet})
+	services = append(services, service{10, "net", startNet})
 }
 
 // startNet brings up virtio-net, gVisor's stack over it and Go's net

@@ -8,6 +8,7 @@ import (
 	"io"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,8 +28,12 @@ type Machine struct {
 
 // Kernel holds the state behind /dev and /proc.
 type Kernel struct {
-	m    Machine
-	name atomic.Pointer[string]
+	m        Machine
+	name     atomic.Pointer[string]
+	nameFunc atomic.Pointer[func() string]
+
+	logMu sync.Mutex
+	log   []string // the last maxLog lines of /dev/kmesg
 }
 
 // New returns the kernel state for machine m and node name.
@@ -39,7 +44,16 @@ func New(m Machine, name string) *Kernel {
 }
 
 // Name returns the node's name (/dev/sysname).
-func (k *Kernel) Name() string { return *k.name.Load() }
+func (k *Kernel) Name() string {
+	if f := k.nameFunc.Load(); f != nil {
+		return (*f)()
+	}
+	return *k.name.Load()
+}
+
+// SetNameFunc makes f the source of the node's name, for a service (the
+// cluster) that owns it from then on.
+func (k *Kernel) SetNameFunc(f func() string) { k.nameFunc.Store(&f) }
 
 // SetName renames the node.
 func (k *Kernel) SetName(name string) { k.name.Store(&name) }
@@ -68,9 +82,36 @@ func (k *Kernel) timeFile() []byte {
 	return fmt.Appendf(nil, "%11d %21d %21d %21d ", now.Unix(), now.UnixNano(), k.m.Uptime().Nanoseconds(), int64(time.Second))
 }
 
+// maxLog is how many lines /dev/kmesg keeps.
+const maxLog = 512
+
+// Logf adds a line, stamped with the uptime, to the kernel log
+// (/dev/kmesg). Services log there rather than on the console, where
+// lines would land in the middle of a command's output.
+func (k *Kernel) Logf(format string, args ...any) {
+	line := fmt.Sprintf("%10.3f ", k.Uptime().Seconds()) + fmt.Sprintf(format, args...)
+	k.logMu.Lock()
+	defer k.logMu.Unlock()
+	if len(k.log) == maxLog {
+		k.log = append(k.log[:0], k.log[1:]...)
+	}
+	k.log = append(k.log, strings.TrimRight(line, "\n"))
+}
+
+func (k *Kernel) kmesg() []byte {
+	k.logMu.Lock()
+	defer k.logMu.Unlock()
+	var b []byte
+	for _, l := range k.log {
+		b = append(append(b, l...), '\n')
+	}
+	return b
+}
+
 // Dev returns the /dev tree.
 func (k *Kernel) Dev() *ns.Dir {
 	d := ns.NewDir()
+	d.File("kmesg", ns.File{Read: func() ([]byte, error) { return k.kmesg(), nil }})
 	d.File("sysname", ns.File{Read: func() ([]byte, error) { return []byte(k.Name() + "\n"), nil }})
 	d.File("time", ns.File{Read: func() ([]byte, error) { return k.timeFile(), nil }})
 	return d
@@ -159,4 +200,39 @@ func Bytes(n uint64) string {
 		return fmt.Sprintf("%dK", n/k)
 	}
 	return fmt.Sprintf("%d", n)
+}
+
+// LoadMeter turns a count of idle time into the busy CPU fraction over
+// the last interval, as HEARTBEAT's load field wants (docs/protocol.md).
+type LoadMeter struct {
+	mu       sync.Mutex
+	idle     func() time.Duration // total idle time since boot
+	now      func() time.Duration // monotonic time (uptime)
+	cpus     int
+	min      time.Duration // shortest interval worth a new sample
+	lastIdle time.Duration
+	lastNow  time.Duration
+	load     float64
+}
+
+// NewLoadMeter returns a meter over the idle counter of cpus CPUs;
+// intervals shorter than min keep the previous figure.
+func NewLoadMeter(idle, now func() time.Duration, cpus int, min time.Duration) *LoadMeter {
+	return &LoadMeter{idle: idle, now: now, cpus: cpus, min: min, lastIdle: idle(), lastNow: now()}
+}
+
+// Load returns the busy fraction, summed over CPUs, since the previous
+// sample.
+func (m *LoadMeter) Load() float64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	idle, now := m.idle(), m.now()
+	dt := now - m.lastNow
+	if dt < m.min {
+		return m.load
+	}
+	busy := float64(m.cpus) - float64(idle-m.lastIdle)/float64(dt)
+	m.load = min(max(busy, 0), float64(m.cpus))
+	m.lastIdle, m.lastNow = idle, now
+	return m.load
 }

@@ -2,6 +2,7 @@ package sys
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"regexp"
 	"strings"
@@ -81,6 +82,14 @@ func TestFiles(t *testing.T) {
 	if got := read(proc, "meminfo"); !strings.HasPrefix(got, "total 100663296\nused ") {
 		t.Errorf("meminfo = %q", got)
 	}
+	k.Logf("hello %d", 1)
+	for i := 0; i < maxLog+5; i++ {
+		k.Logf("line %d\n", i)
+	}
+	km := strings.Split(strings.TrimSpace(read(dev, "kmesg")), "\n")
+	if len(km) != maxLog || !strings.HasSuffix(km[0], " line 5") || !strings.HasSuffix(km[maxLog-1], fmt.Sprintf(" line %d", maxLog+4)) {
+		t.Errorf("kmesg: %d lines, first %q", len(km), km[0])
+	}
 	if err := dev.WriteFile("sysname", []byte("x")); err == nil {
 		t.Error("sysname is writable")
 	}
@@ -112,5 +121,23 @@ func TestCommands(t *testing.T) {
 		if (err != nil) != tc.err || !strings.HasPrefix(b.String(), tc.want) {
 			t.Errorf("%v: got %q, %v", tc.args, b.String(), err)
 		}
+	}
+}
+
+func TestLoadMeter(t *testing.T) {
+	var idle, now time.Duration
+	m := NewLoadMeter(func() time.Duration { return idle }, func() time.Duration { return now }, 1, time.Second)
+	now, idle = 5*time.Second, 4*time.Second // busy 1 s of 5
+	if got := m.Load(); got < 0.199 || got > 0.201 {
+		t.Errorf("load = %v, want 0.2", got)
+	}
+	now += 500 * time.Millisecond // too short: same figure
+	if got := m.Load(); got < 0.199 || got > 0.201 {
+		t.Errorf("load after a short interval = %v", got)
+	}
+	now += 4500 * time.Millisecond // idle throughout
+	idle += 5 * time.Second
+	if got := m.Load(); got != 0 {
+		t.Errorf("idle load = %v", got)
 	}
 }

@@ -1,0 +1,392 @@
+package cluster
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// Wire constants (docs/protocol.md §1 Transport).
+const (
+	// DefaultPort is the UDP port every node sends to and listens on.
+	DefaultPort = 9710
+	// MaxMessageSize is the largest valid datagram, trailing newline included.
+	MaxMessageSize = 512
+)
+
+// Field bounds (docs/protocol.md §3 Fields).
+const (
+	maxNameLen    = 63
+	maxCPUs       = 65535
+	maxContainers = 65535
+	maxLoadInt    = 65535
+	maxUint64     = ^uint64(0)
+)
+
+// Kind is a message verb.
+type Kind uint8
+
+// The three verbs (docs/protocol.md §2 Messages).
+const (
+	Announce Kind = iota + 1
+	Heartbeat
+	Leave
+)
+
+func (k Kind) String() string {
+	switch k {
+	case Announce:
+		return "ANNOUNCE"
+	case Heartbeat:
+		return "HEARTBEAT"
+	case Leave:
+		return "LEAVE"
+	}
+	return "Kind(" + strconv.Itoa(int(k)) + ")"
+}
+
+// fields is the number of space-separated fields of each verb, verb included.
+func (k Kind) fields() int {
+	switch k {
+	case Announce:
+		return 8
+	case Heartbeat:
+		return 5
+	case Leave:
+		return 2
+	}
+	return 0
+}
+
+// Load is the busy CPU fraction summed over CPUs, in hundredths: 25 is
+// "0.25", 150 is "1.50" (docs/protocol.md §3 Fields, load).
+type Load uint32
+
+const maxLoad = Load(maxLoadInt*100 + 99)
+
+// LoadOf converts a fraction to a Load, rounding to the nearest hundredth
+// and clamping to 0.00–65535.99 (NaN is 0).
+func LoadOf(f float64) Load {
+	switch {
+	case !(f > 0): // also NaN
+		return 0
+	case f >= float64(maxLoad)/100:
+		return maxLoad
+	}
+	return Load(f*100 + 0.5)
+}
+
+func (l Load) String() string { return string(l.append(nil)) }
+
+func (l Load) append(b []byte) []byte {
+	b = strconv.AppendUint(b, uint64(l/100), 10)
+	return append(b, '.', byte('0'+l%100/10), byte('0'+l%10))
+}
+
+// Message is one datagram of the protocol. Which fields are used depends
+// on Kind (docs/protocol.md §2 Messages):
+//
+//	ANNOUNCE  ID Addr Name CPUs MemTotal MemFree Containers
+//	HEARTBEAT ID Load MemFree Containers
+//	LEAVE     ID
+type Message struct {
+	Kind       Kind
+	ID         string     // node_id: 8 lowercase hex digits
+	Addr       netip.Addr // ANNOUNCE: the sender's IPv4 address
+	Name       string     // ANNOUNCE: 1–63 of [A-Za-z0-9._-]
+	CPUs       int        // ANNOUNCE: 1–65535
+	MemTotal   uint64     // ANNOUNCE: bytes
+	MemFree    uint64     // ANNOUNCE, HEARTBEAT: bytes (≤ MemTotal in ANNOUNCE)
+	Containers int        // ANNOUNCE, HEARTBEAT: 0–65535 running containers
+	Load       Load       // HEARTBEAT
+}
+
+// Reason is why a datagram was dropped; its String is the stats name
+// (docs/protocol.md §6 Validation).
+type Reason uint8
+
+// Drop reasons, in the order the stats file lists them.
+const (
+	ReasonOversize       Reason = iota // longer than MaxMessageSize
+	ReasonMalformed                    // bad bytes, field count, or field
+	ReasonUnknownVerb                  // first field is not a known verb
+	ReasonForeignSubnet                // source is not a host of our subnet
+	ReasonOwnID                        // our node_id, from another address
+	ReasonOwnAddr                      // another node_id, from our address
+	ReasonAddrMismatch                 // ANNOUNCE addr differs from the source
+	ReasonSourceMismatch               // HEARTBEAT/LEAVE not from the peer's recorded addr
+	ReasonUnknownID                    // HEARTBEAT/LEAVE from an id not in the table
+	ReasonTableFull                    // new id while the table holds MaxPeers
+	ReasonLeft                         // received while the node has left
+	numReasons
+)
+
+var reasonNames = [numReasons]string{
+	"oversize", "malformed", "unknown_verb", "foreign_subnet", "own_id", "own_addr",
+	"addr_mismatch", "source_mismatch", "unknown_id", "table_full", "left",
+}
+
+func (r Reason) String() string {
+	if r < numReasons {
+		return reasonNames[r]
+	}
+	return "Reason(" + strconv.Itoa(int(r)) + ")"
+}
+
+// DropError reports a datagram that must be dropped, and why.
+type DropError struct {
+	Reason Reason
+	Detail string
+}
+
+func (e *DropError) Error() string { return e.Reason.String() + ": " + e.Detail }
+
+func dropf(r Reason, format string, args ...any) *DropError {
+	return &DropError{Reason: r, Detail: fmt.Sprintf(format, args...)}
+}
+
+// Parse decodes one datagram (docs/protocol.md §2–§3). Checks run in the
+// order of §6 step 3 and the first that fails decides the error, a *DropError
+// with Reason ReasonOversize, ReasonUnknownVerb or ReasonMalformed.
+func Parse(b []byte) (Message, error) {
+	if len(b) > MaxMessageSize {
+		return Message{}, dropf(ReasonOversize, "%d bytes, limit %d", len(b), MaxMessageSize)
+	}
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+	}
+	if len(b) == 0 {
+		return Message{}, dropf(ReasonMalformed, "empty message")
+	}
+	for _, c := range b {
+		if c < ' ' || c > '~' {
+			return Message{}, dropf(ReasonMalformed, "byte 0x%02x is not printable ASCII", c)
+		}
+	}
+	f := strings.Split(string(b), " ")
+	for _, s := range f {
+		if s == "" {
+			return Message{}, dropf(ReasonMalformed, "empty field (leading, trailing or double space)")
+		}
+	}
+	var m Message
+	switch f[0] {
+	case "ANNOUNCE":
+		m.Kind = Announce
+	case "HEARTBEAT":
+		m.Kind = Heartbeat
+	case "LEAVE":
+		m.Kind = Leave
+	default:
+		v := f[0]
+		if len(v) > 16 {
+			v = v[:16] + "..."
+		}
+		return Message{}, dropf(ReasonUnknownVerb, "unknown verb %q", v)
+	}
+	if len(f) != m.Kind.fields() {
+		return Message{}, dropf(ReasonMalformed, "%v has %d fields, want %d", m.Kind, len(f), m.Kind.fields())
+	}
+	bad := func(field, val, want string) (Message, error) {
+		return Message{}, dropf(ReasonMalformed, "bad %s %q: want %s", field, val, want)
+	}
+	if !ValidID(f[1]) {
+		return bad("node_id", f[1], "8 lowercase hex digits")
+	}
+	m.ID = f[1]
+	var ok bool
+	var v uint64
+	switch m.Kind {
+	case Announce:
+		if m.Addr, ok = parseIPv4(f[2]); !ok {
+			return bad("addr", f[2], "dotted IPv4")
+		}
+		if !ValidName(f[3]) {
+			return bad("name", f[3], "1-63 of [A-Za-z0-9._-]")
+		}
+		m.Name = f[3]
+		if v, ok = parseUint(f[4], maxCPUs); !ok || v == 0 {
+			return bad("cpu_count", f[4], "1-65535")
+		}
+		m.CPUs = int(v)
+		if m.MemTotal, ok = parseUint(f[5], maxUint64); !ok {
+			return bad("mem_total", f[5], "a 64-bit unsigned decimal")
+		}
+		if m.MemFree, ok = parseUint(f[6], maxUint64); !ok || m.MemFree > m.MemTotal {
+			return bad("mem_free", f[6], "a decimal no larger than mem_total")
+		}
+		if v, ok = parseUint(f[7], maxContainers); !ok {
+			return bad("container_count", f[7], "0-65535")
+		}
+		m.Containers = int(v)
+	case Heartbeat:
+		if m.Load, ok = parseLoad(f[2]); !ok {
+			return bad("load", f[2], "a decimal 0.00-65535.99 with two decimals")
+		}
+		if m.MemFree, ok = parseUint(f[3], maxUint64); !ok {
+			return bad("mem_free", f[3], "a 64-bit unsigned decimal")
+		}
+		if v, ok = parseUint(f[4], maxContainers); !ok {
+			return bad("container_count", f[4], "0-65535")
+		}
+		m.Containers = int(v)
+	}
+	return m, nil
+}
+
+// Validate reports whether m would pass Parse after Append: the same
+// field rules, as a plain error naming the field.
+func (m Message) Validate() error {
+	k := m.Kind.fields()
+	if k == 0 {
+		return fmt.Errorf("bad kind %d", m.Kind)
+	}
+	if !ValidID(m.ID) {
+		return fmt.Errorf("bad node_id %q: want 8 lowercase hex digits", m.ID)
+	}
+	switch m.Kind {
+	case Announce:
+		switch {
+		case !m.Addr.Is4():
+			return fmt.Errorf("bad addr %v: want IPv4", m.Addr)
+		case !ValidName(m.Name):
+			return fmt.Errorf("bad name %q: want 1-63 of [A-Za-z0-9._-]", m.Name)
+		case m.CPUs < 1 || m.CPUs > maxCPUs:
+			return fmt.Errorf("bad cpu_count %d: want 1-65535", m.CPUs)
+		case m.MemFree > m.MemTotal:
+			return fmt.Errorf("bad mem_free %d: larger than mem_total %d", m.MemFree, m.MemTotal)
+		}
+		fallthrough
+	case Heartbeat:
+		if m.Containers < 0 || m.Containers > maxContainers {
+			return fmt.Errorf("bad container_count %d: want 0-65535", m.Containers)
+		}
+		if m.Load > maxLoad {
+			return fmt.Errorf("bad load %v: want at most 65535.99", m.Load)
+		}
+	}
+	return nil
+}
+
+// Append appends the canonical wire form of m, trailing newline included
+// (docs/protocol.md §2). m must be valid (see Validate); Parse of the
+// result returns m with the fields its Kind does not use zeroed.
+func (m Message) Append(b []byte) []byte {
+	b = append(b, m.Kind.String()...)
+	b = append(b, ' ')
+	b = append(b, m.ID...)
+	switch m.Kind {
+	case Announce:
+		b = append(b, ' ')
+		b = m.Addr.AppendTo(b)
+		b = append(b, ' ')
+		b = append(b, m.Name...)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(m.CPUs), 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, m.MemTotal, 10)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, m.MemFree, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(m.Containers), 10)
+	case Heartbeat:
+		b = append(b, ' ')
+		b = m.Load.append(b)
+		b = append(b, ' ')
+		b = strconv.AppendUint(b, m.MemFree, 10)
+		b = append(b, ' ')
+		b = strconv.AppendInt(b, int64(m.Containers), 10)
+	}
+	return append(b, '\n')
+}
+
+// String returns the wire form without the trailing newline.
+func (m Message) String() string {
+	b := m.Append(nil)
+	return string(b[:len(b)-1])
+}
+
+// ValidID reports whether s is a node_id: exactly 8 of [0-9a-f].
+func ValidID(s string) bool {
+	if len(s) != 8 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ValidName reports whether s is a node name: 1–63 of [A-Za-z0-9._-].
+func ValidName(s string) bool {
+	if len(s) < 1 || len(s) > maxNameLen {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// parseUint parses a canonical unsigned decimal no larger than max: digits
+// only, no sign, no leading zero unless the number is "0".
+func parseUint(s string, max uint64) (uint64, bool) {
+	if s == "" || len(s) > 20 || s[0] == '0' && len(s) > 1 {
+		return 0, false
+	}
+	var v uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if v > (max-d)/10 {
+			return 0, false
+		}
+		v = v*10 + d
+	}
+	return v, true
+}
+
+// parseLoad parses int "." 2DIGIT with int a canonical decimal ≤ 65535.
+func parseLoad(s string) (Load, bool) {
+	i, frac, ok := strings.Cut(s, ".")
+	if !ok || len(frac) != 2 || frac[0] < '0' || frac[0] > '9' || frac[1] < '0' || frac[1] > '9' {
+		return 0, false
+	}
+	v, ok := parseUint(i, maxLoadInt)
+	if !ok {
+		return 0, false
+	}
+	return Load(v*100 + uint64(frac[0]-'0')*10 + uint64(frac[1]-'0')), true
+}
+
+// parseIPv4 parses a canonical dotted quad: four decimals 0–255 without
+// leading zeros.
+func parseIPv4(s string) (netip.Addr, bool) {
+	var a [4]byte
+	for i := range a {
+		var part string
+		if i < 3 {
+			var ok bool
+			if part, s, ok = strings.Cut(s, "."); !ok {
+				return netip.Addr{}, false
+			}
+		} else {
+			part = s
+		}
+		v, ok := parseUint(part, 255)
+		if !ok {
+			return netip.Addr{}, false
+		}
+		a[i] = byte(v)
+	}
+	return netip.AddrFrom4(a), true
+}

@@ -1,0 +1,247 @@
+package cluster
+
+import (
+	"bytes"
+	"errors"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func TestParseValid(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want Message
+	}{
+		{"ANNOUNCE 0a1b2c3d 10.0.2.15 fornax-01 4 268435456 134217728 2\n", Message{
+			Kind: Announce, ID: "0a1b2c3d", Addr: netip.MustParseAddr("10.0.2.15"), Name: "fornax-01",
+			CPUs: 4, MemTotal: 268435456, MemFree: 134217728, Containers: 2}},
+		{"ANNOUNCE 00000000 0.0.0.0 a 1 0 0 0", Message{
+			Kind: Announce, ID: "00000000", Addr: netip.MustParseAddr("0.0.0.0"), Name: "a", CPUs: 1}},
+		{"ANNOUNCE ffffffff 255.255.255.255 " + strings.Repeat("A._-9", 12) + "xyz 65535 18446744073709551615 18446744073709551615 65535", Message{
+			Kind: Announce, ID: "ffffffff", Addr: netip.MustParseAddr("255.255.255.255"),
+			Name: strings.Repeat("A._-9", 12) + "xyz", CPUs: 65535, MemTotal: 1<<64 - 1, MemFree: 1<<64 - 1, Containers: 65535}},
+		{"HEARTBEAT 0a1b2c3d 0.25 134217728 2\n", Message{
+			Kind: Heartbeat, ID: "0a1b2c3d", Load: 25, MemFree: 134217728, Containers: 2}},
+		{"HEARTBEAT 0a1b2c3d 0.00 0 0", Message{Kind: Heartbeat, ID: "0a1b2c3d"}},
+		{"HEARTBEAT 0a1b2c3d 65535.99 0 0", Message{Kind: Heartbeat, ID: "0a1b2c3d", Load: 6553599}},
+		{"HEARTBEAT 0a1b2c3d 10.05 0 0", Message{Kind: Heartbeat, ID: "0a1b2c3d", Load: 1005}},
+		{"LEAVE 0a1b2c3d\n", Message{Kind: Leave, ID: "0a1b2c3d"}},
+		{"LEAVE 0a1b2c3d", Message{Kind: Leave, ID: "0a1b2c3d"}},
+	} {
+		got, err := Parse([]byte(tc.in))
+		if err != nil {
+			t.Errorf("Parse(%q): %v", tc.in, err)
+			continue
+		}
+		if got != tc.want {
+			t.Errorf("Parse(%q) = %+v, want %+v", tc.in, got, tc.want)
+		}
+		canon := strings.TrimSuffix(tc.in, "\n") + "\n"
+		if b := got.Append(nil); string(b) != canon {
+			t.Errorf("Append(Parse(%q)) = %q", tc.in, b)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("Validate(Parse(%q)): %v", tc.in, err)
+		}
+	}
+}
+
+func TestParseInvalid(t *testing.T) {
+	const (
+		over  = ReasonOversize
+		mal   = ReasonMalformed
+		verb  = ReasonUnknownVerb
+		ann   = "ANNOUNCE 0a1b2c3d 10.0.2.15 n 4 1024 512 2"
+		hb    = "HEARTBEAT 0a1b2c3d 0.25 512 2"
+		leave = "LEAVE 0a1b2c3d"
+	)
+	// field i of msg replaced by v
+	sub := func(msg string, i int, v string) string {
+		f := strings.Split(msg, " ")
+		f[i] = v
+		return strings.Join(f, " ")
+	}
+	for _, tc := range []struct {
+		in   string
+		want Reason
+	}{
+		// size
+		{strings.Repeat("A", 513), over},
+		{"LEAVE 0a1b2c3d" + strings.Repeat(" ", 499), over},
+		{ann + strings.Repeat("x", 512-len(ann)) + "\n", over}, // 513 with the newline
+		// bytes, spaces, newline
+		{"", mal},
+		{"\n", mal},
+		{leave + "\n\n", mal},
+		{leave + "\r\n", mal},
+		{leave + "\t", mal},
+		{"LEAVE\t0a1b2c3d", mal},
+		{"LEAVE 0a1b2c3\xff", mal},
+		{"LEAVE 0a1b2c3\x00", mal},
+		{" " + leave, mal},
+		{leave + " ", mal},
+		{"LEAVE  0a1b2c3d", mal},
+		{"FOO  bar", mal},
+		// verbs
+		{"JOIN 0a1b2c3d", verb},
+		{"leave 0a1b2c3d", verb},
+		{"Announce", verb},
+		{"X", verb},
+		// field counts
+		{"LEAVE", mal},
+		{leave + " x", mal},
+		{strings.TrimSuffix(ann, " 2"), mal},
+		{ann + " 2", mal},
+		{"HEARTBEAT 0a1b2c3d 0.25 512", mal},
+		{hb + " 2", mal},
+		// node_id
+		{"LEAVE 0A1B2C3D", mal},
+		{"LEAVE 0a1b2c3", mal},
+		{"LEAVE 0a1b2c3d0", mal},
+		{"LEAVE 0a1b2c3g", mal},
+		{"LEAVE 0x1b2c3d", mal},
+		// addr
+		{sub(ann, 2, "10.0.2"), mal},
+		{sub(ann, 2, "10.0.2.15.1"), mal},
+		{sub(ann, 2, "10.0.2.256"), mal},
+		{sub(ann, 2, "10.0.2.015"), mal},
+		{sub(ann, 2, "10.0.2.+1"), mal},
+		{sub(ann, 2, "10..2.15"), mal},
+		{sub(ann, 2, "::1"), mal},
+		{sub(ann, 2, "::ffff:10.0.2.15"), mal},
+		{sub(ann, 2, "host"), mal},
+		// name
+		{sub(ann, 3, strings.Repeat("n", 64)), mal},
+		{sub(ann, 3, "a/b"), mal},
+		{sub(ann, 3, "a:b"), mal},
+		{sub(ann, 3, "ü"), mal},
+		// cpu_count
+		{sub(ann, 4, "0"), mal},
+		{sub(ann, 4, "04"), mal},
+		{sub(ann, 4, "+4"), mal},
+		{sub(ann, 4, "-4"), mal},
+		{sub(ann, 4, "65536"), mal},
+		{sub(ann, 4, "4.0"), mal},
+		// mem_total, mem_free
+		{sub(ann, 5, "18446744073709551616"), mal},
+		{sub(ann, 5, "01024"), mal},
+		{sub(ann, 5, "1e3"), mal},
+		{sub(ann, 6, "1025"), mal}, // > mem_total
+		{sub(ann, 6, "00"), mal},
+		{sub(hb, 3, "18446744073709551616"), mal},
+		{sub(hb, 3, "-1"), mal},
+		// container_count
+		{sub(ann, 7, "65536"), mal},
+		{sub(ann, 7, "-1"), mal},
+		{sub(hb, 4, "02"), mal},
+		// load
+		{sub(hb, 2, "0.2"), mal},
+		{sub(hb, 2, "0.250"), mal},
+		{sub(hb, 2, ".25"), mal},
+		{sub(hb, 2, "00.25"), mal},
+		{sub(hb, 2, "1"), mal},
+		{sub(hb, 2, "1."), mal},
+		{sub(hb, 2, "-0.25"), mal},
+		{sub(hb, 2, "+0.25"), mal},
+		{sub(hb, 2, "0,25"), mal},
+		{sub(hb, 2, "1.2.3"), mal},
+		{sub(hb, 2, "65536.00"), mal},
+		{sub(hb, 2, "1e2.00"), mal},
+	} {
+		m, err := Parse([]byte(tc.in))
+		var de *DropError
+		if !errors.As(err, &de) {
+			t.Errorf("Parse(%q) = %+v, %v; want %v", tc.in, m, err, tc.want)
+			continue
+		}
+		if de.Reason != tc.want {
+			t.Errorf("Parse(%q): %v; want reason %v", tc.in, err, tc.want)
+		}
+	}
+}
+
+func TestParseMaxSize(t *testing.T) {
+	// Exactly 512 bytes with the newline is not oversize (it is still
+	// malformed: no real message is that long).
+	b := []byte("LEAVE " + strings.Repeat("a", 505) + "\n")
+	if len(b) != MaxMessageSize {
+		t.Fatal(len(b))
+	}
+	if _, err := Parse(b); err.(*DropError).Reason != ReasonMalformed {
+		t.Errorf("512 bytes: %v", err)
+	}
+}
+
+func TestValidate(t *testing.T) {
+	good := Message{Kind: Announce, ID: "0a1b2c3d", Addr: netip.MustParseAddr("10.0.0.1"), Name: "n", CPUs: 1}
+	if err := good.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []Message{
+		{},
+		{Kind: Leave, ID: "x"},
+		{Kind: Announce, ID: "0a1b2c3d", Addr: netip.MustParseAddr("::1"), Name: "n", CPUs: 1},
+		{Kind: Announce, ID: "0a1b2c3d", Addr: good.Addr, Name: "", CPUs: 1},
+		{Kind: Announce, ID: "0a1b2c3d", Addr: good.Addr, Name: "n", CPUs: 0},
+		{Kind: Announce, ID: "0a1b2c3d", Addr: good.Addr, Name: "n", CPUs: 1, MemFree: 1},
+		{Kind: Announce, ID: "0a1b2c3d", Addr: good.Addr, Name: "n", CPUs: 1, Containers: -1},
+		{Kind: Heartbeat, ID: "0a1b2c3d", Containers: 65536},
+		{Kind: Heartbeat, ID: "0a1b2c3d", Load: maxLoad + 1},
+	} {
+		if err := m.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", m)
+		}
+	}
+}
+
+func TestLoadOf(t *testing.T) {
+	for _, tc := range []struct {
+		f    float64
+		want string
+	}{
+		{0, "0.00"}, {-1, "0.00"}, {0.25, "0.25"}, {0.004, "0.00"}, {0.005, "0.01"},
+		{1.5, "1.50"}, {3.999, "4.00"}, {70000, "65535.99"},
+	} {
+		if got := LoadOf(tc.f).String(); got != tc.want {
+			t.Errorf("LoadOf(%v) = %s, want %s", tc.f, got, tc.want)
+		}
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{
+		"ANNOUNCE 0a1b2c3d 10.0.2.15 fornax-01 4 268435456 134217728 2\n",
+		"HEARTBEAT 0a1b2c3d 0.25 134217728 2\n",
+		"LEAVE 0a1b2c3d\n",
+		"LEAVE 0a1b2c3d",
+		"HEARTBEAT 0a1b2c3d 00.25 1 2",
+		"ANNOUNCE 0a1b2c3d 10.0.2.015 n 4 1 1 0",
+		"",
+		"\xff\n",
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		m, err := Parse(b)
+		if err != nil {
+			if _, ok := err.(*DropError); !ok {
+				t.Fatalf("Parse(%q): error %T", b, err)
+			}
+			return
+		}
+		if err := m.Validate(); err != nil {
+			t.Fatalf("Parse(%q) = %+v, which does not validate: %v", b, m, err)
+		}
+		canon := m.Append(nil)
+		// The grammar has one spelling per message: the input is the
+		// canonical form, less perhaps its newline.
+		if !bytes.Equal(bytes.TrimSuffix(b, []byte("\n")), canon[:len(canon)-1]) {
+			t.Fatalf("Parse(%q) re-formats as %q", b, canon)
+		}
+		m2, err := Parse(canon)
+		if err != nil || m2 != m {
+			t.Fatalf("Parse(%q) = %+v, %v; want %+v", canon, m2, err, m)
+		}
+	})
+}

@@ -1,0 +1,669 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults of Config (docs/protocol.md §4 Timing, §5 Membership).
+const (
+	DefaultInterval     = 5 * time.Second
+	DefaultSuspectAfter = 15 * time.Second
+	DefaultDeadAfter    = 30 * time.Second
+	DefaultRemoveAfter  = 60 * time.Second
+	DefaultMaxPeers     = 1024
+	DefaultReplyJitter  = 200 * time.Millisecond
+)
+
+// announceEvery makes every third periodic message an ANNOUNCE
+// (docs/protocol.md §4.2).
+const announceEvery = 3
+
+// Config configures a Node. Zero fields take the documented defaults;
+// New rejects the rest when they make no sense.
+type Config struct {
+	// ID is the node_id, 8 lowercase hex digits. Required: IDFromMAC
+	// derives it from the NIC, unless the operator gave id=.
+	ID string
+	// Name is the node's name, 1–63 of [A-Za-z0-9._-]. Default "fornax-" + ID.
+	Name string
+	// Addr is the node's IPv4 address on the interface it gossips on.
+	Addr netip.Addr
+	// Prefix is that interface's subnet (e.g. 10.0.2.15/24; host bits
+	// are ignored). Messages go to its broadcast address and are accepted
+	// only from its host addresses, so it must be /30 or shorter.
+	Prefix netip.Prefix
+	// Port is the UDP port sent to. Default DefaultPort (9710).
+	Port int
+	// Interval is the period of the node's messages. Default 5 s.
+	Interval time.Duration
+	// SuspectAfter is the silence after which a peer is suspect. Default 15 s.
+	SuspectAfter time.Duration
+	// DeadAfter is the silence after which a peer is dead. Default 30 s.
+	DeadAfter time.Duration
+	// RemoveAfter is how long a dead peer stays listed. Default 60 s.
+	RemoveAfter time.Duration
+	// MaxPeers caps the table; new ids beyond it are refused. Default 1024.
+	MaxPeers int
+	// ReplyJitter bounds the random delay of fast-join replies: uniform in
+	// [0, ReplyJitter]. Default 200 ms.
+	ReplyJitter time.Duration
+	// Resources reports the node's own figures. It is called when a
+	// message is built and when self/resources is read, must be cheap
+	// and must not call back into the Node. Default: runtime.NumCPU()
+	// CPUs, nothing else known.
+	Resources func() Resources
+	// Clock is the source of time. Default RealClock().
+	Clock Clock
+	// Rand draws the reply jitter; the node uses it under its lock, so it
+	// must not be shared. Default: seeded from ID and the clock.
+	Rand *rand.Rand
+	// Logf, if set, receives membership changes, one line each. It must
+	// not call back into the Node.
+	Logf func(format string, args ...any)
+}
+
+// Resources are a node's own figures, advertised in its messages and
+// shown in /cluster/self/resources (docs/protocol.md §3).
+type Resources struct {
+	CPUs     int     // clamped to 1–65535
+	MemTotal uint64  // bytes
+	MemFree  uint64  // bytes; clamped to MemTotal
+	Load     float64 // busy CPU fraction over the last interval, summed over CPUs
+}
+
+// IDFromMAC derives a node_id from a NIC's MAC address: the FNV-1a 32-bit
+// hash of its bytes as 8 lowercase hex digits (docs/protocol.md §7), so a
+// restarted machine comes back under the same id.
+func IDFromMAC(mac []byte) string {
+	h := fnv.New32a()
+	h.Write(mac)
+	s := strconv.FormatUint(uint64(h.Sum32()), 16)
+	return strings.Repeat("0", 8-len(s)) + s
+}
+
+// Node is one member of the cluster: it sends its own messages, keeps the
+// table of peers and serves both as the /cluster tree.
+//
+// Run drives it; Join, Leave, Rename, Containers, Peers and Tree may be
+// used from any goroutine.
+type Node struct {
+	cfg   Config
+	conn  net.PacketConn
+	dst   *net.UDPAddr
+	clock Clock
+	reg   *Containers
+	tree  *Tree
+	kick  chan struct{}
+
+	// sendMu orders sends: it is held from building a message until it is
+	// written, so messages leave in the order their content was decided.
+	// Lock order: sendMu, mu, Containers' lock.
+	sendMu sync.Mutex
+
+	mu      sync.Mutex
+	name    string
+	joined  bool      // state of ctl: joined or left
+	running bool      // Run (or the test stepper) is driving the node
+	base    time.Time // start of the periodic schedule: the join
+	seq     int64     // number of the next periodic message; 0 was the join ANNOUNCE
+	next    time.Time // when it is due; zero while not sending
+	reply   time.Time // a pending fast-join reply; zero if none
+	prompt  time.Time // last reply prompted by an unknown HEARTBEAT
+	tab     *table
+	rng     *rand.Rand
+	st      stats
+	logs    []string // flushed by unlock
+}
+
+type stats struct {
+	received, accepted, echo, sent, sendErrors uint64
+	dropped                                    [numReasons]uint64
+}
+
+// New checks cfg, fills in its defaults and returns a node that will send
+// and receive on conn, normally a UDP socket bound to the port with
+// broadcast enabled. The node starts joined; Run sends its first ANNOUNCE.
+func New(cfg Config, conn net.PacketConn) (*Node, error) {
+	if conn == nil {
+		return nil, errors.New("cluster: nil conn")
+	}
+	if err := cfg.fill(); err != nil {
+		return nil, err
+	}
+	prefix := cfg.Prefix.Masked()
+	n := &Node{
+		cfg:    cfg,
+		conn:   conn,
+		dst:    net.UDPAddrFromAddrPort(netip.AddrPortFrom(broadcastAddr(prefix), uint16(cfg.Port))),
+		clock:  cfg.Clock,
+		reg:    new(Containers),
+		kick:   make(chan struct{}, 1),
+		name:   cfg.Name,
+		joined: true,
+		tab: newTable(cfg.ID, cfg.Addr, prefix, cfg.SuspectAfter, cfg.DeadAfter,
+			cfg.RemoveAfter, cfg.MaxPeers),
+		rng: cfg.Rand,
+	}
+	n.tree = &Tree{n: n}
+	return n, nil
+}
+
+func (c *Config) fill() error {
+	if !ValidID(c.ID) {
+		return fmt.Errorf("cluster: bad ID %q: want 8 lowercase hex digits (see IDFromMAC)", c.ID)
+	}
+	if c.Name == "" {
+		c.Name = "fornax-" + c.ID
+	}
+	if !ValidName(c.Name) {
+		return fmt.Errorf("cluster: bad Name %q: want 1-63 of [A-Za-z0-9._-]", c.Name)
+	}
+	if !c.Addr.Is4() {
+		return fmt.Errorf("cluster: Addr %v is not an IPv4 address", c.Addr)
+	}
+	if !c.Prefix.IsValid() || !c.Prefix.Addr().Is4() {
+		return fmt.Errorf("cluster: Prefix %v is not an IPv4 prefix", c.Prefix)
+	}
+	p := c.Prefix.Masked()
+	if p.Bits() > 30 {
+		return fmt.Errorf("cluster: Prefix %v leaves no room for hosts and broadcast: want /30 or shorter", c.Prefix)
+	}
+	if !p.Contains(c.Addr) {
+		return fmt.Errorf("cluster: Addr %v is not in Prefix %v", c.Addr, p)
+	}
+	if c.Addr == p.Addr() || c.Addr == broadcastAddr(p) {
+		return fmt.Errorf("cluster: Addr %v is the network or broadcast address of %v", c.Addr, p)
+	}
+	if c.Port == 0 {
+		c.Port = DefaultPort
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("cluster: bad Port %d: want 1-65535", c.Port)
+	}
+	for _, d := range []struct {
+		name string
+		v    *time.Duration
+		def  time.Duration
+	}{
+		{"Interval", &c.Interval, DefaultInterval},
+		{"SuspectAfter", &c.SuspectAfter, DefaultSuspectAfter},
+		{"DeadAfter", &c.DeadAfter, DefaultDeadAfter},
+		{"RemoveAfter", &c.RemoveAfter, DefaultRemoveAfter},
+		{"ReplyJitter", &c.ReplyJitter, DefaultReplyJitter},
+	} {
+		if *d.v == 0 {
+			*d.v = d.def
+		}
+		if *d.v < 0 {
+			return fmt.Errorf("cluster: %s is %v: want a positive duration", d.name, *d.v)
+		}
+	}
+	if c.SuspectAfter <= c.Interval {
+		return fmt.Errorf("cluster: SuspectAfter (%v) must exceed Interval (%v)", c.SuspectAfter, c.Interval)
+	}
+	if c.DeadAfter <= c.SuspectAfter {
+		return fmt.Errorf("cluster: DeadAfter (%v) must exceed SuspectAfter (%v)", c.DeadAfter, c.SuspectAfter)
+	}
+	if c.MaxPeers == 0 {
+		c.MaxPeers = DefaultMaxPeers
+	}
+	if c.MaxPeers < 0 {
+		return fmt.Errorf("cluster: MaxPeers is %d: want a positive number", c.MaxPeers)
+	}
+	if c.Resources == nil {
+		c.Resources = func() Resources { return Resources{CPUs: runtime.NumCPU()} }
+	}
+	if c.Clock == nil {
+		c.Clock = RealClock()
+	}
+	if c.Rand == nil {
+		h := fnv.New64a()
+		h.Write([]byte(c.ID))
+		c.Rand = rand.New(rand.NewPCG(h.Sum64(), uint64(c.Clock.Now().UnixNano())))
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	return nil
+}
+
+// Tree returns the /cluster file tree of the node.
+func (n *Node) Tree() *Tree { return n.tree }
+
+// Containers returns the node's container registry.
+func (n *Node) Containers() *Containers { return n.reg }
+
+// ID returns the node's node_id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Peers returns a snapshot of the table, in node_id order.
+func (n *Node) Peers() []Peer {
+	n.mu.Lock()
+	n.tickLocked(n.clock.Now(), false)
+	ps := n.tab.list()
+	n.unlock()
+	return ps
+}
+
+// Join makes a node that has left a member again: it announces at once
+// and restarts its periodic schedule (docs/protocol.md §4.1). Joining a
+// joined node does nothing. Without Run, the ANNOUNCE waits for Run.
+func (n *Node) Join() {
+	res := n.resources()
+	n.sendMu.Lock()
+	defer n.sendMu.Unlock()
+	n.mu.Lock()
+	if n.joined {
+		n.unlock()
+		return
+	}
+	n.joined = true
+	n.logf("cluster: joined as %s (%s)", n.cfg.ID, n.name)
+	var out []Message
+	if n.running {
+		out = append(out, n.beginLocked(n.clock.Now(), res))
+	}
+	n.unlock()
+	n.send(out...)
+	n.poke()
+}
+
+// Leave broadcasts LEAVE, stops sending, forgets every peer and ignores
+// what it hears until Join (docs/protocol.md §5). Leaving a node that has
+// left does nothing. Stopping Run does not leave: peers then see the node
+// fail; call Leave first for a clean exit.
+func (n *Node) Leave() {
+	n.sendMu.Lock()
+	defer n.sendMu.Unlock()
+	n.mu.Lock()
+	if !n.joined {
+		n.unlock()
+		return
+	}
+	n.joined = false
+	n.next, n.reply = time.Time{}, time.Time{}
+	n.tab.clear()
+	n.logf("cluster: left")
+	n.unlock()
+	n.send(Message{Kind: Leave, ID: n.cfg.ID})
+	n.poke()
+}
+
+// Rename changes the node's name and, while it is joined, broadcasts an
+// ANNOUNCE at once so peers see the new name.
+func (n *Node) Rename(name string) error {
+	if !ValidName(name) {
+		return fmt.Errorf("bad name: %q", name)
+	}
+	res := n.resources()
+	n.sendMu.Lock()
+	defer n.sendMu.Unlock()
+	n.mu.Lock()
+	var out []Message
+	if n.name != name {
+		n.logf("cluster: renamed from %s to %s", n.name, name)
+		n.name = name
+	}
+	if n.running && n.joined {
+		out = append(out, n.announceLocked(res))
+		n.reply = time.Time{}
+	}
+	n.unlock()
+	n.send(out...)
+	return nil
+}
+
+// Run drives the node until ctx is done: it sends the join ANNOUNCE (if
+// joined), reads datagrams in a goroutine and does everything else in one
+// loop. It returns nil when ctx is done, or the error that stopped
+// reading (a closed conn, say). On return the reader has stopped, unless
+// conn cannot SetReadDeadline. Run does not send LEAVE.
+func (n *Node) Run(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	if err := n.start(); err != nil {
+		return err
+	}
+	defer n.stop()
+
+	type packet struct {
+		b   []byte
+		src net.Addr
+	}
+	pkts := make(chan packet, 64)
+	rerr := make(chan error, 1)
+	go func() {
+		for {
+			buf := make([]byte, MaxMessageSize+1) // one more, to see oversize
+			k, src, err := n.conn.ReadFrom(buf)
+			if k > 0 {
+				select {
+				case pkts <- packet{buf[:k], src}:
+				case <-ctx.Done():
+				}
+			}
+			if err != nil || ctx.Err() != nil {
+				if ctx.Err() != nil {
+					err = nil
+				}
+				rerr <- err
+				return
+			}
+		}
+	}()
+
+	var (
+		timer Timer
+		armed time.Time
+	)
+	stopTimer := func() {
+		if timer != nil {
+			timer.Stop()
+			timer, armed = nil, time.Time{}
+		}
+	}
+	defer stopTimer()
+	for {
+		if w := n.nextWake(); !w.Equal(armed) {
+			stopTimer()
+			if !w.IsZero() {
+				timer, armed = n.clock.TimerAt(w), w
+			}
+		}
+		var tc <-chan time.Time
+		if timer != nil {
+			tc = timer.C()
+		}
+		select {
+		case <-ctx.Done():
+			// Unblock the reader and wait for it.
+			if n.conn.SetReadDeadline(time.Unix(1, 0)) == nil {
+				<-rerr
+				n.conn.SetReadDeadline(time.Time{})
+			}
+			return nil
+		case err := <-rerr:
+			if err == nil { // ctx is done
+				return nil
+			}
+			return fmt.Errorf("cluster: read: %w", err)
+		case p := <-pkts:
+			n.handle(p.b, p.src)
+		case <-tc:
+			timer, armed = nil, time.Time{}
+			// Datagrams already here count before thresholds due now
+			// (docs/protocol.md §4.3).
+			for k := len(pkts); k > 0; k-- {
+				p := <-pkts
+				n.handle(p.b, p.src)
+			}
+			n.fire()
+		case <-n.kick:
+		}
+	}
+}
+
+// The step API: Run is start, then handle and fire as datagrams and
+// nextWake come, then stop. Tests call them directly with a fake clock.
+
+// start marks the node running and, if joined, sends the join ANNOUNCE.
+func (n *Node) start() error {
+	res := n.resources()
+	n.sendMu.Lock()
+	defer n.sendMu.Unlock()
+	n.mu.Lock()
+	if n.running {
+		n.unlock()
+		return errors.New("cluster: Run is already running")
+	}
+	n.running = true
+	var out []Message
+	if n.joined {
+		n.logf("cluster: joined as %s (%s) at %v", n.cfg.ID, n.name, n.cfg.Addr)
+		out = append(out, n.beginLocked(n.clock.Now(), res))
+	}
+	n.unlock()
+	n.send(out...)
+	return nil
+}
+
+// stop marks the node not running: it sends nothing until started again.
+func (n *Node) stop() {
+	n.mu.Lock()
+	n.running = false
+	n.next, n.reply = time.Time{}, time.Time{}
+	n.unlock()
+}
+
+// nextWake is when fire has work next, or the zero time for never.
+func (n *Node) nextWake() time.Time {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	w := n.tab.next()
+	if n.running && n.joined {
+		w = earliest(earliest(w, n.next), n.reply)
+	}
+	return w
+}
+
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || !b.IsZero() && b.Before(a) {
+		return b
+	}
+	return a
+}
+
+// handle processes one datagram received now from src (docs/protocol.md §6).
+func (n *Node) handle(b []byte, src net.Addr) {
+	now := n.clock.Now()
+	n.mu.Lock()
+	defer n.unlock()
+	n.st.received++
+	if !n.joined {
+		n.st.dropped[ReasonLeft]++
+		return
+	}
+	ip, err := n.tab.source(src)
+	if err != nil {
+		n.countDrop(err)
+		return
+	}
+	m, err := Parse(b)
+	if err != nil {
+		n.countDrop(err)
+		return
+	}
+	n.tickLocked(now, true)
+	ev, err := n.tab.observe(m, ip, now)
+	if err != nil {
+		n.countDrop(err)
+		// Prompt a peer known only by its HEARTBEAT (docs/protocol.md §4.1).
+		if m.Kind == Heartbeat && err.(*DropError).Reason == ReasonUnknownID && !n.tab.full() &&
+			(n.prompt.IsZero() || now.Sub(n.prompt) >= n.cfg.Interval) {
+			n.prompt = now
+			n.replyLocked(now)
+		}
+		return
+	}
+	if ev.kind == evEcho {
+		n.st.echo++
+		return
+	}
+	n.st.accepted++
+	n.logEvent(ev)
+	if m.Kind == Announce && (ev.kind == evAdded || ev.kind == evRevived || ev.kind == evMoved) {
+		n.replyLocked(now)
+	}
+}
+
+func (n *Node) countDrop(err error) {
+	var de *DropError
+	if errors.As(err, &de) {
+		n.st.dropped[de.Reason]++
+	}
+}
+
+// replyLocked schedules a fast-join reply unless one is pending
+// (docs/protocol.md §4.1).
+func (n *Node) replyLocked(now time.Time) {
+	if !n.reply.IsZero() || !n.running {
+		return
+	}
+	n.reply = now.Add(time.Duration(n.rng.Int64N(int64(n.cfg.ReplyJitter) + 1)))
+}
+
+// fire does what is due now: peers' transitions, the periodic message,
+// a pending reply.
+func (n *Node) fire() {
+	now := n.clock.Now()
+	n.sendMu.Lock()
+	defer n.sendMu.Unlock()
+	n.mu.Lock()
+	n.tickLocked(now, false)
+	due := n.running && n.joined &&
+		(!n.next.IsZero() && !now.Before(n.next) || !n.reply.IsZero() && !now.Before(n.reply))
+	n.unlock()
+	if !due {
+		return
+	}
+	res := n.resources() // not under mu: it is the caller's code
+	n.mu.Lock()
+	var out []Message
+	if n.running && n.joined {
+		if !n.next.IsZero() && !now.Before(n.next) {
+			// The schedule is exact (docs/protocol.md §4.2): message k is
+			// due at base + k*Interval;
+			// ticks missed while late are not sent in a burst: one message
+			// goes out, an ANNOUNCE if any missed tick was one.
+			last := int64(now.Sub(n.base) / n.cfg.Interval)
+			announce := false
+			for k := n.seq; k <= last && k < n.seq+announceEvery; k++ {
+				announce = announce || k%announceEvery == 0
+			}
+			if announce {
+				out = append(out, n.announceLocked(res))
+				n.reply = time.Time{} // an ANNOUNCE answers any pending reply
+			} else {
+				out = append(out, n.heartbeatLocked(res))
+			}
+			n.seq = last + 1
+			n.next = n.base.Add(time.Duration(n.seq) * n.cfg.Interval)
+		}
+		if !n.reply.IsZero() && !now.Before(n.reply) {
+			out = append(out, n.announceLocked(res))
+			n.reply = time.Time{}
+		}
+	}
+	n.unlock()
+	n.send(out...)
+}
+
+// beginLocked starts the periodic schedule at now and returns the join
+// ANNOUNCE, message 0 of the schedule.
+func (n *Node) beginLocked(now time.Time, res Resources) Message {
+	n.base, n.seq = now, 1
+	n.next = now.Add(n.cfg.Interval)
+	n.reply = time.Time{}
+	return n.announceLocked(res)
+}
+
+func (n *Node) announceLocked(res Resources) Message {
+	return Message{Kind: Announce, ID: n.cfg.ID, Addr: n.cfg.Addr, Name: n.name,
+		CPUs: res.CPUs, MemTotal: res.MemTotal, MemFree: res.MemFree, Containers: n.reg.Len()}
+}
+
+func (n *Node) heartbeatLocked(res Resources) Message {
+	return Message{Kind: Heartbeat, ID: n.cfg.ID, Load: LoadOf(res.Load),
+		MemFree: res.MemFree, Containers: n.reg.Len()}
+}
+
+// resources calls cfg.Resources and clamps what it returns to the ranges
+// of docs/protocol.md §3.
+func (n *Node) resources() Resources {
+	r := n.cfg.Resources()
+	r.CPUs = min(max(r.CPUs, 1), maxCPUs)
+	r.MemFree = min(r.MemFree, r.MemTotal)
+	return r
+}
+
+// send writes messages to the broadcast address. The caller holds sendMu
+// and not mu.
+func (n *Node) send(ms ...Message) {
+	for _, m := range ms {
+		err := m.Validate()
+		if err == nil {
+			_, err = n.conn.WriteTo(m.Append(nil), n.dst)
+		}
+		n.mu.Lock()
+		if err != nil {
+			n.st.sendErrors++
+			n.logf("cluster: send %v: %v", m.Kind, err)
+		} else {
+			n.st.sent++
+		}
+		n.unlock()
+	}
+}
+
+// poke wakes Run to recompute its timer.
+func (n *Node) poke() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// tickLocked applies the table's due transitions and logs them.
+func (n *Node) tickLocked(now time.Time, strict bool) {
+	for _, ev := range n.tab.tick(now, strict) {
+		n.logEvent(ev)
+	}
+}
+
+func (n *Node) logEvent(ev event) {
+	p := ev.peer
+	switch ev.kind {
+	case evAdded:
+		n.logf("cluster: %s (%s) joined from %v", p.ID, p.Name, p.Addr)
+	case evRevived:
+		n.logf("cluster: %s (%s) is online again", p.ID, p.Name)
+	case evMoved:
+		n.logf("cluster: %s (%s) moved from %v to %v", p.ID, p.Name, ev.oldAddr, p.Addr)
+	case evLeft:
+		n.logf("cluster: %s (%s) left", p.ID, p.Name)
+	case evSuspect, evDead:
+		n.logf("cluster: %s (%s) is %v", p.ID, p.Name, p.Status)
+	case evRemoved:
+		n.logf("cluster: %s (%s) removed", p.ID, p.Name)
+	}
+	if ev.oldName != "" && ev.oldName != p.Name {
+		n.logf("cluster: %s renamed from %s to %s", p.ID, ev.oldName, p.Name)
+	}
+}
+
+// logf queues a log line; unlock writes it once mu is released.
+func (n *Node) logf(format string, args ...any) {
+	n.logs = append(n.logs, fmt.Sprintf(format, args...))
+}
+
+// unlock releases mu, then writes the queued log lines.
+func (n *Node) unlock() {
+	logs := n.logs
+	n.logs = nil
+	n.mu.Unlock()
+	for _, l := range logs {
+		n.cfg.Logf("%s", l)
+	}
+}

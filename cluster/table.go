@@ -1,0 +1,290 @@
+package cluster
+
+import (
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Status is a peer's liveness (docs/protocol.md §5 Membership).
+type Status uint8
+
+// Peer states.
+const (
+	Online Status = iota
+	Suspect
+	Dead
+)
+
+func (s Status) String() string {
+	switch s {
+	case Online:
+		return "online"
+	case Suspect:
+		return "suspect"
+	case Dead:
+		return "dead"
+	}
+	return "Status(?)"
+}
+
+// Peer is what a node knows of another: the fields of its last ANNOUNCE,
+// updated by its HEARTBEATs.
+type Peer struct {
+	ID         string
+	Name       string
+	Addr       netip.Addr // recorded address: the source of its last ANNOUNCE
+	CPUs       int
+	MemTotal   uint64
+	MemFree    uint64
+	Containers int
+	Load       Load
+	HasLoad    bool      // a HEARTBEAT has been heard, so Load is known
+	LastHeard  time.Time // when its last valid message was received
+	Status     Status
+}
+
+// eventKind is what a message or the passing of time did to the table.
+type eventKind uint8
+
+const (
+	evEcho    eventKind = iota + 1 // our own broadcast came back
+	evAdded                        // new peer (ANNOUNCE)
+	evUpdated                      // known online peer refreshed
+	evRevived                      // suspect or dead peer heard again
+	evMoved                        // known peer announced from a new addr
+	evLeft                         // LEAVE
+	evSuspect
+	evDead
+	evRemoved
+)
+
+type event struct {
+	kind    eventKind
+	peer    Peer
+	oldName string     // evUpdated etc.: name before the message
+	oldAddr netip.Addr // evMoved: addr before the message
+}
+
+// table is the membership state machine of docs/protocol.md §5. It is
+// pure: no goroutines, no clock, no locking; time is passed in.
+type table struct {
+	self     string       // our node_id
+	selfAddr netip.Addr   // our address
+	prefix   netip.Prefix // our subnet, masked
+	bcast    netip.Addr   // its broadcast address
+
+	suspect, dead, remove time.Duration // ages at which a peer turns suspect, dead, is removed
+	max                   int
+
+	peers map[string]*Peer
+	// due is no later than the earliest time at which tick has work;
+	// the zero time when the table is empty.
+	due time.Time
+}
+
+func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, suspect, dead, removeAfterDead time.Duration, max int) *table {
+	prefix = prefix.Masked()
+	return &table{
+		self: self, selfAddr: selfAddr, prefix: prefix, bcast: broadcastAddr(prefix),
+		suspect: suspect, dead: dead, remove: dead + removeAfterDead, max: max,
+		peers: make(map[string]*Peer),
+	}
+}
+
+// broadcastAddr is the last address of an IPv4 prefix.
+func broadcastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	bits := p.Bits()
+	for i := range a {
+		switch {
+		case bits >= 8:
+			bits -= 8
+		default:
+			a[i] |= byte(0xff >> bits)
+			bits = 0
+		}
+	}
+	return netip.AddrFrom4(a)
+}
+
+// source checks a datagram's source (docs/protocol.md §6, step 2): a
+// *net.UDPAddr holding a host address of our subnet, neither its network
+// nor its broadcast address.
+func (t *table) source(src net.Addr) (netip.Addr, error) {
+	u, ok := src.(*net.UDPAddr)
+	if !ok {
+		return netip.Addr{}, dropf(ReasonForeignSubnet, "source %v is not UDP", src)
+	}
+	a, ok := netip.AddrFromSlice(u.IP)
+	a = a.Unmap()
+	if !ok || !a.Is4() || !t.prefix.Contains(a) || a == t.prefix.Addr() || a == t.bcast {
+		return netip.Addr{}, dropf(ReasonForeignSubnet, "source %v is not a host of %v", u.IP, t.prefix)
+	}
+	return a, nil
+}
+
+// past reports whether a peer of the given age has reached threshold.
+// Thresholds are inclusive (age >= 15 s is suspect); strict asks instead
+// about the instant just before, before messages received at that very
+// instant count (docs/protocol.md §4 Timing).
+func (t *table) past(age, threshold time.Duration, strict bool) bool {
+	if strict {
+		return age > threshold
+	}
+	return age >= threshold
+}
+
+// tick applies the transitions due at now: suspect, dead, removed. With
+// strict, transitions whose threshold falls exactly at now are left for
+// later, so that a message received at now counts first. Events are in
+// node_id order.
+func (t *table) tick(now time.Time, strict bool) []event {
+	if t.due.IsZero() || now.Before(t.due) || strict && now.Equal(t.due) {
+		return nil
+	}
+	var evs []event
+	var due time.Time
+	for id, p := range t.peers {
+		age := now.Sub(p.LastHeard)
+		switch {
+		case t.past(age, t.remove, strict):
+			delete(t.peers, id)
+			evs = append(evs, event{kind: evRemoved, peer: *p})
+			continue
+		case t.past(age, t.dead, strict):
+			if p.Status != Dead {
+				p.Status = Dead
+				evs = append(evs, event{kind: evDead, peer: *p})
+			}
+		case t.past(age, t.suspect, strict):
+			if p.Status == Online {
+				p.Status = Suspect
+				evs = append(evs, event{kind: evSuspect, peer: *p})
+			}
+		}
+		if d := t.deadline(p); due.IsZero() || d.Before(due) {
+			due = d
+		}
+	}
+	t.due = due
+	slices.SortFunc(evs, func(a, b event) int { return strings.Compare(a.peer.ID, b.peer.ID) })
+	return evs
+}
+
+// deadline is when p next changes state if not heard from.
+func (t *table) deadline(p *Peer) time.Time {
+	switch p.Status {
+	case Online:
+		return p.LastHeard.Add(t.suspect)
+	case Suspect:
+		return p.LastHeard.Add(t.dead)
+	}
+	return p.LastHeard.Add(t.remove)
+}
+
+// next is no later than the earliest time at which tick has work, or the
+// zero time if the table is empty.
+func (t *table) next() time.Time { return t.due }
+
+// observe applies one valid message from source src received at now
+// (docs/protocol.md §5 and §6, steps 4–6). The caller has applied
+// tick(now, true). A dropped message changes nothing and returns a
+// *DropError.
+func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error) {
+	if m.ID == t.self {
+		if src == t.selfAddr {
+			return event{kind: evEcho}, nil
+		}
+		return event{}, dropf(ReasonOwnID, "%v carries our node_id %s, from %v", m.Kind, m.ID, src)
+	}
+	if src == t.selfAddr {
+		return event{}, dropf(ReasonOwnAddr, "%v of %s comes from our address %v", m.Kind, m.ID, src)
+	}
+	p := t.peers[m.ID]
+	switch m.Kind {
+	case Announce:
+		if m.Addr != src {
+			return event{}, dropf(ReasonAddrMismatch, "ANNOUNCE of %s says addr %v, source is %v", m.ID, m.Addr, src)
+		}
+		ev := event{kind: evAdded}
+		if p == nil {
+			if len(t.peers) >= t.max {
+				return event{}, dropf(ReasonTableFull, "table holds %d peers, refusing %s", t.max, m.ID)
+			}
+			p = &Peer{ID: m.ID}
+			t.peers[m.ID] = p
+		} else {
+			ev = event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
+			switch {
+			case p.Addr != src:
+				ev.kind = evMoved
+			case p.Status != Online:
+				ev.kind = evRevived
+			}
+		}
+		p.Name, p.Addr, p.CPUs = m.Name, m.Addr, m.CPUs
+		p.MemTotal, p.MemFree, p.Containers = m.MemTotal, m.MemFree, m.Containers
+		t.heard(p, now)
+		ev.peer = *p
+		return ev, nil
+	case Heartbeat, Leave:
+		if p == nil {
+			return event{}, dropf(ReasonUnknownID, "%v from unknown node_id %s", m.Kind, m.ID)
+		}
+		if p.Addr != src {
+			return event{}, dropf(ReasonSourceMismatch, "%v of %s from %v, recorded addr is %v", m.Kind, m.ID, src, p.Addr)
+		}
+		if m.Kind == Leave {
+			delete(t.peers, m.ID)
+			return event{kind: evLeft, peer: *p}, nil
+		}
+		ev := event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
+		if p.Status != Online {
+			ev.kind = evRevived
+		}
+		p.MemFree, p.Containers, p.Load, p.HasLoad = m.MemFree, m.Containers, m.Load, true
+		t.heard(p, now)
+		ev.peer = *p
+		return ev, nil
+	}
+	return event{}, dropf(ReasonUnknownVerb, "kind %d", m.Kind)
+}
+
+// heard marks p online as of now.
+func (t *table) heard(p *Peer, now time.Time) {
+	p.LastHeard, p.Status = now, Online
+	if d := t.deadline(p); t.due.IsZero() || d.Before(t.due) {
+		t.due = d
+	}
+}
+
+// full reports whether a new id would be refused.
+func (t *table) full() bool { return len(t.peers) >= t.max }
+
+// clear forgets every peer.
+func (t *table) clear() {
+	clear(t.peers)
+	t.due = time.Time{}
+}
+
+// get returns a copy of the peer with the given id.
+func (t *table) get(id string) (Peer, bool) {
+	p, ok := t.peers[id]
+	if !ok {
+		return Peer{}, false
+	}
+	return *p, true
+}
+
+// list returns copies of all peers in node_id order.
+func (t *table) list() []Peer {
+	ps := make([]Peer, 0, len(t.peers))
+	for _, p := range t.peers {
+		ps = append(ps, *p)
+	}
+	slices.SortFunc(ps, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
+	return ps
+}

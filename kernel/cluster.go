@@ -1,0 +1,65 @@
+//go:build tamago && cluster
+
+package main
+
+import (
+	"context"
+	crand "crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"time"
+
+	board "fornax/board/qemu_amd64"
+	"fornax/cluster"
+	"fornax/kernel/sys"
+)
+
+func init() {
+	services = append(services, service{20, "cluster", startCluster})
+}
+
+// startCluster joins the cluster on udp/9710 and mounts /cluster.
+func startCluster(s *system) error {
+	if s.net == nil {
+		return errors.New("needs the network (ip= on the command line)")
+	}
+	id := s.cfg.ID
+	if id == "" {
+		id = cluster.IDFromMAC(s.net.Info().MAC)
+	}
+	pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", cluster.DefaultPort))
+	if err != nil {
+		return err
+	}
+	meter := sys.NewLoadMeter(board.IdleTime, board.Uptime, board.NumCPU(), time.Second)
+	var seed [16]byte
+	crand.Read(seed[:])
+	node, err := cluster.New(cluster.Config{
+		ID:     id,
+		Name:   s.kern.Name(),
+		Addr:   s.cfg.Addr.Addr(),
+		Prefix: s.cfg.Addr,
+		Resources: func() cluster.Resources {
+			total, _, free := s.kern.Mem()
+			return cluster.Resources{CPUs: board.NumCPU(), MemTotal: total, MemFree: free, Load: meter.Load()}
+		},
+		Rand: rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		Logf: s.kern.Logf,
+	}, pc)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	if err := s.space.Mount("/cluster", node.Tree()); err != nil {
+		return err
+	}
+	// The node's name is the system's name: a rename through
+	// /cluster/ctl shows in /dev/sysname and the prompt.
+	s.kern.SetNameFunc(node.Name)
+	go node.Run(context.Background())
+	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d\n", id, cluster.DefaultPort)
+	return nil
+}
