@@ -5,6 +5,7 @@ package qemu_amd64
 import (
 	"math"
 	"sync/atomic"
+	"time"
 	"unsafe"
 
 	"github.com/usbarmory/tamago/amd64"
@@ -123,7 +124,7 @@ func idle(until int64) {
 	}
 	if until == 0 || until == math.MaxInt64 {
 		cli()
-		stihlt()
+		halt()
 		return
 	}
 	d := until - nanotime()
@@ -145,6 +146,18 @@ func idle(until int64) {
 	cli()
 	lapicWrite(lapicLVTTimer, amd64.IRQ_WAKEUP) // one-shot, unmasked
 	lapicWrite(lapicInitCount, uint32(count))
-	stihlt()
+	halt()
 	lapicWrite(lapicInitCount, 0)
 }
+
+var idleNs atomic.Int64
+
+// halt enables interrupts and halts, counting the time spent halted.
+func halt() {
+	t := nanotime()
+	stihlt()
+	idleNs.Add(nanotime() - t)
+}
+
+// IdleTime returns how long the CPU has spent halted since boot.
+func IdleTime() time.Duration { return time.Duration(idleNs.Load()) }
