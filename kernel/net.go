@@ -16,7 +16,7 @@ import (
 )
 
 // netVector is the interrupt vector of the virtio-net device.
-const netVector = 48
+const netVector = board.DeviceVectorBase
 
 func init() {
 	services = append(services, service{10, "net", startNet})

@@ -12,8 +12,8 @@ const (
 	uartIER     = 0x01 // interrupt enable
 	uartIER_RDA = 1 << 0
 	uartIIR     = 0x02
-	COM1_IRQ    = 4  // ISA IRQ of COM1, IOAPIC0 pin 4
-	ConsoleIRQ  = 36 // vector we route it to
+	COM1_IRQ    = 4    // ISA IRQ of COM1, IOAPIC0 pin 4
+	ConsoleIRQ  = 0x3f // its vector: see DeviceVectorBase
 	consolePoll = 100 * time.Millisecond
 )
 

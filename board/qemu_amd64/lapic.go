@@ -7,6 +7,7 @@ import (
 	"sync/atomic"
 	"time"
 	"unsafe"
+	_ "unsafe" // go:linkname
 
 	"github.com/usbarmory/tamago/amd64"
 )
@@ -122,13 +123,21 @@ func idle(until int64) {
 	if !interruptsOn.Load() {
 		return
 	}
+	// The scheduler chose until before it called us: an interrupt taken
+	// since has woken the service goroutine (tamago sets irqLock), and
+	// halting now would sleep through that wake-up until the old timer.
+	cli()
+	if irqLock {
+		sti()
+		return
+	}
 	if until == 0 || until == math.MaxInt64 {
-		cli()
 		halt()
 		return
 	}
 	d := until - nanotime()
 	if d < minSleep {
+		sti()
 		return
 	}
 	if d > maxSleep {
@@ -136,19 +145,25 @@ func idle(until int64) {
 	}
 	count := uint64(d) * lapicHz / 1e9
 	if count == 0 {
+		sti()
 		return
 	}
 	if count > math.MaxUint32 {
 		count = math.MaxUint32
 	}
-	// Arm with interrupts off so an early expiry stays pending and wakes
+	// Armed with interrupts off, an early expiry stays pending and wakes
 	// the HLT instead of being taken before it.
-	cli()
 	lapicWrite(lapicLVTTimer, amd64.IRQ_WAKEUP) // one-shot, unmasked
 	lapicWrite(lapicInitCount, uint32(count))
 	halt()
 	lapicWrite(lapicInitCount, 0)
 }
+
+// irqLock is set by tamago's interrupt entry when it wakes the service
+// goroutine, and cleared once the interrupt is acknowledged.
+//
+//go:linkname irqLock github.com/usbarmory/tamago/amd64.irqLock
+var irqLock bool
 
 var idleNs atomic.Int64
 

@@ -128,11 +128,18 @@ func ClockInfo() (kind string, tsc, lapic uint64, rtc bool) {
 // NumCPU returns the number of CPUs the kernel runs on.
 func NumCPU() int { return 1 }
 
+// Device interrupts use vectors DeviceVectorBase to ConsoleIRQ: one LAPIC
+// priority class (SDM Vol. 3A, 11.8.3), so that no device interrupt is
+// taken while another is in service. tamago's service goroutine handles
+// one interrupt at a time and reads its vector from a global; a nested
+// interrupt would overwrite it.
+const DeviceVectorBase = 0x30
+
 var interruptsOn atomic.Bool
 
 // ServiceInterrupts installs the interrupt vectors and services them on
 // the calling goroutine, passing device vectors to isr; it does not
-// return. Once the vectors are in place it calls ready, on another
+// return. isr should check every device it serves, whatever the vector. Once the vectors are in place it calls ready, on another
 // goroutine: devices must not be routed (EnableInterrupt) before, as a
 // vector without its IDT entry faults. Until then the idle governor cannot
 // arm the LAPIC timer (vector 255) and spins instead.
@@ -147,14 +154,14 @@ func ServiceInterrupts(isr func(vector int), ready func()) {
 		}
 	}()
 	AMD64.ServiceInterrupts(func(vector int) {
-		switch vector {
-		case ConsoleIRQ:
-			Serial.interrupt()
-		case amd64.IRQ_WAKEUP:
-		default:
-			if isr != nil {
-				isr(vector)
-			}
+		if vector == amd64.IRQ_WAKEUP {
+			return
+		}
+		// Checking every device is cheap and covers a vector number
+		// that was not the one that woke us.
+		Serial.interrupt()
+		if isr != nil {
+			isr(vector)
 		}
 	})
 }
