@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"time"
@@ -59,6 +60,19 @@ func startCluster(s *system) error {
 	// The node's name is the system's name: a rename through
 	// /cluster/ctl shows in /dev/sysname and the prompt.
 	s.kern.SetNameFunc(node.Name)
+	s.shell.Register("container", "add|rm name", "register or unregister a running container (advertised to peers)", func(w io.Writer, args []string) error {
+		if len(args) != 2 {
+			return errors.New("usage: container add|rm name")
+		}
+		switch args[0] {
+		case "add":
+			return node.Containers().Add(args[1])
+		case "rm":
+			node.Containers().Remove(args[1])
+			return nil
+		}
+		return fmt.Errorf("unknown subcommand %q: want add or rm", args[0])
+	})
 	go node.Run(context.Background())
 	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d\n", id, cluster.DefaultPort)
 	return nil

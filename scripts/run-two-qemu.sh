@@ -67,11 +67,15 @@ stop_vm() { # index
 }
 
 teardown() {
-	local f
+	local f pid
 	for f in "$DIR"/fornax-*.pid; do
 		[ -e "$f" ] || continue
 		f=${f##*/fornax-}; f=${f%.pid}
 		stop_vm "$((10#$f))"
+	done
+	# VMs of a run from another --dir, or whose pid files are gone.
+	for pid in $(ip netns pids "$NS" 2>/dev/null); do
+		grep -q qemu "/proc/$pid/comm" 2>/dev/null && kill -9 "$pid" 2>/dev/null || true
 	done
 	ip netns del "$NS" 2>/dev/null || true
 }

@@ -129,6 +129,22 @@ func TestCluster(t *testing.T) {
 	}
 	vm2.Name = Name(2)
 
+	// containers registered on a node reach its peers with the next
+	// message (at most one 5 s interval)
+	if out := command(t, vm2, "container add web-1"); out != "" {
+		t.Errorf("container add: %q", out)
+	}
+	if got := command(t, vm2, "ls /cluster/self/containers/"); got != "web-1\n" {
+		t.Errorf("self/containers/: %q", got)
+	}
+	for line, want := range map[string]string{"container add web-1": `already registered`, "container add a/b": "bad container name", "container up x": "unknown subcommand"} {
+		if got := command(t, vm2, line); !strings.Contains(got, want) {
+			t.Errorf("%q: %q, want %q", line, got, want)
+		}
+	}
+	poll(t, vm1, "cat /cluster/nodes/"+id2+"/resources", 6*time.Second, 200*time.Millisecond, contains("containers 1\n"))
+	command(t, vm2, "container rm web-1")
+
 	// bad ctl messages fail and change nothing
 	for _, c := range []struct{ line, want string }{
 		{"echo jion > /cluster/ctl", `bad ctl message: "jion"` + "\n"},
