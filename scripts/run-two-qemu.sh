@@ -51,15 +51,25 @@ case "$ACCEL" in tcg|kvm) ;; *) die "--accel takes tcg or kvm" ;; esac
 name() { printf 'fornax-%02d' "$1"; }
 tap() { printf 'fxtap%02d' "$1"; }
 
+alive() { # pid
+	local state
+	state=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null) || return 1
+	[ -n "$state" ] && [ "$state" != Z ]
+}
+
 stop_vm() { # index
 	local pidf
 	pidf="$DIR/$(name "$1").pid"
 	if [ -f "$pidf" ]; then
 		local pid
 		pid=$(cat "$pidf")
-		if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q qemu "/proc/$pid/comm" 2>/dev/null; then
+		if [ -n "$pid" ] && alive "$pid" && grep -q qemu "/proc/$pid/comm" 2>/dev/null; then
 			kill -9 "$pid" 2>/dev/null || true
-			for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+			# Gone, or a zombie waiting for a reaper: either way it is dead.
+			for _ in $(seq 50); do
+				alive "$pid" || break
+				sleep 0.1
+			done
 		fi
 		rm -f "$pidf"
 	fi
@@ -150,7 +160,7 @@ printf 'KERNEL=%q\nACCEL=%q\nCOUNT=%q\n' "$KERNEL" "$ACCEL" "$COUNT" > "$DIR/con
 
 if [ "$DETACH" = 0 ]; then
 	trap 'teardown' EXIT
-	trap 'exit 130' INT TERM
+	trap 'exit 130' INT TERM HUP
 fi
 
 for i in $(seq 1 "$COUNT"); do boot_vm "$i"; done
@@ -161,7 +171,7 @@ if [ "$DETACH" = 1 ]; then
 	exit 0
 fi
 
-echo "attached to $(name 1): Ctrl-] detaches and stops all VMs"
+echo "attached to $(name 1): press Enter for a prompt; Ctrl-] detaches and stops all VMs"
 if command -v socat >/dev/null; then
 	socat -,raw,echo=0,escape=0x1d "UNIX-CONNECT:$DIR/$(name 1).sock" || true
 else
