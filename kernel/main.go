@@ -87,7 +87,7 @@ func main() {
 		shell: shell.New(space, func() string { return kern.Name() + "% " }),
 	}
 	kern.Commands(s.shell)
-	s.shell.Register("halt", "halt", "stop the machine", func(w io.Writer, args []string) error {
+	s.shell.Register("halt", "", "stop the machine", func(w io.Writer, args []string) error {
 		fmt.Fprintln(w, "halted")
 		board.Halt()
 		return nil

@@ -80,7 +80,7 @@ func startNet(s *system) error {
 	}
 	s.shell.Register("ifconfig", "", "network address, MAC and counters", func(w io.Writer, args []string) error {
 		if len(args) > 0 {
-			return errors.New("usage: ifconfig")
+			return errors.New("takes no arguments")
 		}
 		_, err := w.Write(ifconfig())
 		return err

@@ -88,10 +88,7 @@ func Init() {
 		AMD64.TimerMultiplier = 1e9 / float64(hz)
 	}
 
-	if t, ok := rtcTime(); ok {
-		AMD64.SetTime(t.UnixNano())
-		wallFromRTC = true
-	}
+	setWallClock()
 
 	goos.Exit = func(_ int32) {
 		// On microvm a guest ends itself by a triple fault; QEMU
@@ -110,6 +107,21 @@ func init() {
 
 	if f := AMD64.Features(); f.KVM && f.KVMClockMSR > 0 {
 		pvclock.Init(AMD64)
+		// With an invariant TSC, kvmclock adjusted the clock once, to
+		// its own epoch: put the wall clock back. Without one it keeps
+		// adjusting every second and its epoch stands (untested here:
+		// KVM hangs guests on this project's machines).
+		if f.TSCInvariant {
+			setWallClock()
+		}
+	}
+}
+
+// setWallClock sets the system time from the RTC.
+func setWallClock() {
+	if t, ok := rtcTime(); ok {
+		AMD64.SetTime(t.UnixNano())
+		wallFromRTC = true
 	}
 }
 

@@ -4,6 +4,7 @@
 package sys
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"runtime"
@@ -150,23 +151,23 @@ type Registrar interface {
 
 // Commands registers uptime, date and mem.
 func (k *Kernel) Commands(r Registrar) {
-	r.Register("uptime", "uptime", "time since reset", func(w io.Writer, args []string) error {
+	r.Register("uptime", "", "time since reset", func(w io.Writer, args []string) error {
 		if len(args) > 0 {
-			return errUsage("uptime")
+			return errNoArgs
 		}
 		_, err := fmt.Fprintf(w, "up %s (%.3f s)\n", FormatUptime(k.Uptime()), k.Uptime().Seconds())
 		return err
 	})
-	r.Register("date", "date", "wall-clock time (UTC)", func(w io.Writer, args []string) error {
+	r.Register("date", "", "wall-clock time (UTC)", func(w io.Writer, args []string) error {
 		if len(args) > 0 {
-			return errUsage("date")
+			return errNoArgs
 		}
 		_, err := fmt.Fprintln(w, k.m.Now().UTC().Format(time.UnixDate))
 		return err
 	})
-	r.Register("mem", "mem", "memory: total, used by the runtime, free", func(w io.Writer, args []string) error {
+	r.Register("mem", "", "memory: total, used by the runtime, free", func(w io.Writer, args []string) error {
 		if len(args) > 0 {
-			return errUsage("mem")
+			return errNoArgs
 		}
 		total, used, free := k.Mem()
 		_, err := fmt.Fprintf(w, "total %s\nused  %s\nfree  %s\n", Bytes(total), Bytes(used), Bytes(free))
@@ -174,7 +175,7 @@ func (k *Kernel) Commands(r Registrar) {
 	})
 }
 
-func errUsage(usage string) error { return fmt.Errorf("usage: %s", usage) }
+var errNoArgs = errors.New("takes no arguments")
 
 // FormatUptime prints a duration as [Nd ]hh:mm:ss.
 func FormatUptime(d time.Duration) string {
