@@ -87,6 +87,6 @@ check-qemu:
 clean: ## remove build outputs
 	rm -rf build run
 
-bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU (and discovery with the cluster image)
+bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
-		$(GO) test -run '^$$' -bench . -benchtime 1x -timeout 30m ./internal/vmtest/
+		$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./internal/vmtest/

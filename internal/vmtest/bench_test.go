@@ -134,3 +134,41 @@ func BenchmarkIdle(b *testing.B) {
 	b.ReportMetric(pct/float64(b.N), "%core")
 	b.ReportMetric(0, "ns/op")
 }
+
+// BenchmarkDiscovery measures how long a booting node takes to be listed
+// by a running one: VM 2 leaves (so VM 1 forgets it), is killed and boots
+// again; the clock runs from its prompt to its id in VM 1's nodes/.
+func BenchmarkDiscovery(b *testing.B) {
+	lan := startLANB(b, kernelB(b, "FORNAX_KERNEL_CLUSTER"), 2)
+	vm1 := lan.VMs[0]
+	cmd := func(vm *VM, line string) string {
+		out, err := vm.Command(line, 10*time.Second)
+		if err != nil {
+			b.Fatal(err)
+		}
+		return out
+	}
+	id2 := strings.TrimSpace(cmd(lan.VMs[1], "cat /cluster/self/id"))
+	var total time.Duration
+	for i := 0; i < b.N; i++ {
+		cmd(lan.VMs[1], "echo leave > /cluster/ctl")
+		if err := lan.Kill(2); err != nil {
+			b.Fatal(err)
+		}
+		for strings.Contains(cmd(vm1, "ls /cluster/nodes/"), id2) {
+			time.Sleep(10 * time.Millisecond)
+		}
+		if err := lan.Restart(2); err != nil {
+			b.Fatal(err)
+		}
+		prompt := time.Now()
+		for !strings.Contains(cmd(vm1, "ls /cluster/nodes/"), id2) {
+			if time.Since(prompt) > 10*time.Second {
+				b.Fatalf("%s not listed 10 s after its prompt", id2)
+			}
+		}
+		total += time.Since(prompt)
+	}
+	b.ReportMetric(float64(total.Milliseconds())/float64(b.N), "discovery-ms")
+	b.ReportMetric(0, "ns/op")
+}
