@@ -348,7 +348,7 @@ func (n *Node) Run(ctx context.Context) error {
 		for {
 			buf := make([]byte, MaxMessageSize+1) // one more, to see oversize
 			k, src, err := n.conn.ReadFrom(buf)
-			if k > 0 {
+			if k > 0 || err == nil { // an empty datagram is malformed (§6)
 				select {
 				case pkts <- packet{buf[:k], src}:
 				case <-ctx.Done():

@@ -963,13 +963,15 @@ func TestRunOversize(t *testing.T) {
 	src := udp(netip.MustParseAddr("10.0.0.2"))
 	long := "ANNOUNCE 00000002 10.0.0.2 n2 1 1 1 0\n" + strings.Repeat(" ", 600)
 	conn.in <- pipePacket{[]byte(long), src}
+	conn.in <- pipePacket{[]byte{}, src} // empty: malformed (§6)
 	// A valid newcomer after it: its reply shows the loop got this far.
 	conn.in <- pipePacket{[]byte("ANNOUNCE 00000003 10.0.0.3 n3 1 1 1 0"), udp(netip.MustParseAddr("10.0.0.3"))}
 	<-conn.out
 	cancel()
 	<-done
 	b, _ := n.Tree().ReadFile("stats")
-	if !strings.Contains(string(b), "dropped_oversize 1\n") || !strings.Contains(string(b), "accepted 1\n") {
+	if !strings.Contains(string(b), "dropped_oversize 1\n") || !strings.Contains(string(b), "dropped_malformed 1\n") ||
+		!strings.Contains(string(b), "received 3\n") || !strings.Contains(string(b), "accepted 1\n") {
 		t.Errorf("stats:\n%s", b)
 	}
 }

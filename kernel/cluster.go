@@ -15,6 +15,7 @@ import (
 
 	board "fornax/board/qemu_amd64"
 	"fornax/cluster"
+	"fornax/kernel/shell"
 	"fornax/kernel/sys"
 )
 
@@ -62,7 +63,7 @@ func startCluster(s *system) error {
 	s.kern.SetNameFunc(node.Name)
 	s.shell.Register("container", "add|rm name", "register or unregister a running container (advertised to peers)", func(w io.Writer, args []string) error {
 		if len(args) != 2 {
-			return errors.New("usage: container add|rm name")
+			return shell.ErrUsage
 		}
 		switch args[0] {
 		case "add":
@@ -73,7 +74,12 @@ func startCluster(s *system) error {
 		}
 		return fmt.Errorf("unknown subcommand %q: want add or rm", args[0])
 	})
-	go node.Run(context.Background())
+	go func() {
+		// Run ends only if the socket fails: say so where people look.
+		err := node.Run(context.Background())
+		s.kern.Logf("cluster: stopped: %v", err)
+		fmt.Fprintf(s.con, "cluster: stopped: %v\n", err)
+	}()
 	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d\n", id, cluster.DefaultPort)
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"slices"
+	"strings"
 	"time"
 
 	board "fornax/board/qemu_amd64"
@@ -96,7 +97,11 @@ func main() {
 	slices.SortFunc(services, func(a, b service) int { return a.rank - b.rank })
 	for _, svc := range services {
 		if err := svc.start(s); err != nil {
-			fmt.Fprintf(con, "%s: %v\n", svc.name, err)
+			msg := err.Error()
+			if !strings.HasPrefix(msg, svc.name+":") {
+				msg = svc.name + ": " + msg
+			}
+			fmt.Fprintln(con, msg)
 		}
 	}
 

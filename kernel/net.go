@@ -13,6 +13,7 @@ import (
 	"fornax/kernel/netstack"
 	"fornax/kernel/netsvc"
 	"fornax/kernel/ns"
+	"fornax/kernel/shell"
 )
 
 // netVector is the interrupt vector of the virtio-net device.
@@ -80,7 +81,7 @@ func startNet(s *system) error {
 	}
 	s.shell.Register("ifconfig", "", "network address, MAC and counters", func(w io.Writer, args []string) error {
 		if len(args) > 0 {
-			return errors.New("takes no arguments")
+			return shell.ErrUsage
 		}
 		_, err := w.Write(ifconfig())
 		return err
