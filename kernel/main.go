@@ -106,15 +106,18 @@ func main() {
 	}
 
 	// Handlers are all registered above; the map is read-only from here.
-	go board.ServiceInterrupts(func(int) {
-		// Every handler checks its device's own status: see
-		// board.DeviceVectorBase on why the vector is not trusted.
-		for _, h := range s.irq {
+	go board.ServiceInterrupts(func(vector int) {
+		if h := s.irq[vector]; h != nil {
 			h()
 		}
 	}, func() {
 		for _, route := range s.routes {
 			board.EnableInterrupt(route.gsi, route.vector)
+		}
+		// An edge raised before its input was unmasked is lost: look
+		// at every device once.
+		for _, route := range s.routes {
+			s.irq[route.vector]()
 		}
 	})
 

@@ -33,39 +33,43 @@ func startNet(s *system) error {
 	if err := nic.Init(); err != nil {
 		return fmt.Errorf("virtio-net at %#x: %w", board.VIRTIO_NET0_BASE, err)
 	}
-	s.handle(board.VIRTIO_NET0_GSI, netVector, nic.HandleInterrupt)
-
 	st, err := netstack.New(netstack.Config{
 		Link:    virtio.NewLinkEndpoint(nic),
 		Addr:    s.cfg.Addr,
 		Gateway: s.cfg.Gateway,
 	})
 	if err != nil {
+		nic.Close()
 		return err
 	}
-	st.Install()
-	s.net = st
 
+	// The services listen on the stack directly: nothing is published
+	// (interrupt, net.SocketFunc, /net) until all of them are up.
 	var svc netsvc.Stats
-	for _, l := range []struct {
-		network, addr string
-		serve         func(any) error
-	}{
-		{"udp4", ":7", func(c any) error { return svc.EchoUDP(c.(net.PacketConn)) }},
-		{"tcp4", ":7", func(c any) error { return svc.EchoTCP(c.(net.Listener)) }},
-		{"tcp4", ":9", func(c any) error { return svc.Discard(c.(net.Listener)) }},
-	} {
-		var c any
-		if l.network == "udp4" {
-			c, err = net.ListenPacket(l.network, l.addr)
-		} else {
-			c, err = net.Listen(l.network, l.addr)
-		}
-		if err != nil {
-			return fmt.Errorf("listen %s %s: %w", l.network, l.addr, err)
-		}
-		go l.serve(c)
+	udp7, err := st.ListenPacket("udp4", ":7")
+	if err != nil {
+		return fmt.Errorf("listen udp :7: %w", err)
 	}
+	tcp7, err := st.Listen("tcp4", ":7")
+	if err != nil {
+		udp7.Close()
+		return fmt.Errorf("listen tcp :7: %w", err)
+	}
+	tcp9, err := st.Listen("tcp4", ":9")
+	if err != nil {
+		udp7.Close()
+		tcp7.Close()
+		return fmt.Errorf("listen tcp :9: %w", err)
+	}
+	serve := func(name string, run func() error) {
+		go func() {
+			err := run()
+			s.kern.Logf("net: %s stopped: %v", name, err)
+		}()
+	}
+	serve("udp echo", func() error { return svc.EchoUDP(udp7) })
+	serve("tcp echo", func() error { return svc.EchoTCP(tcp7) })
+	serve("tcp discard", func() error { return svc.Discard(tcp9) })
 
 	ifconfig := func() []byte {
 		return []byte(st.Info().String() + driverStats(nic.Stats()))
@@ -79,6 +83,10 @@ func startNet(s *system) error {
 	if err := s.space.Mount("/net", netDir); err != nil {
 		return err
 	}
+
+	s.handle(board.VIRTIO_NET0_GSI, netVector, nic.HandleInterrupt)
+	st.Install()
+	s.net = st
 	s.shell.Register("ifconfig", "", "network address, MAC and counters", func(w io.Writer, args []string) error {
 		if len(args) > 0 {
 			return shell.ErrUsage

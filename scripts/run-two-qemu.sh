@@ -134,7 +134,7 @@ restart)
 	[ -f "$DIR/config" ] || die "nothing runs from $DIR (no $DIR/config)"
 	# shellcheck disable=SC1091
 	. "$DIR/config"
-	ip netns list | grep -qw "$NS" || die "network namespace $NS is gone: start the VMs first"
+	[ -e "/var/run/netns/$NS" ] || die "network namespace $NS is gone: start the VMs first"
 	stop_vm "$idx"
 	boot_vm "$idx"
 	wait_ready "$idx"
@@ -150,6 +150,10 @@ DIR=$(realpath "$DIR")
 
 # A crash may have left VMs, taps or the namespace behind.
 teardown
+# From here on, any failure (or Ctrl-C) takes everything down again;
+# --detach disarms this once the VMs are up.
+trap 'teardown' EXIT
+trap 'exit 130' INT TERM HUP
 
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
@@ -158,15 +162,11 @@ ip netns exec "$NS" ip addr add "$SUBNET.1/24" dev "$BRIDGE"
 ip netns exec "$NS" ip link set "$BRIDGE" up
 printf 'KERNEL=%q\nACCEL=%q\nCOUNT=%q\n' "$KERNEL" "$ACCEL" "$COUNT" > "$DIR/config"
 
-if [ "$DETACH" = 0 ]; then
-	trap 'teardown' EXIT
-	trap 'exit 130' INT TERM HUP
-fi
-
 for i in $(seq 1 "$COUNT"); do boot_vm "$i"; done
 wait_ready $(seq 1 "$COUNT")
 
 if [ "$DETACH" = 1 ]; then
+	trap - EXIT
 	echo "VMs run in namespace $NS; consoles: $DIR/fornax-NN.sock; stop with: $0 --stop --dir $DIR"
 	exit 0
 fi

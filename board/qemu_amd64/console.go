@@ -27,6 +27,7 @@ func printk(c byte) {
 // a slow poll covers a lost edge.
 type Console struct {
 	wake chan struct{}
+	poll *time.Timer // read side only
 	last byte // last byte written, for newline translation
 }
 
@@ -41,7 +42,10 @@ func (c *Console) enableInterrupt() {
 
 // interrupt runs on the interrupt service goroutine.
 func (c *Console) interrupt() {
-	inb(COM1 + uartIIR) // acknowledge
+	// IIR bit 0 clear: an interrupt is pending (16550 datasheet, IIR).
+	if inb(COM1+uartIIR)&1 != 0 {
+		return
+	}
 	select {
 	case c.wake <- struct{}{}:
 	default:
@@ -78,9 +82,14 @@ func (c *Console) Read(p []byte) (int, error) {
 		if n > 0 {
 			return n, nil
 		}
+		if c.poll == nil {
+			c.poll = time.NewTimer(consolePoll)
+		} else {
+			c.poll.Reset(consolePoll)
+		}
 		select {
 		case <-c.wake:
-		case <-time.After(consolePoll):
+		case <-c.poll.C:
 		}
 	}
 }

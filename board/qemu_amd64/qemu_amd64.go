@@ -14,6 +14,7 @@
 package qemu_amd64
 
 import (
+	"runtime"
 	"runtime/goos"
 	"sync/atomic"
 	"time"
@@ -142,23 +143,27 @@ func NumCPU() int { return 1 }
 
 // Device interrupts use vectors DeviceVectorBase to ConsoleIRQ: one LAPIC
 // priority class (SDM Vol. 3A, 11.8.3), so that no device interrupt is
-// taken while another is in service. tamago's service goroutine handles
-// one interrupt at a time and reads its vector from a global; a nested
-// interrupt would overwrite it.
+// taken while another is in service: tamago's service goroutine handles
+// one interrupt at a time and reads its vector from a global, which a
+// nested interrupt would overwrite.
 const DeviceVectorBase = 0x30
 
 var interruptsOn atomic.Bool
 
 // ServiceInterrupts installs the interrupt vectors and services them on
 // the calling goroutine, passing device vectors to isr; it does not
-// return. isr should check every device it serves, whatever the vector. Once the vectors are in place it calls ready, on another
+// return. Once the vectors are in place it calls ready, on another
 // goroutine: devices must not be routed (EnableInterrupt) before, as a
 // vector without its IDT entry faults. Until then the idle governor cannot
 // arm the LAPIC timer (vector 255) and spins instead.
 func ServiceInterrupts(isr func(vector int), ready func()) {
-	// tamago's ServiceInterrupts fills the IDT and then sleeps; this
-	// goroutine can run only after that (one CPU, no preemption).
 	go func() {
+		// tamago's ServiceInterrupts fills the IDT, then sleeps: wait
+		// for the sleep, as tamago's own ClearInterrupt does (the IDT
+		// fill allocates, so it may yield to us half way).
+		for irqHandlerG == 0 || !runtime.Asleep(irqHandlerG) {
+			runtime.Gosched()
+		}
 		interruptsOn.Store(true)
 		Serial.enableInterrupt()
 		if ready != nil {
@@ -166,17 +171,22 @@ func ServiceInterrupts(isr func(vector int), ready func()) {
 		}
 	}()
 	AMD64.ServiceInterrupts(func(vector int) {
-		if vector == amd64.IRQ_WAKEUP {
+		// Vector 255 (LAPIC timer) never gets here: tamago's entry
+		// for it only acknowledges it.
+		if vector == ConsoleIRQ {
+			Serial.interrupt()
 			return
 		}
-		// Checking every device is cheap and covers a vector number
-		// that was not the one that woke us.
-		Serial.interrupt()
 		if isr != nil {
 			isr(vector)
 		}
 	})
 }
+
+// irqHandlerG is the goroutine tamago services interrupts on.
+//
+//go:linkname irqHandlerG github.com/usbarmory/tamago/amd64.irqHandlerG
+var irqHandlerG uint
 
 // EnableInterrupt routes a global system interrupt to vector.
 func EnableInterrupt(gsi, vector int) {

@@ -181,8 +181,9 @@ func (e *LinkEndpoint) SetOnCloseAction(f func()) {
 }
 
 // WritePackets implements stack.LinkWriter. Each packet, its Ethernet
-// header already added, is gathered into one frame and transmitted; a
-// frame the NIC refuses is dropped and counted.
+// header already added, is gathered into one frame and transmitted; at
+// the first frame the NIC refuses, the rest are dropped, counted and
+// reported to the stack as ErrNoBufferSpace.
 func (e *LinkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	e.txMu.Lock()
 	defer e.txMu.Unlock()
@@ -197,7 +198,10 @@ func (e *LinkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 		e.txBuf = frame
 
 		if err := e.nic.Transmit(frame); err != nil {
+			// Tell the stack, so that it counts the rest as dropped
+			// for want of buffer space rather than as sent.
 			e.txDrops.Add(1)
+			return n, &tcpip.ErrNoBufferSpace{}
 		}
 
 		n++

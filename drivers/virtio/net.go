@@ -192,6 +192,9 @@ func (n *Net) Init() (err error) {
 	if n.tx.q, err = n.setupQueue(txQueue); err != nil {
 		return
 	}
+	// Sent buffers are reaped by the next Transmit: their completions
+	// need no interrupt (the status bit is shared with receive).
+	n.tx.q.SuppressInterrupts()
 	if err = n.rx.ring.init(n.Mem, n.rx.q.Size()); err != nil {
 		return
 	}

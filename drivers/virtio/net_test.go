@@ -444,8 +444,13 @@ func TestReceiveBlocks(t *testing.T) {
 	}()
 	time.Sleep(20 * time.Millisecond)
 	n.Close()
-	if err := <-errc; !errors.Is(err, ErrClosed) {
-		t.Errorf("Receive after Close: %v", err)
+	select {
+	case err := <-errc:
+		if !errors.Is(err, ErrClosed) {
+			t.Errorf("Receive after Close: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake Receive")
 	}
 	if err := n.Transmit(frame(1, 60)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Transmit after Close: %v", err)

@@ -29,7 +29,8 @@ const (
 
 // Ring flags (virtio-v1.2 §2.7.7).
 const (
-	usedFNoNotify = 1 // VIRTQ_USED_F_NO_NOTIFY, in used.flags
+	usedFNoNotify     = 1 // VIRTQ_USED_F_NO_NOTIFY, in used.flags
+	availFNoInterrupt = 1 // VIRTQ_AVAIL_F_NO_INTERRUPT, in avail.flags
 )
 
 // Buffer is one device-reachable buffer of a descriptor chain.
@@ -58,8 +59,9 @@ type Queue struct {
 	next  []uint16 // shadow of desc[i].next, not trusting device memory
 	chain []uint16 // chain length by head index, 0 if not in flight
 
-	availIdx uint16 // shadow of avail.idx
-	lastUsed uint16 // used.idx up to which entries were consumed
+	availIdx   uint16 // shadow of avail.idx
+	availFlags uint16 // shadow of avail.flags
+	lastUsed   uint16 // used.idx up to which entries were consumed
 
 	bad uint64 // bogus used entries ignored
 }
@@ -176,10 +178,18 @@ func (q *Queue) Add(bufs ...Buffer) (head uint16, ok bool) {
 	binary.LittleEndian.PutUint16(q.avail[slot:], head)
 	q.availIdx++
 
-	// the driver owns avail.flags (0: we want interrupts) and avail.idx
-	atomic.StoreUint32(word(q.avail), uint32(q.availIdx)<<16)
+	// the driver owns avail.flags and avail.idx
+	atomic.StoreUint32(word(q.avail), uint32(q.availIdx)<<16|uint32(q.availFlags))
 
 	return head, true
+}
+
+// SuppressInterrupts asks the device not to interrupt when it uses this
+// queue's buffers (VIRTQ_AVAIL_F_NO_INTERRUPT, §2.7.7): for a queue whose
+// used ring the driver reaps when it next needs it, like transmit.
+func (q *Queue) SuppressInterrupts() {
+	q.availFlags = availFNoInterrupt
+	atomic.StoreUint32(word(q.avail), uint32(q.availIdx)<<16|uint32(q.availFlags))
 }
 
 // NeedNotify reports whether the device asked to be notified of new

@@ -29,9 +29,11 @@ func poll(t *testing.T, vm *VM, line string, timeout, interval time.Duration, ok
 	}
 }
 
-func contains(s string) func(string) bool { return func(o string) bool { return strings.Contains(o, s) } }
-func lacks(s string) func(string) bool    { return func(o string) bool { return !strings.Contains(o, s) } }
-func equals(s string) func(string) bool   { return func(o string) bool { return o == s } }
+func contains(s string) func(string) bool {
+	return func(o string) bool { return strings.Contains(o, s) }
+}
+func lacks(s string) func(string) bool  { return func(o string) bool { return !strings.Contains(o, s) } }
+func equals(s string) func(string) bool { return func(o string) bool { return o == s } }
 
 // sniffer records when datagrams from each source reach port 9710 on the
 // namespace's host side.

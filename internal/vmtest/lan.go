@@ -31,6 +31,8 @@ func Script() string {
 func StartLAN(kernel string, count int, dir string) (*LAN, error) {
 	out, err := exec.Command(Script(), "-n", fmt.Sprint(count), "-k", kernel, "--dir", dir, "--detach").CombinedOutput()
 	if err != nil {
+		// The script tears down after itself; make sure of it.
+		exec.Command(Script(), "--stop", "--dir", dir).Run()
 		return nil, fmt.Errorf("run-two-qemu.sh: %v\n%s", err, out)
 	}
 	lan := &LAN{Dir: dir}
@@ -59,6 +61,7 @@ func (l *LAN) attach(i int) error {
 	}
 	// A fresh prompt, so that Command can pair answers with prompts.
 	if _, err := vm.Command("", 10*time.Second); err != nil {
+		vm.Kill()
 		return err
 	}
 	if i <= len(l.VMs) {

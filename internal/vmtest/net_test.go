@@ -85,7 +85,17 @@ func TestLAN(t *testing.T) {
 	if err := vm2.Type("udprecv 9999 4\r"); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(time.Second)
+	if _, err := vm2.Expect("listening on udp port 9999", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if out, _ := InNamespace(5*time.Second, "ss", "-Hlun", "sport = :9999"); strings.Contains(out, "9999") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the host listener did not start")
+		}
+	}
 	if out := command(t, vm1, "udpsend 10.0.0.255:9999 fornax-broadcast"); !strings.HasPrefix(out, "sent 16 bytes to 10.0.0.255:9999") {
 		t.Errorf("udpsend: %q", out)
 	}

@@ -5,17 +5,12 @@ import (
 	"net"
 	"os"
 	"runtime"
-	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
-const sysSetns = 308 // x86_64
-const cloneNewnet = 0x40000000
-
 func setns(f *os.File) error {
-	if _, _, e := syscall.RawSyscall(sysSetns, f.Fd(), cloneNewnet, 0); e != 0 {
-		return e
-	}
-	return nil
+	return unix.Setns(int(f.Fd()), unix.CLONE_NEWNET)
 }
 
 // ListenUDPIn opens a UDP socket inside network namespace ns (as made
@@ -27,11 +22,6 @@ func ListenUDPIn(ns, addr string) (*net.UDPConn, error) {
 		return nil, err
 	}
 	defer target.Close()
-	self, err := os.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", syscall.Gettid()))
-	if err != nil {
-		return nil, err
-	}
-	defer self.Close()
 
 	type result struct {
 		c   *net.UDPConn
@@ -42,6 +32,13 @@ func ListenUDPIn(ns, addr string) (*net.UDPConn, error) {
 		// The thread enters the namespace only for the socket call; if it
 		// cannot come back, it is not returned to the scheduler.
 		runtime.LockOSThread()
+		self, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
+			ch <- result{nil, err}
+			return
+		}
+		defer self.Close()
 		if err := setns(target); err != nil {
 			runtime.UnlockOSThread()
 			ch <- result{nil, fmt.Errorf("setns %s: %w", ns, err)}

@@ -55,12 +55,11 @@ type VM struct {
 	in  io.Writer
 	c   io.Closer
 
-	mu    sync.Mutex
-	cond  *sync.Cond
-	out   bytes.Buffer // everything the console printed, \r removed
-	mark  int          // start of the unread part of out
-	done  bool
-	waitE error
+	mu   sync.Mutex
+	cond *sync.Cond
+	out  bytes.Buffer // everything the console printed, \r removed
+	mark int          // start of the unread part of out
+	done bool         // the console closed
 }
 
 // Start boots a VM with its console on QEMU's stdio.
@@ -82,25 +81,34 @@ func Start(cfg Config) (*VM, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stderr = cmd.Stdout
 	vm := &VM{Name: cfg.Name, cmd: cmd, in: in, c: in}
 	vm.cond = sync.NewCond(&vm.mu)
+	// A Writer, not a pipe we read: Wait then returns only once all the
+	// output, a dying guest's last words included, is in.
+	cmd.Stdout = consoleWriter{vm}
+	cmd.Stderr = cmd.Stdout
 	vm.Started = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("vmtest: start qemu: %w", err)
 	}
-	go vm.read(out)
 	go func() {
-		err := cmd.Wait()
+		cmd.Wait()
 		vm.mu.Lock()
-		vm.waitE = err
+		vm.done = true
+		vm.cond.Broadcast()
 		vm.mu.Unlock()
 	}()
 	return vm, nil
+}
+
+type consoleWriter struct{ vm *VM }
+
+func (w consoleWriter) Write(p []byte) (int, error) {
+	w.vm.mu.Lock()
+	w.vm.out.Write(bytes.ReplaceAll(p, []byte("\r"), nil))
+	w.vm.cond.Broadcast()
+	w.vm.mu.Unlock()
+	return len(p), nil
 }
 
 // Attach connects to a VM's console on a unix socket (as made by
@@ -117,20 +125,11 @@ func Attach(name, socket string) (*VM, error) {
 }
 
 func (vm *VM) read(r io.Reader) {
-	buf := make([]byte, 4096)
-	for {
-		n, err := r.Read(buf)
-		vm.mu.Lock()
-		vm.out.Write(bytes.ReplaceAll(buf[:n], []byte("\r"), nil))
-		if err != nil {
-			vm.done = true
-		}
-		vm.cond.Broadcast()
-		vm.mu.Unlock()
-		if err != nil {
-			return
-		}
-	}
+	io.Copy(consoleWriter{vm}, r)
+	vm.mu.Lock()
+	vm.done = true
+	vm.cond.Broadcast()
+	vm.mu.Unlock()
 }
 
 // Expect waits until the unread output contains s, consumes it and

@@ -16,18 +16,27 @@ import (
 	"time"
 )
 
+// Limits of the TCP services, so that idle or hostile peers cannot pin
+// the kernel's memory: each connection holds a goroutine and the stack's
+// buffers.
+const (
+	MaxConns    = 32               // per service; more are closed at once
+	IdleTimeout = 60 * time.Second // a connection silent this long is closed
+)
+
 // Stats counts what the services did.
 type Stats struct {
 	EchoedUDP    atomic.Uint64 // datagrams echoed
 	EchoedTCP    atomic.Uint64 // connections served
 	DiscardConns atomic.Uint64
 	DiscardBytes atomic.Uint64
+	Refused      atomic.Uint64 // connections closed at once: MaxConns reached
 }
 
 // String renders the counters one per line, for /net/services.
 func (s *Stats) String() string {
-	return fmt.Sprintf("echo_udp %d\necho_tcp %d\ndiscard_conns %d\ndiscard_bytes %d\n",
-		s.EchoedUDP.Load(), s.EchoedTCP.Load(), s.DiscardConns.Load(), s.DiscardBytes.Load())
+	return fmt.Sprintf("echo_udp %d\necho_tcp %d\ndiscard_conns %d\ndiscard_bytes %d\nrefused %d\n",
+		s.EchoedUDP.Load(), s.EchoedTCP.Load(), s.DiscardConns.Load(), s.DiscardBytes.Load(), s.Refused.Load())
 }
 
 const maxDatagram = 65535
@@ -49,34 +58,60 @@ func (s *Stats) EchoUDP(pc net.PacketConn) error {
 
 // EchoTCP sends back what each connection sends, until l is closed.
 func (s *Stats) EchoTCP(l net.Listener) error {
-	return serve(l, func(c net.Conn) {
+	return s.serve(l, func(c net.Conn) {
 		s.EchoedTCP.Add(1)
-		io.Copy(c, c)
+		readAll(c, func(b []byte) error {
+			_, err := c.Write(b)
+			return err
+		})
 	})
 }
 
 // Discard reads and drops what each connection sends, until l is closed.
 func (s *Stats) Discard(l net.Listener) error {
-	return serve(l, func(c net.Conn) {
+	return s.serve(l, func(c net.Conn) {
 		s.DiscardConns.Add(1)
-		buf := make([]byte, 32<<10)
-		for {
-			n, err := c.Read(buf)
-			s.DiscardBytes.Add(uint64(n))
-			if err != nil {
-				return
-			}
-		}
+		readAll(c, func(b []byte) error {
+			s.DiscardBytes.Add(uint64(len(b)))
+			return nil
+		})
 	})
 }
 
-func serve(l net.Listener, handle func(net.Conn)) error {
+// readAll hands what c sends to use until EOF, an error, or IdleTimeout
+// of silence.
+func readAll(c net.Conn, use func([]byte) error) {
+	buf := make([]byte, 32<<10)
+	for {
+		c.SetReadDeadline(time.Now().Add(IdleTimeout))
+		n, err := c.Read(buf)
+		if n > 0 {
+			if use(buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+func (s *Stats) serve(l net.Listener, handle func(net.Conn)) error {
+	slots := make(chan struct{}, MaxConns)
 	for {
 		c, err := l.Accept()
 		if err != nil {
 			return err
 		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			s.Refused.Add(1)
+			c.Close()
+			continue
+		}
 		go func() {
+			defer func() { <-slots }()
 			defer c.Close()
 			handle(c)
 		}()
@@ -138,6 +173,7 @@ func Commands(r Registrar, listen ListenPacketFunc) {
 			return err
 		}
 		defer pc.Close()
+		fmt.Fprintf(w, "listening on udp port %d for %v\n", port, wait)
 		return Watch(w, pc, time.Now().Add(wait))
 	})
 }

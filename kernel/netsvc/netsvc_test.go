@@ -106,6 +106,19 @@ func TestCommands(t *testing.T) {
 		t.Errorf("got %q, %v", buf[:n], err)
 	}
 
+	// udprecv says when it listens, then what came
+	go func() {
+		time.Sleep(200 * time.Millisecond)
+		r["udpsend"](io.Discard, []string{"127.0.0.1:39710", "late"})
+	}()
+	out.Reset()
+	if err := r["udprecv"](&out, []string{"39710", "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got := out.String(); !strings.HasPrefix(got, "listening on udp port 39710 for 1s\n") || !strings.Contains(got, `"late"`) || !strings.HasSuffix(got, "1 datagrams\n") {
+		t.Errorf("udprecv: %q", got)
+	}
+
 	for _, args := range [][]string{
 		{"udpsend"}, {"udpsend", "10.0.0.1", "x"}, {"udpsend", "nowhere:7", "x"},
 		{"udprecv"}, {"udprecv", "0"}, {"udprecv", "70000"}, {"udprecv", "9", "-1"}, {"udprecv", "9", "100000"},
@@ -133,5 +146,63 @@ func TestWatch(t *testing.T) {
 	got := out.String()
 	if !strings.Contains(got, `"one"`) || !strings.Contains(got, `"two"`) || !strings.HasSuffix(got, "2 datagrams\n") {
 		t.Errorf("watch: %q", got)
+	}
+}
+
+func TestMaxConns(t *testing.T) {
+	var s Stats
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go s.Discard(l)
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	for i := 0; i < MaxConns; i++ {
+		c, err := net.Dial("tcp4", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	for deadline := time.Now().Add(5 * time.Second); s.DiscardConns.Load() < MaxConns; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections served", s.DiscardConns.Load())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	extra, err := net.Dial("tcp4", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer extra.Close()
+	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("connection over the limit: read %v, want EOF", err)
+	}
+	if s.Refused.Load() != 1 {
+		t.Errorf("refused %d", s.Refused.Load())
+	}
+	// A slot freed is taken again.
+	conns[0].Close()
+	conns = conns[1:]
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		c, err := net.Dial("tcp4", l.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+		if s.DiscardConns.Load() == MaxConns+1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("freed slot not reused")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
