@@ -8,8 +8,11 @@ package ns
 //
 // Names are slash-separated paths relative to the server's root, in the
 // form accepted by io/fs.ValidPath: "." is the root, "dev/time" a file.
-// Errors wrap io/fs.ErrNotExist, io/fs.ErrPermission or ErrNotDir /
-// ErrIsDir from this package where those fit, and are otherwise short
+// Errors wrap io/fs.ErrNotExist or io/fs.ErrPermission where those fit.
+// A directory read as a file, or a file listed as a directory, fails with
+// an error that reads "is a directory" or "not a directory" (this
+// package's ErrIsDir and ErrNotDir for its own trees; a server that does
+// not import ns makes its own of the same text). Other errors are short
 // strings a person can act on (`bad ctl message: "jion"`).
 //
 // ReadFile returns a snapshot: the whole content, made under the server's

@@ -10,6 +10,7 @@ import (
 	"io"
 	"io/fs"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -99,6 +100,9 @@ func (s *Shell) exec(line string, w io.Writer) (exit bool) {
 	c, ok := s.cmds[name]
 	s.mu.RUnlock()
 	if !ok {
+		if name == "" || strings.ContainsAny(name, " \t") {
+			name = strconv.Quote(name) // "" or "a b": show what it was
+		}
 		fmt.Fprintf(w, "unknown command: %s\n", name)
 		return false
 	}

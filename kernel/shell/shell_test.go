@@ -80,6 +80,8 @@ func TestExec(t *testing.T) {
 		{"  # nothing", ""},
 		{"foo", "unknown command: foo\n"},
 		{"foo > /dev/sysname", "unknown command: foo\n"},
+		{`""`, "unknown command: \"\"\n"},
+		{`"a b"`, "unknown command: \"a b\"\n"},
 		{`echo "x`, "unterminated quote\n"},
 		{"echo >", "missing file after >\n"},
 		{"echo", "\n"},
