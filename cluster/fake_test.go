@@ -246,6 +246,13 @@ func (s *sim) inject(from string, to *simNode, msg string) {
 	s.enqueue(netip.MustParseAddr(from), to.addr, []byte(msg))
 }
 
+// injectAt queues a datagram from an arbitrary source to host to so that
+// it arrives at t0+at, running the simulation until it is sent.
+func (s *sim) injectAt(at time.Duration, from string, to *simNode, msg string) {
+	s.runTo(at - s.delay)
+	s.inject(from, to, msg)
+}
+
 // run advances the simulation by d.
 func (s *sim) run(d time.Duration) { s.runUntil(s.clock.Now().Add(d)) }
 
@@ -325,6 +332,16 @@ func (n *simNode) status(p *simNode) string {
 		return "gone"
 	}
 	return strings.TrimSuffix(s, "\n")
+}
+
+// verbs lists what n has sent as "time VERB", time since t0, joined by
+// ", ".
+func (n *simNode) verbs() string {
+	var l []string
+	for _, m := range n.conn.sent {
+		l = append(l, m.at.String()+" "+strings.Fields(m.msg)[0])
+	}
+	return strings.Join(l, ", ")
 }
 
 // stat returns one counter of n's stats file.

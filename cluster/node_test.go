@@ -3,14 +3,18 @@ package cluster
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"math/rand/v2"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -73,6 +77,23 @@ func TestScheduleLate(t *testing.T) {
 		t.Error(got)
 	}
 	if w := a.nextWake(); !w.Equal(t0.Add(35 * s)) {
+		t.Errorf("next wake %v", w.Sub(t0))
+	}
+
+	// Missed ticks that start on a HEARTBEAT tick but include an ANNOUNCE
+	// tick still make an ANNOUNCE: ticks 2–4 (tick 3 is one), then 5–6
+	// (tick 6); ticks 7–8 hold none.
+	sm = newSim(t)
+	a = sm.start(1, nil)
+	sm.runTo(5 * s) // tick 1
+	for _, at := range []time.Duration{22 * s, 34 * s, 44 * s} {
+		sm.clock.set(t0.Add(at))
+		a.fire()
+	}
+	if got := a.verbs(); got != "0s ANNOUNCE, 5s HEARTBEAT, 22s ANNOUNCE, 34s ANNOUNCE, 44s HEARTBEAT" {
+		t.Error(got)
+	}
+	if w := a.nextWake(); !w.Equal(t0.Add(45 * s)) {
 		t.Errorf("next wake %v", w.Sub(t0))
 	}
 }
@@ -458,10 +479,20 @@ func TestTableCap(t *testing.T) {
 	if a.stat("dropped_table_full") == 0 || a.stat("dropped_unknown_id") == 0 {
 		t.Errorf("stats:\n%s", a.read("stats"))
 	}
-	// d does not know a: a never answered it, and full, sends no prompts.
+	// a does not list d: it refused d's ANNOUNCE (table_full), so it did
+	// not answer it, and, its table full, it does not prompt on d's
+	// HEARTBEATs (unknown_id) either. d does list a: a's ANNOUNCEs (its
+	// answer to b and c, its periodic ones) still reach d.
+	if got := a.status(d); got != "gone" {
+		t.Errorf("a sees d: %s", got)
+	}
 	if got := d.status(a); got != "online" {
-		// a's periodic ANNOUNCEs still reach d.
 		t.Errorf("d sees a: %s", got)
+	}
+	// a announced at its join, answered b and c once, and at 15 s: no
+	// prompts for d.
+	if got := strings.Count(a.verbs(), "ANNOUNCE"); got != 3 {
+		t.Errorf("a sent %s", a.verbs())
 	}
 	// A place frees: d gets in at its next ANNOUNCE (at 30 s).
 	b.Leave()
@@ -1008,8 +1039,29 @@ func TestSnapshots(t *testing.T) {
 				}
 			}
 			a.ls("nodes")
-			a.read("stats")
+			if err := statsConsistent(a.read("stats")); err != "" {
+				mu.Lock()
+				bad = append(bad, err)
+				mu.Unlock()
+			}
 			a.read("nodes/00000002/resources")
+		}
+	}()
+	// And one that reads only stats, to catch its counters mid-update.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := statsConsistent(a.read("stats")); err != "" {
+				mu.Lock()
+				bad = append(bad, err)
+				mu.Unlock()
+			}
 		}
 	}()
 	for i := range 200 {
@@ -1020,11 +1072,388 @@ func TestSnapshots(t *testing.T) {
 		if err := b.Rename([]string{"beta", "n2"}[i%2]); err != nil {
 			t.Fatal(err)
 		}
+		// Datagrams of every fate, so that each moves other counters.
+		for _, d := range slices.Repeat([]struct{ from, msg string }{
+			{"10.0.0.9", "HEARTBEAT 00000009 0.00 0 0"},
+			{"192.168.1.9", "LEAVE 00000002"},
+			{"10.0.0.9", "PING"},
+			{"10.0.0.9", "ANNOUNCE 0000000x 10.0.0.9 x 1 1 1 0"},
+			{"10.0.0.9", "LEAVE 00000002"},
+			{"10.0.0.9", "ANNOUNCE 00000009 10.0.0.9 x 1 1 1 0"},
+		}, 5) {
+			sm.inject(d.from, a, d.msg)
+		}
 		sm.run(100 * ms)
+	}
+	if a.stat("received") < 200*32 {
+		t.Errorf("stats:\n%s", a.read("stats"))
 	}
 	close(stop)
 	wg.Wait()
 	if len(bad) > 0 {
 		t.Errorf("torn reads: %q", bad)
 	}
+}
+
+// maxSource makes every reply jitter the whole ReplyJitter (200 ms), so
+// that tests know when a reply is due.
+type maxSource struct{}
+
+func (maxSource) Uint64() uint64 { return ^uint64(0) }
+
+func maxJitter(c *Config) { c.Rand = rand.New(maxSource{}) }
+
+func TestPrompt(t *testing.T) {
+	// A HEARTBEAT from an unknown id prompts an ANNOUNCE, jittered as an
+	// answer, at most once per interval (5 s) and not while the table is
+	// full (docs/protocol.md §4.1). a joined at 0: periodic ANNOUNCEs at
+	// 0 and 15 s, HEARTBEATs at 5 and 10 s.
+	const hb = "HEARTBEAT 00000009 0.00 0 0"
+	t.Run("once per interval", func(t *testing.T) {
+		sm := newSim(t)
+		a := sm.start(1, maxJitter)
+		// Prompts at 1 s and 7 s; 3 s and 5.5 s are within 5 s of the
+		// first, 8 s within 5 s of the second.
+		for _, at := range []time.Duration{1 * s, 3 * s, 5500 * ms, 7 * s, 8 * s} {
+			sm.injectAt(at, "10.0.0.9", a, hb)
+		}
+		sm.runTo(14 * s)
+		if got := a.verbs(); got != "0s ANNOUNCE, 1.2s ANNOUNCE, 5s HEARTBEAT, 7.2s ANNOUNCE, 10s HEARTBEAT" {
+			t.Error(got)
+		}
+		if got := a.stat("dropped_unknown_id"); got != 5 {
+			t.Errorf("unknown_id %d", got)
+		}
+	})
+	t.Run("table full", func(t *testing.T) {
+		sm := newSim(t)
+		a := sm.start(1, func(c *Config) { maxJitter(c); c.MaxPeers = 1 })
+		sm.injectAt(1*s, "10.0.0.2", a, "ANNOUNCE 00000002 10.0.0.2 b 1 1 1 0") // answered at 1.2 s
+		sm.injectAt(2*s, "10.0.0.9", a, hb)                                     // full: no prompt
+		sm.injectAt(3*s, "10.0.0.2", a, "LEAVE 00000002")                       // room again
+		// The HEARTBEAT at 2 s prompted nothing, so this one is the first
+		// prompt of the interval.
+		sm.injectAt(4*s, "10.0.0.9", a, hb)
+		sm.runTo(14 * s)
+		if got := a.verbs(); got != "0s ANNOUNCE, 1.2s ANNOUNCE, 4.2s ANNOUNCE, 5s HEARTBEAT, 10s HEARTBEAT" {
+			t.Error(got)
+		}
+		if got := a.stat("dropped_unknown_id"); got != 2 {
+			t.Errorf("unknown_id %d", got)
+		}
+	})
+}
+
+func TestReplyCancelled(t *testing.T) {
+	// While an answer is pending, any ANNOUNCE the node sends (periodic,
+	// rename) counts as the answer (docs/protocol.md §4.1). a's answers
+	// come 200 ms after their trigger.
+	const newcomer = "ANNOUNCE 00000009 10.0.0.9 x 1 1 1 0"
+	t.Run("periodic ANNOUNCE", func(t *testing.T) {
+		sm := newSim(t)
+		a := sm.start(1, maxJitter)
+		sm.injectAt(14900*ms, "10.0.0.9", a, newcomer) // answer due at 15.1 s
+		sm.runTo(21 * s)
+		if got := a.verbs(); got != "0s ANNOUNCE, 5s HEARTBEAT, 10s HEARTBEAT, 15s ANNOUNCE, 20s HEARTBEAT" {
+			t.Error(got)
+		}
+	})
+	t.Run("periodic HEARTBEAT", func(t *testing.T) {
+		// A HEARTBEAT is no answer.
+		sm := newSim(t)
+		a := sm.start(1, maxJitter)
+		sm.injectAt(4900*ms, "10.0.0.9", a, newcomer) // answer due at 5.1 s
+		sm.runTo(11 * s)
+		if got := a.verbs(); got != "0s ANNOUNCE, 5s HEARTBEAT, 5.1s ANNOUNCE, 10s HEARTBEAT" {
+			t.Error(got)
+		}
+	})
+	t.Run("rename", func(t *testing.T) {
+		sm := newSim(t)
+		a := sm.start(1, maxJitter)
+		sm.injectAt(1*s, "10.0.0.9", a, newcomer) // answer due at 1.2 s
+		sm.runTo(1100 * ms)
+		if err := a.Rename("renamed"); err != nil {
+			t.Fatal(err)
+		}
+		sm.runTo(6 * s)
+		if got := a.verbs(); got != "0s ANNOUNCE, 1.1s ANNOUNCE, 5s HEARTBEAT" {
+			t.Error(got)
+		}
+		if got := a.conn.sent[1].msg; !strings.Contains(got, " renamed ") {
+			t.Errorf("rename sent %q", got)
+		}
+	})
+}
+
+func TestHeartbeatNoReply(t *testing.T) {
+	// Only an ANNOUNCE from a new, suspect or dead peer is answered
+	// (docs/protocol.md §4.1): a HEARTBEAT that brings a suspect or dead
+	// peer back online is not.
+	sm := newSim(t)
+	a := sm.start(1, maxJitter)
+	sm.injectAt(1*s, "10.0.0.2", a, "ANNOUNCE 00000002 10.0.0.2 b 1 1 1 0") // answered at 1.2 s
+	for _, c := range []struct {
+		at    time.Duration
+		state string
+	}{
+		{20500 * ms, "suspect"}, // last heard 19.5 s before
+		{55500 * ms, "dead"},    // 35 s before
+	} {
+		sm.runTo(c.at - ms)
+		if got := a.read("nodes/00000002/status"); got != c.state+"\n" {
+			t.Fatalf("at %v: %q, want %s", c.at, got, c.state)
+		}
+		sm.injectAt(c.at, "10.0.0.2", a, "HEARTBEAT 00000002 0.50 1 0")
+		sm.runTo(c.at)
+		if got := a.read("nodes/00000002/status"); got != "online\n" {
+			t.Fatalf("at %v: %q after the HEARTBEAT", c.at, got)
+		}
+	}
+	sm.runTo(59 * s)
+	want := "0s ANNOUNCE, 1.2s ANNOUNCE, 5s HEARTBEAT, 10s HEARTBEAT, 15s ANNOUNCE, 20s HEARTBEAT, " +
+		"25s HEARTBEAT, 30s ANNOUNCE, 35s HEARTBEAT, 40s HEARTBEAT, 45s ANNOUNCE, 50s HEARTBEAT, 55s HEARTBEAT"
+	if got := a.verbs(); got != want {
+		t.Errorf("sent %s\nwant %s", got, want)
+	}
+}
+
+func TestDropsLeft(t *testing.T) {
+	// A node that has left drops everything as left, before any other
+	// check (docs/protocol.md §6, step 1), foreign sources included.
+	sm := newSim(t)
+	a := sm.start(1, nil)
+	sm.run(ms)
+	a.Leave()
+	sm.run(ms) // a's own LEAVE comes back: dropped as left
+	for i, tc := range []struct{ from, msg string }{
+		{"192.168.1.9", "ANNOUNCE 00000009 192.168.1.9 x 1 1 1 0"},
+		{"10.0.0.0", "LEAVE 00000002"},
+		{"10.0.0.255", "LEAVE 00000002"},
+		{"10.0.0.9", strings.Repeat("x", 600)},
+		{"10.0.0.9", "ANNOUNCE 00000009  10.0.0.9 x 1 1 1 0"},
+		{"10.0.0.9", "PING 00000009"},
+		{"10.0.0.9", "ANNOUNCE 00000001 10.0.0.9 evil 1 1 1 0"},
+		{"10.0.0.1", "ANNOUNCE 00000009 10.0.0.1 evil 1 1 1 0"},
+		{"10.0.0.9", "HEARTBEAT 00000009 0.00 0 0"},
+		{"10.0.0.9", "ANNOUNCE 00000009 10.0.0.9 x 1 1 1 0"},
+	} {
+		sm.inject(tc.from, a, tc.msg)
+		sm.run(ms)
+		if got := a.stat("dropped_left"); got != i+2 {
+			t.Errorf("%q from %s: dropped_left %d, want %d", tc.msg, tc.from, got, i+2)
+		}
+	}
+	var other []string
+	for l := range strings.Lines(a.read("stats")) {
+		if strings.HasPrefix(l, "dropped_") && !strings.HasPrefix(l, "dropped_left ") && !strings.HasSuffix(l, " 0\n") {
+			other = append(other, strings.TrimSuffix(l, "\n"))
+		}
+	}
+	if len(other) > 0 || a.stat("dropped") != 11 || a.stat("accepted") != 0 || a.ls("nodes") != "" {
+		t.Errorf("stats:\n%s", a.read("stats"))
+	}
+}
+
+// runNode makes a node on a pipeConn with zero reply jitter for tests of
+// Run, calls Run in a goroutine and returns the node, its conn and the
+// function that stops Run and checks what it returned. Call it inside a
+// synctest bubble, so that synctest.Wait sees when Run is idle.
+func runNode(t *testing.T, clock *fakeClock, edit func(*Config)) (*Node, *pipeConn, func()) {
+	t.Helper()
+	conn := newPipeConn()
+	cfg := Config{
+		ID: "00000001", Name: "n1", Addr: netip.MustParseAddr("10.0.0.1"),
+		Prefix: netip.MustParsePrefix("10.0.0.0/24"), Clock: clock, Rand: rand.New(zeroSource{}),
+		Resources: func() Resources { return Resources{CPUs: 1, MemTotal: 1 << 20} },
+	}
+	if edit != nil {
+		edit(&cfg)
+	}
+	n, err := New(cfg, conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- n.Run(ctx) }()
+	return n, conn, func() {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}
+}
+
+// outbox returns what the node has sent and not yet taken from conn.out.
+// Call it after synctest.Wait.
+func outbox(conn *pipeConn) []string {
+	var l []string
+	for {
+		select {
+		case m := <-conn.out:
+			l = append(l, m)
+		default:
+			return l
+		}
+	}
+}
+
+func TestRunJoinWakes(t *testing.T) {
+	// Join under Run restarts the schedule at once, even when Run is idle
+	// with no timer (as after Leave): the HEARTBEAT due 5 s after the
+	// join goes out then, and nothing is sent on the old schedule.
+	synctest.Test(t, func(t *testing.T) {
+		clock := newFakeClock()
+		n, conn, stop := runNode(t, clock, nil)
+		defer stop()
+		const announce = "ANNOUNCE 00000001 10.0.0.1 n1 1 1048576 0 0"
+		synctest.Wait()
+		if got := outbox(conn); !slices.Equal(got, []string{announce}) {
+			t.Fatalf("sent %q at start", got)
+		}
+		clock.advance(2 * s)
+		n.Leave()
+		synctest.Wait() // Run has seen the leave: it waits for nothing
+		if got := outbox(conn); !slices.Equal(got, []string{"LEAVE 00000001"}) {
+			t.Fatalf("sent %q on leave", got)
+		}
+		clock.advance(5 * s) // 7 s
+		n.Join()
+		synctest.Wait()
+		if got := outbox(conn); !slices.Equal(got, []string{announce}) {
+			t.Fatalf("sent %q on join", got)
+		}
+		for _, c := range []struct {
+			at   time.Duration
+			want []string
+		}{
+			{10 * s, nil}, // the old schedule
+			{12 * s, []string{"HEARTBEAT 00000001 0.00 0 0"}},
+			{17 * s, []string{"HEARTBEAT 00000001 0.00 0 0"}},
+			{22 * s, []string{announce}},
+		} {
+			clock.set(t0.Add(c.at))
+			synctest.Wait()
+			if got := outbox(conn); !slices.Equal(got, c.want) {
+				t.Errorf("at %v sent %q, want %q", c.at, got, c.want)
+			}
+		}
+	})
+}
+
+func TestRunDatagramsBeforeThresholds(t *testing.T) {
+	// Datagrams Run has read when a threshold falls due count before it
+	// (docs/protocol.md §4.3): peers whose HEARTBEATs wait in Run's queue
+	// at the instant they would turn suspect stay online. The node is
+	// held inside its periodic send at 15 s while the HEARTBEATs arrive
+	// and the clock moves to 16 s, when the peers, last heard at 1 s,
+	// would turn suspect. Run's select chooses at random among ready
+	// cases, so a loop that did not first handle what is queued would let
+	// the timer win, and the peers turn suspect, with probability
+	// 1 - 2^-peers.
+	synctest.Test(t, func(t *testing.T) {
+		const peers = 40 // less than Run's queue
+		clock := newFakeClock()
+		var (
+			hold    atomic.Bool
+			release = make(chan struct{})
+			logMu   sync.Mutex
+			logs    []string
+		)
+		n, conn, stop := runNode(t, clock, func(c *Config) {
+			c.Resources = func() Resources {
+				if hold.Load() {
+					<-release
+				}
+				return Resources{CPUs: 1}
+			}
+			c.Logf = func(format string, args ...any) {
+				logMu.Lock()
+				logs = append(logs, fmt.Sprintf(format, args...))
+				logMu.Unlock()
+			}
+		})
+		defer stop()
+		peer := func(i int) (string, net.Addr) {
+			return fmt.Sprintf("%08x", 0x100+i), udp(netip.AddrFrom4([4]byte{10, 0, 0, byte(10 + i)}))
+		}
+		synctest.Wait()
+		clock.set(t0.Add(1 * s))
+		for i := range peers {
+			id, src := peer(i)
+			a := src.(*net.UDPAddr).IP
+			conn.in <- pipePacket{fmt.Appendf(nil, "ANNOUNCE %s %v p%d 1 1 1 0\n", id, a, i), src}
+		}
+		synctest.Wait()
+		outbox(conn)
+		if got := len(n.Peers()); got != peers {
+			t.Fatalf("%d peers", got)
+		}
+		for _, at := range []time.Duration{5 * s, 10 * s} {
+			clock.set(t0.Add(at))
+			synctest.Wait()
+			outbox(conn)
+		}
+		hold.Store(true)
+		clock.set(t0.Add(15 * s))
+		synctest.Wait() // Run is held in its send of 15 s
+		for i := range peers {
+			id, src := peer(i)
+			conn.in <- pipePacket{fmt.Appendf(nil, "HEARTBEAT %s 0.00 1 0\n", id), src}
+		}
+		synctest.Wait() // the reader has queued them all
+		clock.set(t0.Add(16 * s))
+		hold.Store(false)
+		close(release)
+		synctest.Wait()
+		if got := outbox(conn); len(got) != 1 || !strings.HasPrefix(got[0], "ANNOUNCE ") {
+			t.Errorf("sent %q", got)
+		}
+		for _, p := range n.Peers() {
+			if p.Status != Online || !p.LastHeard.Equal(t0.Add(16*s)) {
+				t.Errorf("%s: %v, last heard at %v", p.ID, p.Status, p.LastHeard.Sub(t0))
+			}
+		}
+		logMu.Lock()
+		defer logMu.Unlock()
+		for _, l := range logs {
+			if strings.Contains(l, "suspect") || strings.Contains(l, "online again") {
+				t.Errorf("log: %s", l)
+			}
+		}
+	})
+}
+
+// statsConsistent checks a stats file against docs/protocol.md §8.2:
+// every line in order, dropped the sum of the dropped_ lines, received
+// accepted + echo + dropped. It returns what is wrong, or "".
+func statsConsistent(text string) string {
+	names := []string{"received", "accepted", "echo", "dropped"}
+	for r := range numReasons {
+		names = append(names, "dropped_"+Reason(r).String())
+	}
+	names = append(names, "sent", "send_errors", "peers")
+	v := make(map[string]uint64)
+	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	if len(lines) != len(names) {
+		return "lines: " + text
+	}
+	for i, l := range lines {
+		k, x, ok := strings.Cut(l, " ")
+		n, err := strconv.ParseUint(x, 10, 64)
+		if !ok || k != names[i] || err != nil {
+			return "line " + l + ": " + text
+		}
+		v[k] = n
+	}
+	var dropped uint64
+	for r := range numReasons {
+		dropped += v["dropped_"+Reason(r).String()]
+	}
+	if v["dropped"] != dropped || v["received"] != v["accepted"]+v["echo"]+v["dropped"] {
+		return "counters do not add up: " + text
+	}
+	return ""
 }
