@@ -1,8 +1,6 @@
 package virtio
 
 import (
-	"errors"
-	"io"
 	"sync"
 	"sync/atomic"
 
@@ -14,14 +12,14 @@ import (
 
 // NIC is what LinkEndpoint needs of an Ethernet device; *Net is one.
 //
-// Receive blocks for the next frame; io.ErrShortBuffer reports a frame
-// lost to truncation, any other error ends the endpoint's RX goroutine.
+// ReceiveFunc blocks for the next frame and hands it to its argument,
+// valid only during that call; an error ends the endpoint's RX goroutine.
 // Transmit errors drop the frame, as a full or broken wire would.
 type NIC interface {
 	MAC() [6]byte
 	MTU() int
 	Transmit(frame []byte) error
-	Receive(buf []byte) (int, error)
+	ReceiveFunc(use func(frame []byte)) error
 }
 
 // LinkEndpoint is a gVisor stack.LinkEndpoint carrying Ethernet frames
@@ -213,32 +211,37 @@ func (e *LinkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 func (e *LinkEndpoint) rxLoop() {
 	defer e.wg.Done()
 
-	buf := make([]byte, max(MaxFrameSize, e.nic.MTU()+header.EthernetMinimumSize+4))
-
+	// One closure for the endpoint's life: nothing allocated per frame
+	// but the packet itself.
+	var (
+		pkt *stack.PacketBuffer
+		typ tcpip.PacketType
+		d   stack.NetworkDispatcher
+	)
+	take := func(frame []byte) {
+		pkt, typ, d = e.packet(frame)
+	}
 	for {
-		n, err := e.nic.Receive(buf)
-
-		if errors.Is(err, io.ErrShortBuffer) {
-			e.rxDrops.Add(1)
-			continue
-		}
-		if err != nil {
+		pkt = nil
+		if err := e.nic.ReceiveFunc(take); err != nil {
 			return
 		}
-
-		e.deliver(buf[:n])
+		if pkt != nil {
+			e.deliver(d, pkt, typ)
+		}
 	}
 }
 
-// deliver hands one received frame to the stack.
-func (e *LinkEndpoint) deliver(frame []byte) {
+// packet classifies a received frame and copies it into a packet buffer,
+// or drops it (nil).
+func (e *LinkEndpoint) packet(frame []byte) (*stack.PacketBuffer, tcpip.PacketType, stack.NetworkDispatcher) {
 	e.mu.RLock()
 	d, addr := e.dispatcher, e.addr
 	e.mu.RUnlock()
 
 	if d == nil || len(frame) < header.EthernetMinimumSize {
 		e.rxDrops.Add(1)
-		return
+		return nil, 0, nil
 	}
 
 	var typ tcpip.PacketType
@@ -253,12 +256,18 @@ func (e *LinkEndpoint) deliver(frame []byte) {
 	default:
 		// virtio-net without VIRTIO_NET_F_CTRL_RX may be promiscuous
 		e.rxFiltered.Add(1)
-		return
+		return nil, 0, nil
 	}
 
-	pkt := stack.NewPacketBuffer(stack.PacketBufferOptions{
-		Payload: buffer.MakeWithData(frame), // copies
-	})
+	// The one copy on the way in: from the device's buffer into the
+	// stack's.
+	return stack.NewPacketBuffer(stack.PacketBufferOptions{
+		Payload: buffer.MakeWithData(frame),
+	}), typ, d
+}
+
+// deliver hands one received packet to the stack.
+func (e *LinkEndpoint) deliver(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, typ tcpip.PacketType) {
 	defer pkt.DecRef()
 
 	if !e.ParseHeader(pkt) {
