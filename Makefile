@@ -17,7 +17,7 @@ APPEND      ?= name=fornax-01
 KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 
-.PHONY: bench help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
+.PHONY: vet-tamago bench help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -48,7 +48,7 @@ test: deps ## every test: host tests, and VM tests when the TamaGo compiler is h
 	$(GO) vet ./...
 	$(GO) test -count=1 $(HOST_PKGS)
 	@if $(MAKE) --no-print-directory tamago >/dev/null 2>&1; then \
-		$(MAKE) --no-print-directory kernel kernel-cluster && \
+		$(MAKE) --no-print-directory vet-tamago kernel kernel-cluster && \
 		FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
 		$(GO) test -count=1 -timeout 30m -v ./internal/vmtest/ ; \
 	else \
@@ -57,6 +57,11 @@ test: deps ## every test: host tests, and VM tests when the TamaGo compiler is h
 		echo "################################################################"; \
 		$(GO) test -count=1 ./internal/vmtest/ ; \
 	fi
+
+# -unsafeptr=false: register windows are fixed physical addresses, made
+# into pointers from integers on purpose.
+vet-tamago: tamago ## go vet the GOOS=tamago code (board, kernel, drivers)
+	$(TAMAGO_ENV) $(TAMAGO) vet -unsafeptr=false $(BUILDFLAGS),cluster ./board/... ./kernel/... ./drivers/...
 
 test-host: ## host tests only (no QEMU)
 	$(GO) vet ./...
