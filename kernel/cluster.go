@@ -39,9 +39,15 @@ func startCluster(s *system) error {
 	meter := sys.NewLoadMeter(board.IdleTime, board.Uptime, board.NumCPU(), time.Second)
 	var seed [16]byte
 	crand.Read(seed[:])
+	// Without name= the node is named after its id (fornax-<id>), so
+	// that peers tell nodes apart.
+	name := ""
+	if s.cfg.NameSet {
+		name = s.kern.Name()
+	}
 	node, err := cluster.New(cluster.Config{
 		ID:     id,
-		Name:   s.kern.Name(),
+		Name:   name,
 		Addr:   s.cfg.Addr.Addr(),
 		Prefix: s.cfg.Addr,
 		Resources: func() cluster.Resources {

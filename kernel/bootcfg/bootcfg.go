@@ -25,6 +25,10 @@ const DefaultName = "fornax"
 type Config struct {
 	// Name is the node name: 1 to 63 of A-Z a-z 0-9 . _ -
 	Name string
+	// NameSet reports whether name= gave Name; if not, Name is
+	// DefaultName and a service may choose better (the cluster names
+	// the node after its id).
+	NameSet bool
 	// Addr is the node's IPv4 address and prefix length; the zero Prefix
 	// (not valid) means no address is configured.
 	Addr netip.Prefix
@@ -90,7 +94,7 @@ func Parse(cmdline string) (Config, []string) {
 		switch key {
 		case "name":
 			if err = checkName(value); err == nil {
-				c.Name = value
+				c.Name, c.NameSet = value, true
 			}
 		case "ip":
 			c.Addr, err = parseAddr(value)
@@ -225,16 +229,18 @@ func parseGateway(s string, addr netip.Prefix) (netip.Addr, error) {
 // String gives the configuration as a command line Parse reads back,
 // leaving out what is unset.
 func (c Config) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "name=%s", c.Name)
+	var w []string
+	if c.NameSet {
+		w = append(w, "name="+c.Name)
+	}
 	if c.Addr.IsValid() {
-		fmt.Fprintf(&b, " ip=%v", c.Addr)
+		w = append(w, "ip="+c.Addr.String())
 	}
 	if c.Gateway.IsValid() {
-		fmt.Fprintf(&b, " gw=%v", c.Gateway)
+		w = append(w, "gw="+c.Gateway.String())
 	}
 	if c.ID != "" {
-		fmt.Fprintf(&b, " id=%s", c.ID)
+		w = append(w, "id="+c.ID)
 	}
-	return b.String()
+	return strings.Join(w, " ")
 }

@@ -23,9 +23,9 @@ func TestParse(t *testing.T) {
 	}{
 		{"", def, nil},
 		{"   ", def, nil},
-		{"name=n1", with(func(c *Config) { c.Name = "n1" }), nil},
-		{"name=A.b_c-9", with(func(c *Config) { c.Name = "A.b_c-9" }), nil},
-		{"name=" + strings.Repeat("x", 63), with(func(c *Config) { c.Name = strings.Repeat("x", 63) }), nil},
+		{"name=n1", with(func(c *Config) { c.Name, c.NameSet = "n1", true }), nil},
+		{"name=A.b_c-9", with(func(c *Config) { c.Name, c.NameSet = "A.b_c-9", true }), nil},
+		{"name=" + strings.Repeat("x", 63), with(func(c *Config) { c.Name, c.NameSet = strings.Repeat("x", 63), true }), nil},
 		{"name=" + strings.Repeat("x", 64), def, []string{`bootcfg: ignoring bad name= value "` + strings.Repeat("x", 64) + `": must be 1 to 63 characters`}},
 		{"name=", def, []string{`bootcfg: ignoring bad name= value "": must be 1 to 63 characters`}},
 		{"name=a/b", def, []string{`bootcfg: ignoring bad name= value "a/b": character '/' not allowed (use A-Z a-z 0-9 . _ -)`}},
@@ -62,7 +62,7 @@ func TestParse(t *testing.T) {
 		{"=x", def, []string{`bootcfg: ignoring unknown key ""`}},
 		{"Name=x", def, []string{`bootcfg: ignoring unknown key "Name"`}},
 		{"quiet", def, []string{`bootcfg: ignoring "quiet": not key=value`}},
-		{"name=a name=b", with(func(c *Config) { c.Name = "b" }), []string{`bootcfg: duplicate key "name": the last one wins`}},
+		{"name=a name=b", with(func(c *Config) { c.Name, c.NameSet = "b", true }), []string{`bootcfg: duplicate key "name": the last one wins`}},
 		// The last value decides even when it is bad.
 		{"name=a name=b/c", def, []string{
 			`bootcfg: duplicate key "name": the last one wins`,
@@ -71,12 +71,12 @@ func TestParse(t *testing.T) {
 		{"console=ttyS0 earlyprintk=ttyS0 reboot=t panic=-1 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11", def, nil},
 		{
 			"console=ttyS0 name=n2\tip=192.168.1.10/24  gw=192.168.1.1 id=deadbeef virtio_mmio.device=512@0xfeb00e00:12",
-			Config{Name: "n2", Addr: pfx("192.168.1.10/24"), Gateway: addr("192.168.1.1"), ID: "deadbeef"},
+			Config{Name: "n2", NameSet: true, Addr: pfx("192.168.1.10/24"), Gateway: addr("192.168.1.1"), ID: "deadbeef"},
 			nil,
 		},
 		{
 			"bogus name=n3 ip=10.0.0.300/24 x=1",
-			with(func(c *Config) { c.Name = "n3" }),
+			with(func(c *Config) { c.Name, c.NameSet = "n3", true }),
 			[]string{
 				`bootcfg: ignoring "bogus": not key=value`,
 				`bootcfg: ignoring unknown key "x"`,
@@ -99,7 +99,8 @@ func TestString(t *testing.T) {
 	tests := []struct {
 		cmdline, want string
 	}{
-		{"", "name=fornax"},
+		{"", ""},
+		{"name=fornax", "name=fornax"},
 		{"name=n1 ip=10.0.0.2/24", "name=n1 ip=10.0.0.2/24"},
 		{"id=0a1b2c3d gw=10.0.0.1 ip=10.0.0.2/24 name=n1", "name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d"},
 	}
