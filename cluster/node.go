@@ -124,6 +124,8 @@ type Node struct {
 	rng     *rand.Rand
 	st      stats
 	logs    []string // flushed by unlock
+
+	dropLogged [numReasons]time.Time // last drop logged, per reason
 }
 
 type stats struct {
@@ -477,18 +479,18 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	}
 	ip, err := n.tab.source(src)
 	if err != nil {
-		n.countDrop(err)
+		n.countDrop(err, src, now)
 		return
 	}
 	m, err := Parse(b)
 	if err != nil {
-		n.countDrop(err)
+		n.countDrop(err, src, now)
 		return
 	}
 	n.tickLocked(now, true)
 	ev, err := n.tab.observe(m, ip, now)
 	if err != nil {
-		n.countDrop(err)
+		n.countDrop(err, src, now)
 		// Prompt a peer known only by its HEARTBEAT (docs/protocol.md §4.1).
 		if m.Kind == Heartbeat && err.(*DropError).Reason == ReasonUnknownID && !n.tab.full() &&
 			(n.prompt.IsZero() || now.Sub(n.prompt) >= n.cfg.Interval) {
@@ -508,10 +510,18 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	}
 }
 
-func (n *Node) countDrop(err error) {
+// countDrop counts a dropped datagram under its reason and logs it, at
+// most once per reason and interval, so an operator can see what is being
+// dropped and from where without a flood of junk flooding the log.
+func (n *Node) countDrop(err error, src net.Addr, now time.Time) {
 	var de *DropError
-	if errors.As(err, &de) {
-		n.st.dropped[de.Reason]++
+	if !errors.As(err, &de) {
+		return
+	}
+	n.st.dropped[de.Reason]++
+	if last := n.dropLogged[de.Reason]; last.IsZero() || now.Sub(last) >= n.cfg.Interval {
+		n.dropLogged[de.Reason] = now
+		n.logf("cluster: dropped a datagram from %v: %v", src, de)
 	}
 }
 

@@ -1457,3 +1457,33 @@ func statsConsistent(text string) string {
 	}
 	return ""
 }
+
+func TestDropLog(t *testing.T) {
+	// Drops are logged with their reason and source, at most once per
+	// reason and interval; every one is counted.
+	sm := newSim(t)
+	a := sm.start(1, nil)
+	sm.injectAt(1*s, "10.0.0.9", a, "HELLO there")
+	sm.injectAt(2*s, "10.0.0.9", a, "HELLO there")
+	sm.injectAt(3*s, "10.0.0.9", a, "ANNOUNCE 00000009 10.0.0.8 x 1 1 1 0")
+	sm.injectAt(5900*ms, "10.0.0.9", a, "HELLO there")
+	sm.injectAt(6*s, "10.0.0.9", a, "HELLO there")
+	sm.runTo(7 * s)
+	got := sm.logged("dropped a datagram")
+	want := []string{
+		"1s 10.0.0.1 cluster: dropped a datagram from 10.0.0.9:9710: unknown_verb",
+		"3s 10.0.0.1 cluster: dropped a datagram from 10.0.0.9:9710: addr_mismatch",
+		"6s 10.0.0.1 cluster: dropped a datagram from 10.0.0.9:9710: unknown_verb",
+	}
+	if len(got) != len(want) {
+		t.Fatalf("logged:\n%s", strings.Join(got, "\n"))
+	}
+	for i := range want {
+		if !strings.HasPrefix(got[i], want[i]) {
+			t.Errorf("line %d: %q, want prefix %q", i, got[i], want[i])
+		}
+	}
+	if n := a.stat("dropped_unknown_verb"); n != 4 {
+		t.Errorf("dropped_unknown_verb %d", n)
+	}
+}
