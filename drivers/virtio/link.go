@@ -14,11 +14,11 @@ import (
 //
 // ReceiveFunc blocks for the next frame and hands it to its argument,
 // valid only during that call; an error ends the endpoint's RX goroutine.
-// Transmit errors drop the frame, as a full or broken wire would.
+// TransmitParts errors drop the frame, as a full or broken wire would.
 type NIC interface {
 	MAC() [6]byte
 	MTU() int
-	Transmit(frame []byte) error
+	TransmitParts(parts [][]byte) error // one frame, in pieces
 	ReceiveFunc(use func(frame []byte)) error
 }
 
@@ -35,9 +35,6 @@ type LinkEndpoint struct {
 	mtu        uint32
 	onClose    func()
 	started    bool
-
-	txMu  sync.Mutex
-	txBuf []byte
 
 	wg sync.WaitGroup
 
@@ -179,23 +176,14 @@ func (e *LinkEndpoint) SetOnCloseAction(f func()) {
 }
 
 // WritePackets implements stack.LinkWriter. Each packet, its Ethernet
-// header already added, is gathered into one frame and transmitted; at
+// header already added, goes to the NIC in its pieces; at
 // the first frame the NIC refuses, the rest are dropped, counted and
 // reported to the stack as ErrNoBufferSpace.
 func (e *LinkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
-	e.txMu.Lock()
-	defer e.txMu.Unlock()
-
 	n := 0
 
 	for _, pkt := range pkts.AsSlice() {
-		frame := e.txBuf[:0]
-		for _, s := range pkt.AsSlices() {
-			frame = append(frame, s...)
-		}
-		e.txBuf = frame
-
-		if err := e.nic.Transmit(frame); err != nil {
+		if err := e.nic.TransmitParts(pkt.AsSlices()); err != nil {
 			// Tell the stack, so that it counts the rest as dropped
 			// for want of buffer space rather than as sent.
 			e.txDrops.Add(1)

@@ -417,7 +417,18 @@ func (n *Net) refillRx(i int) {
 // transmit buffer and hands it to the device. Completed buffers are
 // reclaimed first; if none is free the frame is dropped with ErrTxFull.
 func (n *Net) Transmit(frame []byte) error {
-	if len(frame) > MaxFrameSize {
+	return n.TransmitParts([][]byte{frame})
+}
+
+// TransmitParts is Transmit for a frame given in pieces (headers and
+// payload, as a network stack holds them): they are copied straight into
+// the device's buffer, with no gathering copy before.
+func (n *Net) TransmitParts(parts [][]byte) error {
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	if size > MaxFrameSize {
 		n.stats.txErrors.Add(1)
 		return ErrFrameSize
 	}
@@ -440,9 +451,12 @@ func (n *Net) Transmit(frame []byte) error {
 	i := n.tx.free[len(n.tx.free)-1]
 	b := n.tx.ring.bytes(i)
 	clear(b[:NetHdrSize]) // no offloads: flags 0, GSO_NONE (§5.1.6.2)
-	copy(b[NetHdrSize:], frame)
+	off := NetHdrSize
+	for _, p := range parts {
+		off += copy(b[off:], p)
+	}
 
-	head, ok := n.tx.q.Add(Buffer{Addr: n.tx.ring.bufAddr(i), Len: uint32(NetHdrSize + len(frame))})
+	head, ok := n.tx.q.Add(Buffer{Addr: n.tx.ring.bufAddr(i), Len: uint32(NetHdrSize + size)})
 	if !ok {
 		n.stats.txDrops.Add(1)
 		return ErrTxFull
@@ -456,7 +470,7 @@ func (n *Net) Transmit(frame []byte) error {
 	}
 
 	n.stats.txPackets.Add(1)
-	n.stats.txBytes.Add(uint64(len(frame)))
+	n.stats.txBytes.Add(uint64(size))
 
 	return nil
 }

@@ -269,6 +269,18 @@ func TestTransmit(t *testing.T) {
 		}
 	}
 
+	// a frame in pieces arrives whole
+	f := frame(7, 90)
+	if err := n.TransmitParts([][]byte{f[:14], f[14:20], nil, f[20:]}); err != nil {
+		t.Fatal(err)
+	}
+	if got := dev.Transmitted(); len(got) != 1 || !bytes.Equal(got[0], f) {
+		t.Errorf("frame from parts: %q", got)
+	}
+	if err := n.TransmitParts([][]byte{make([]byte, MaxFrameSize), {0}}); !errors.Is(err, ErrFrameSize) {
+		t.Errorf("oversized frame from parts: %v", err)
+	}
+
 	if err := n.Transmit(make([]byte, MaxFrameSize+1)); !errors.Is(err, ErrFrameSize) {
 		t.Errorf("oversized frame: %v", err)
 	}
@@ -277,7 +289,7 @@ func TestTransmit(t *testing.T) {
 	}
 
 	s := n.Stats()
-	if s.TxPackets != 4 || s.TxBytes != 60+61+62+MaxFrameSize || s.TxErrors != 1 {
+	if s.TxPackets != 5 || s.TxBytes != 60+61+62+90+MaxFrameSize || s.TxErrors != 2 {
 		t.Errorf("stats %+v", s)
 	}
 	if s.TX.InFlight != 0 || s.TX.Free != 256 {

@@ -64,6 +64,15 @@ func (n *NIC) Transmit(frame []byte) error {
 	return nil
 }
 
+// TransmitParts is Transmit for a frame in pieces.
+func (n *NIC) TransmitParts(parts [][]byte) error {
+	var f []byte
+	for _, p := range parts {
+		f = append(f, p...)
+	}
+	return n.Transmit(f)
+}
+
 // Inject queues frame as if the peer had sent it.
 func (n *NIC) Inject(frame []byte) {
 	n.rx <- append([]byte(nil), frame...)
