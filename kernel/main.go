@@ -42,18 +42,20 @@ type system struct {
 	shell *shell.Shell
 	con   io.Writer
 	net   *netstack.Stack // nil when the network is off
-	// irq maps a device interrupt vector to its handler; routes are
-	// the I/O APIC inputs to unmask once vectors are installed.
-	irq    map[int]func()
-	routes []route
+	// irqs are the devices' interrupts, unmasked once the vectors are
+	// installed.
+	irqs []irq
 }
 
-type route struct{ gsi, vector int }
+// An irq is a device on a global system interrupt, served on a vector.
+type irq struct {
+	gsi, vector int
+	handle      func()
+}
 
 // handle has the device on global system interrupt gsi served by h.
 func (s *system) handle(gsi, vector int, h func()) {
-	s.irq[vector] = h
-	s.routes = append(s.routes, route{gsi, vector})
+	s.irqs = append(s.irqs, irq{gsi, vector, h})
 }
 
 func main() {
@@ -84,7 +86,6 @@ func main() {
 		kern:  kern,
 		space: space,
 		con:   con,
-		irq:   map[int]func(){},
 		shell: shell.New(space, func() string { return kern.Name() + "% " }),
 	}
 	kern.Commands(s.shell)
@@ -105,19 +106,21 @@ func main() {
 		}
 	}
 
-	// Handlers are all registered above; the map is read-only from here.
+	// Handlers are all registered above; irqs is read-only from here.
 	go board.ServiceInterrupts(func(vector int) {
-		if h := s.irq[vector]; h != nil {
-			h()
+		for _, i := range s.irqs {
+			if i.vector == vector {
+				i.handle()
+			}
 		}
 	}, func() {
-		for _, route := range s.routes {
-			board.EnableInterrupt(route.gsi, route.vector)
+		for _, i := range s.irqs {
+			board.EnableInterrupt(i.gsi, i.vector)
 		}
 		// An edge raised before its input was unmasked is lost: look
 		// at every device once.
-		for _, route := range s.routes {
-			s.irq[route.vector]()
+		for _, i := range s.irqs {
+			i.handle()
 		}
 	})
 

@@ -163,9 +163,10 @@ func FuzzParse(f *testing.F) {
 		if why := valid(c); why != "" {
 			t.Fatalf("Parse(%q) = %+v: %s", cmdline, c, why)
 		}
-		c2, warnings2 := Parse(cmdline)
-		if c2 != c || !slices.Equal(warnings, warnings2) {
-			t.Fatalf("Parse(%q) not deterministic", cmdline)
+		for _, w := range warnings {
+			if !strings.HasPrefix(w, "bootcfg: ") || strings.ContainsAny(w, "\n\r") {
+				t.Fatalf("Parse(%q): warning %q is not one bootcfg line", cmdline, w)
+			}
 		}
 		// String gives a command line that parses back cleanly.
 		c3, warnings3 := Parse(c.String())

@@ -140,12 +140,12 @@ func (s *Shell) exec(line string, w io.Writer) (exit bool) {
 
 // Run is the interactive loop: it prompts, reads a line from r with a
 // LineReader and executes it, until r ends or a command returns ErrExit.
-// Output to w has "\n" turned into "\r\n", as a raw serial terminal needs.
+// Output lines end in "\n"; turning them into "\r\n" for a raw terminal
+// is the console device's job, as a tty's ONLCR is.
 func (s *Shell) Run(r io.Reader, w io.Writer) error {
-	tw := &crlfWriter{w: w}
-	lr := NewLineReader(r, tw)
+	lr := NewLineReader(r, w)
 	for {
-		if _, err := io.WriteString(tw, s.prompt()); err != nil {
+		if _, err := io.WriteString(w, s.prompt()); err != nil {
 			return fmt.Errorf("shell: %w", err)
 		}
 		line, err := lr.ReadLine()
@@ -155,7 +155,7 @@ func (s *Shell) Run(r io.Reader, w io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("shell: reading line: %w", err)
 		}
-		if s.exec(line, tw) {
+		if s.exec(line, w) {
 			return nil
 		}
 	}
@@ -261,26 +261,4 @@ func (s *Shell) cat(w io.Writer, args []string) error {
 func echo(w io.Writer, args []string) error {
 	_, err := io.WriteString(w, strings.Join(args, " ")+"\n")
 	return err
-}
-
-// crlfWriter turns "\n" not already preceded by "\r" into "\r\n".
-type crlfWriter struct {
-	w      io.Writer
-	lastCR bool
-	buf    []byte
-}
-
-func (c *crlfWriter) Write(p []byte) (int, error) {
-	c.buf = c.buf[:0]
-	for _, b := range p {
-		if b == '\n' && !c.lastCR {
-			c.buf = append(c.buf, '\r')
-		}
-		c.buf = append(c.buf, b)
-		c.lastCR = b == '\r'
-	}
-	if _, err := c.w.Write(c.buf); err != nil {
-		return 0, err
-	}
-	return len(p), nil
 }

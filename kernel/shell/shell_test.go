@@ -186,11 +186,11 @@ func TestRun(t *testing.T) {
 		name, in, out string
 	}{
 		{"eof", "", "fornax% "},
-		{"commands", "echo hi\rcat /dev/time\r\n", "fornax% echo hi\r\nhi\r\nfornax% cat /dev/time\r\n12345\r\nfornax% "},
-		{"partial last line", "echo hi", "fornax% echo hi\r\nhi\r\nfornax% "},
-		{"ctrl-c", "ech\x03echo ok\r", "fornax% ech^C\r\nfornax% echo ok\r\nok\r\nfornax% "},
+		{"commands", "echo hi\rcat /dev/time\r\n", "fornax% echo hi\r\nhi\nfornax% cat /dev/time\r\n12345\nfornax% "},
+		{"partial last line", "echo hi", "fornax% echo hi\r\nhi\nfornax% "},
+		{"ctrl-c", "ech\x03echo ok\r", "fornax% ech^C\r\nfornax% echo ok\r\nok\nfornax% "},
 		{"exit", "exit\recho never\r", "fornax% exit\r\n"},
-		{"error", "cat /nope\r", "fornax% cat /nope\r\ncat: /nope: file does not exist\r\nfornax% "},
+		{"error", "cat /nope\r", "fornax% cat /nope\r\ncat: /nope: file does not exist\nfornax% "},
 	}
 	for _, tt := range tests {
 		env := newTestEnv(t)
