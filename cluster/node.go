@@ -71,6 +71,11 @@ type Config struct {
 	// Logf, if set, receives membership changes, one line each. It must
 	// not call back into the Node.
 	Logf func(format string, args ...any)
+	// Keys are the cluster keys (KeySize bytes each; see ParseKey), the
+	// first one primary. With keys, every message is signed and only
+	// signed messages are accepted (docs/protocol.md §9). Default: none,
+	// the plain protocol of §2.
+	Keys [][]byte
 }
 
 // Resources are a node's own figures, advertised in its messages and

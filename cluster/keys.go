@@ -1,0 +1,157 @@
+package cluster
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// KeySize is the size of a cluster key in bytes (docs/protocol.md §9).
+const KeySize = 32
+
+// ParseKey decodes a key file: 64 hex digits, surrounding white space
+// (the newline of `openssl rand -hex 32 > cluster.key`) ignored. Its
+// errors never quote the input: it may be a key.
+func ParseKey(text []byte) ([]byte, error) {
+	s := strings.TrimSpace(string(text))
+	if len(s) != 2*KeySize {
+		return nil, fmt.Errorf("bad key: %d characters, want %d hex digits (make one with: openssl rand -hex 32)", len(s), 2*KeySize)
+	}
+	k, err := hex.DecodeString(s)
+	if err != nil {
+		return nil, errors.New("bad key: not hex digits (make one with: openssl rand -hex 32)")
+	}
+	return k, nil
+}
+
+// Fingerprint names a key without revealing it: the first 8 hex digits of
+// the SHA-256 of the key's 32 bytes (docs/protocol.md §9).
+func Fingerprint(key []byte) string {
+	s := sha256.Sum256(key)
+	return hex.EncodeToString(s[:4])
+}
+
+// keyring holds the keys a node accepts; primary signs what it sends
+// (docs/protocol.md §9.3). It is not safe for concurrent use: the node
+// guards it with its lock.
+type keyring struct {
+	keys    []ringKey
+	primary int // index in keys; meaningless when keys is empty
+}
+
+type ringKey struct {
+	fp  string
+	key []byte
+}
+
+// add adds key if it is new; the first key added becomes primary.
+func (r *keyring) add(key []byte) (fp string, err error) {
+	if len(key) != KeySize {
+		return "", fmt.Errorf("bad key: %d bytes, want %d", len(key), KeySize)
+	}
+	fp = Fingerprint(key)
+	if r.find(fp) >= 0 {
+		return fp, nil
+	}
+	if len(r.keys) >= maxKeys {
+		return "", fmt.Errorf("keyring full: %d keys; remove one first", maxKeys)
+	}
+	r.keys = append(r.keys, ringKey{fp, slices.Clone(key)})
+	return fp, nil
+}
+
+// maxKeys bounds the keyring: each key costs an HMAC check only when a
+// message names it, but the ring is listed in ctl.
+const maxKeys = 8
+
+func (r *keyring) find(fp string) int {
+	return slices.IndexFunc(r.keys, func(k ringKey) bool { return k.fp == fp })
+}
+
+// lookup returns the key with fingerprint fp.
+func (r *keyring) lookup(fp string) ([]byte, bool) {
+	if i := r.find(fp); i >= 0 {
+		return r.keys[i].key, true
+	}
+	return nil, false
+}
+
+// use makes the key with fingerprint fp primary.
+func (r *keyring) use(fp string) error {
+	i := r.find(fp)
+	if i < 0 {
+		return fmt.Errorf("no key %q in the keyring", clip(fp))
+	}
+	r.primary = i
+	return nil
+}
+
+// remove drops the key with fingerprint fp; the primary key cannot be
+// removed while others remain (make another primary first).
+func (r *keyring) remove(fp string) error {
+	i := r.find(fp)
+	if i < 0 {
+		return fmt.Errorf("no key %q in the keyring", clip(fp))
+	}
+	if i == r.primary && len(r.keys) > 1 {
+		return fmt.Errorf("key %s is primary: make another key primary first", fp)
+	}
+	clear(r.keys[i].key)
+	r.keys = slices.Delete(r.keys, i, i+1)
+	switch {
+	case len(r.keys) == 0:
+		r.primary = 0
+	case r.primary > i:
+		r.primary--
+	}
+	return nil
+}
+
+// sign returns the primary key and its fingerprint; ok is false when the
+// ring is empty.
+func (r *keyring) sign() (key []byte, fp string, ok bool) {
+	if len(r.keys) == 0 {
+		return nil, "", false
+	}
+	k := r.keys[r.primary]
+	return k.key, k.fp, true
+}
+
+// fingerprints lists the keys, primary first.
+func (r *keyring) fingerprints() []string {
+	var l []string
+	for i, k := range r.keys {
+		if i == r.primary {
+			l = append([]string{k.fp}, l...)
+		} else {
+			l = append(l, k.fp)
+		}
+	}
+	return l
+}
+
+// tagOf is the tag of a keyed message: the first TagSize bytes of
+// HMAC-SHA256(key, signed), as lowercase hex (docs/protocol.md §9.1).
+func tagOf(key, signed []byte) [2 * TagSize]byte {
+	m := hmac.New(sha256.New, key)
+	m.Write(signed)
+	var sum [sha256.Size]byte
+	var out [2 * TagSize]byte
+	hex.Encode(out[:], m.Sum(sum[:0])[:TagSize])
+	return out
+}
+
+// TagSize is the tag's size in bytes: 128 bits of HMAC-SHA256.
+const TagSize = 16
+
+// clip quotes at most 64 bytes of what a user wrote.
+func clip(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
