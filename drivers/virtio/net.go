@@ -80,6 +80,13 @@ type Net struct {
 	closed  atomic.Bool
 	once    sync.Once
 
+	// needReset is set when a queue broke (see Queue.Used); the
+	// receiving goroutine then resets the device. failed holds why the
+	// device did not come back (rx and tx locked to write, either to
+	// read).
+	needReset atomic.Bool
+	failed    error
+
 	stats counters
 }
 
@@ -97,28 +104,36 @@ type counters struct {
 	rxPackets, rxBytes, rxDrops, rxErrors atomic.Uint64
 	txPackets, txBytes, txDrops, txErrors atomic.Uint64
 	interrupts, spurious, configChanges   atomic.Uint64
+	resets                                atomic.Uint64
 }
 
 // QueueStats describes one virtqueue.
 type QueueStats struct {
-	Size     int    // descriptors
-	Free     int    // descriptors owned by the driver
-	InFlight int    // descriptors owned by the device
-	Bad      uint64 // bogus used entries ignored
+	Size     int // descriptors
+	Free     int // descriptors owned by the driver
+	InFlight int // descriptors owned by the device
+
+	// The device broke the used ring's contract (each made the driver
+	// reset the device, see Stats.Resets):
+	BadIDs   uint64 // a used id that was no chain in flight
+	Overruns uint64 // used.idx ahead by more than the chains in flight
 }
 
 // Stats is a snapshot of the device counters.
 type Stats struct {
 	RxPackets, RxBytes uint64
 	RxDrops            uint64 // frames discarded by the driver (short buffer)
-	RxErrors           uint64 // malformed used entries
+	RxErrors           uint64 // malformed used entries, RX.BadIDs, RX.Overruns
 	TxPackets, TxBytes uint64
 	TxDrops            uint64 // frames dropped: no free descriptor
-	TxErrors           uint64 // frames refused: too large, or device closed
+	TxErrors           uint64 // frames refused (too large, device closed), TX.BadIDs, TX.Overruns
 
 	Interrupts    uint64 // interrupts with a cause
 	Spurious      uint64 // interrupts with InterruptStatus 0
 	ConfigChanges uint64
+	// Resets counts device resets after a queue broke; in-flight frames
+	// are lost with each.
+	Resets uint64
 
 	RX, TX QueueStats
 }
@@ -143,46 +158,10 @@ func (n *Net) Init() (err error) {
 		return fmt.Errorf("virtio: device id %d is not a network card", v)
 	}
 
-	// §3.1.1 (1): reset, and wait for it to complete (§4.2.3.1.1)
-	r.Write32(RegStatus, 0)
-	for i := 0; r.Read32(RegStatus) != 0; i++ {
-		if i == resetSpins {
-			return errors.New("virtio: device reset timed out")
-		}
-	}
-
-	// (2), (3)
-	status := uint32(StatusAcknowledge)
-	r.Write32(RegStatus, status)
-	status |= StatusDriver
-	r.Write32(RegStatus, status)
-
-	defer func() {
-		if err != nil {
-			r.Write32(RegStatus, status|StatusFailed)
-		}
-	}()
-
-	// (4) read features, write the subset we understand (§4.2.2)
-	var offered uint64
-	for sel := uint32(0); sel < 2; sel++ {
-		r.Write32(RegDeviceFeaturesSel, sel)
-		offered |= uint64(r.Read32(RegDeviceFeatures)) << (32 * sel)
-	}
-	if offered&FeatureVersion1 == 0 {
-		return errors.New("virtio: device does not offer VIRTIO_F_VERSION_1")
-	}
-	n.features = offered & (FeatureVersion1 | FeatureNetMAC)
-	for sel := uint32(0); sel < 2; sel++ {
-		r.Write32(RegDriverFeaturesSel, sel)
-		r.Write32(RegDriverFeatures, uint32(n.features>>(32*sel)))
-	}
-
-	// (5), (6)
-	status |= StatusFeaturesOK
-	r.Write32(RegStatus, status)
-	if r.Read32(RegStatus)&StatusFeaturesOK == 0 {
-		return errors.New("virtio: device rejected features")
+	status, err := n.negotiate()
+	defer n.failOn(&err, &status)
+	if err != nil {
+		return err
 	}
 
 	// (7) device-specific setup
@@ -201,25 +180,115 @@ func (n *Net) Init() (err error) {
 	if err = n.tx.ring.init(n.Mem, n.tx.q.Size()); err != nil {
 		return
 	}
-	n.tx.free = make([]int, n.tx.q.Size())
-	for i := range n.tx.free {
-		n.tx.free[i] = i
-	}
+	n.tx.free = make([]int, 0, n.tx.q.Size())
 
 	n.readMAC()
 
 	n.rxReady = make(chan struct{}, 1)
 	n.done = make(chan struct{})
 
+	n.start(status)
+
+	return nil
+}
+
+// negotiate performs steps 1 to 6 of device initialization (virtio-v1.2
+// §3.1.1): reset, ACKNOWLEDGE, DRIVER, features, FEATURES_OK. It returns
+// the status written so far; the negotiated features go to n.features on
+// the first call and must come out the same on later ones.
+func (n *Net) negotiate() (status uint32, err error) {
+	r := n.Regs
+
+	// (1): reset, and wait for it to complete (§4.2.3.1.1)
+	r.Write32(RegStatus, 0)
+	for i := 0; r.Read32(RegStatus) != 0; i++ {
+		if i == resetSpins {
+			return 0, errors.New("virtio: device reset timed out")
+		}
+	}
+
+	// (2), (3)
+	status = StatusAcknowledge
+	r.Write32(RegStatus, status)
+	status |= StatusDriver
+	r.Write32(RegStatus, status)
+
+	// (4) read features, write the subset we understand (§4.2.2)
+	var offered uint64
+	for sel := uint32(0); sel < 2; sel++ {
+		r.Write32(RegDeviceFeaturesSel, sel)
+		offered |= uint64(r.Read32(RegDeviceFeatures)) << (32 * sel)
+	}
+	if offered&FeatureVersion1 == 0 {
+		return status, errors.New("virtio: device does not offer VIRTIO_F_VERSION_1")
+	}
+	features := offered & (FeatureVersion1 | FeatureNetMAC)
+	if n.features != 0 && features != n.features {
+		return status, fmt.Errorf("virtio: device now offers features %#x, had %#x", features, n.features)
+	}
+	n.features = features
+	for sel := uint32(0); sel < 2; sel++ {
+		r.Write32(RegDriverFeaturesSel, sel)
+		r.Write32(RegDriverFeatures, uint32(n.features>>(32*sel)))
+	}
+
+	// (5), (6)
+	status |= StatusFeaturesOK
+	r.Write32(RegStatus, status)
+	if r.Read32(RegStatus)&StatusFeaturesOK == 0 {
+		return status, errors.New("virtio: device rejected features")
+	}
+
+	return status, nil
+}
+
+// failOn tells the device that the driver gave up (FAILED, §2.1) if
+// *err is set.
+func (n *Net) failOn(err *error, status *uint32) {
+	if *err != nil && *status != 0 {
+		n.Regs.Write32(RegStatus, *status|StatusFailed)
+	}
+}
+
+// start hands every receive buffer to the device, frees every transmit
+// buffer and sets DRIVER_OK (§3.1.1 step 8); the queues are empty.
+func (n *Net) start(status uint32) {
+	n.tx.free = n.tx.free[:0]
+	for i := 0; i < n.tx.q.Size(); i++ {
+		n.tx.free = append(n.tx.free, i)
+	}
+
 	// no notifications before DRIVER_OK (§3.1.1)
 	for i := 0; i < n.rx.q.Size(); i++ {
 		n.postRx(i)
 	}
 
-	// (8)
-	status |= StatusDriverOK
-	r.Write32(RegStatus, status)
-	r.Write32(RegQueueNotify, rxQueue)
+	n.Regs.Write32(RegStatus, status|StatusDriverOK)
+	n.Regs.Write32(RegQueueNotify, rxQueue)
+}
+
+// restart resets a device that broke a queue's contract and brings it up
+// again on the same rings and buffers: a reset takes back every buffer
+// the device held (§2.4), so none is lost to a bogus used entry. rx and
+// tx must be locked.
+func (n *Net) restart() (err error) {
+	status, err := n.negotiate()
+	defer n.failOn(&err, &status)
+	if err != nil {
+		return err
+	}
+
+	for _, q := range []struct {
+		index uint32
+		q     *Queue
+	}{{rxQueue, n.rx.q}, {txQueue, n.tx.q}} {
+		q.q.Reset()
+		if err = n.program(q.index, q.q); err != nil {
+			return err
+		}
+	}
+
+	n.start(status)
 
 	return nil
 }
@@ -228,10 +297,6 @@ func (n *Net) Init() (err error) {
 func (n *Net) setupQueue(index uint32) (*Queue, error) {
 	r := n.Regs
 	r.Write32(RegQueueSel, index)
-
-	if r.Read32(RegQueueReady) != 0 {
-		return nil, fmt.Errorf("virtio: queue %d already in use", index)
-	}
 
 	limit := n.QueueSize
 	if limit <= 0 {
@@ -250,8 +315,24 @@ func (n *Net) setupQueue(index uint32) (*Queue, error) {
 		return nil, err
 	}
 
+	return q, n.program(index, q)
+}
+
+// program tells the device where queue index's rings are and enables
+// it (§4.2.3.2).
+func (n *Net) program(index uint32, q *Queue) error {
+	r := n.Regs
+	r.Write32(RegQueueSel, index)
+
+	if r.Read32(RegQueueReady) != 0 {
+		return fmt.Errorf("virtio: queue %d already in use", index)
+	}
+	if max := r.Read32(RegQueueNumMax); uint32(q.Size()) > max {
+		return fmt.Errorf("virtio: queue %d holds %d descriptors, device now takes %d", index, q.Size(), max)
+	}
+
 	desc, driver, device := q.Addrs()
-	r.Write32(RegQueueNum, uint32(size))
+	r.Write32(RegQueueNum, uint32(q.Size()))
 	r.Write32(RegQueueDescLow, uint32(desc))
 	r.Write32(RegQueueDescHigh, uint32(desc>>32))
 	r.Write32(RegQueueDriverLow, uint32(driver))
@@ -260,7 +341,7 @@ func (n *Net) setupQueue(index uint32) (*Queue, error) {
 	r.Write32(RegQueueDeviceHigh, uint32(device>>32))
 	r.Write32(RegQueueReady, 1)
 
-	return q, nil
+	return nil
 }
 
 func (b *ring) init(mem Memory, n int) (err error) {
@@ -355,8 +436,17 @@ func (n *Net) wait(use func(frame []byte), take func(frame []byte) bool) error {
 			return ErrClosed
 		}
 
+		if n.needReset.Load() {
+			if err := n.recover(); err != nil {
+				return err
+			}
+		}
+
 		if n.receive(use, take) {
 			return nil
+		}
+		if n.needReset.Load() {
+			continue
 		}
 
 		// HandleInterrupt signals after acknowledging, so a frame used
@@ -378,6 +468,9 @@ func (n *Net) receive(use func(frame []byte), take func(frame []byte) bool) bool
 	for {
 		head, length, ok := n.rx.q.Used()
 		if !ok {
+			if n.rx.q.Broken() {
+				n.needReset.Store(true)
+			}
 			return false
 		}
 
@@ -440,6 +533,10 @@ func (n *Net) TransmitParts(parts [][]byte) error {
 		n.stats.txErrors.Add(1)
 		return ErrClosed
 	}
+	if n.failed != nil {
+		n.stats.txErrors.Add(1)
+		return n.failed
+	}
 
 	n.reclaimTx()
 
@@ -475,15 +572,60 @@ func (n *Net) TransmitParts(parts [][]byte) error {
 	return nil
 }
 
-// reclaimTx returns transmitted buffers to the free list; tx must be locked.
+// reclaimTx returns transmitted buffers to the free list; tx must be
+// locked. A broken transmit queue is left to the receiving goroutine to
+// reset (it takes rx before tx).
 func (n *Net) reclaimTx() {
 	for {
 		head, _, ok := n.tx.q.Used()
 		if !ok {
-			return
+			break
 		}
 		n.tx.free = append(n.tx.free, n.tx.ring.slot[head])
 	}
+
+	if n.tx.q.Broken() && !n.needReset.Swap(true) {
+		n.wake()
+	}
+}
+
+// wake makes the receiving goroutine look at the device again.
+func (n *Net) wake() {
+	select {
+	case n.rxReady <- struct{}{}:
+	default:
+	}
+}
+
+// recover resets the device after a queue broke (see restart). The
+// device may misbehave again: each reset is counted; only a device that
+// does not come back ends the driver, with an error from Receive and
+// Transmit.
+func (n *Net) recover() error {
+	n.rx.Lock()
+	defer n.rx.Unlock()
+	n.tx.Lock()
+	defer n.tx.Unlock()
+
+	if n.closed.Load() {
+		return ErrClosed
+	}
+	if n.failed != nil {
+		return n.failed
+	}
+	if !n.needReset.Swap(false) {
+		return nil
+	}
+
+	err := n.restart()
+	n.stats.resets.Add(1) // after: a reader that sees it sees the device up
+
+	if err != nil {
+		n.failed = fmt.Errorf("virtio: the device broke its queues and failed to come back after a reset: %w", err)
+		return n.failed
+	}
+
+	return nil
 }
 
 // HandleInterrupt acknowledges the device interrupt (virtio-v1.2 §4.2.2,
@@ -505,10 +647,7 @@ func (n *Net) HandleInterrupt() {
 	}
 
 	if s&IntUsedBuffer != 0 {
-		select {
-		case n.rxReady <- struct{}{}:
-		default:
-		}
+		n.wake()
 	}
 }
 
@@ -520,7 +659,13 @@ func (n *Net) Close() error {
 		if n.done != nil {
 			close(n.done)
 		}
+		// under both locks: a reset in progress (recover) does not
+		// bring the device back to life after this
+		n.rx.Lock()
+		n.tx.Lock()
 		n.Regs.Write32(RegStatus, 0)
+		n.tx.Unlock()
+		n.rx.Unlock()
 	})
 	return nil
 }
@@ -534,13 +679,13 @@ func (n *Net) Stats() (s Stats) {
 		TxPackets: c.txPackets.Load(), TxBytes: c.txBytes.Load(),
 		TxDrops: c.txDrops.Load(), TxErrors: c.txErrors.Load(),
 		Interrupts: c.interrupts.Load(), Spurious: c.spurious.Load(),
-		ConfigChanges: c.configChanges.Load(),
+		ConfigChanges: c.configChanges.Load(), Resets: c.resets.Load(),
 	}
 
 	if n.rx.q != nil {
 		n.rx.Lock()
 		s.RX = queueStats(n.rx.q)
-		s.RxErrors += s.RX.Bad
+		s.RxErrors += s.RX.BadIDs + s.RX.Overruns
 		n.rx.Unlock()
 	}
 
@@ -548,7 +693,7 @@ func (n *Net) Stats() (s Stats) {
 		n.tx.Lock()
 		n.reclaimTx()
 		s.TX = queueStats(n.tx.q)
-		s.TxErrors += s.TX.Bad
+		s.TxErrors += s.TX.BadIDs + s.TX.Overruns
 		n.tx.Unlock()
 	}
 
@@ -556,5 +701,5 @@ func (n *Net) Stats() (s Stats) {
 }
 
 func queueStats(q *Queue) QueueStats {
-	return QueueStats{Size: q.Size(), Free: q.Free(), InFlight: q.InFlight(), Bad: q.Bad()}
+	return QueueStats{Size: q.Size(), Free: q.Free(), InFlight: q.InFlight(), BadIDs: q.BadIDs(), Overruns: q.Overruns()}
 }

@@ -62,8 +62,14 @@ type Queue struct {
 	availIdx   uint16 // shadow of avail.idx
 	availFlags uint16 // shadow of avail.flags
 	lastUsed   uint16 // used.idx up to which entries were consumed
+	heads      int    // chains in flight
 
-	bad uint64 // bogus used entries ignored
+	// broken is set when the device broke the used ring's contract;
+	// Used returns nothing until Reset (after a device reset).
+	broken bool
+
+	badIDs   uint64 // used entries naming no chain in flight
+	overruns uint64 // used.idx moved past the chains in flight
 }
 
 // NewQueue allocates and zeroes a split virtqueue of size descriptors,
@@ -90,12 +96,29 @@ func NewQueue(mem Memory, size int) (*Queue, error) {
 	q.free = make([]uint16, size)
 	q.next = make([]uint16, size)
 	q.chain = make([]uint16, size)
-
-	for i := range q.free {
-		q.free[i] = uint16(size - 1 - i) // pop 0 first
-	}
+	q.Reset()
 
 	return q, nil
+}
+
+// Reset returns the queue to its state after NewQueue, every descriptor
+// free, keeping its memory, its interrupt suppression and its counters.
+// Call it only while the device owns no buffer: before the queue is
+// enabled or after a device reset (virtio-v1.2 §2.4, §4.2.3.1).
+func (q *Queue) Reset() {
+	clear(q.desc)
+	clear(q.avail)
+	clear(q.used)
+	clear(q.next)
+	clear(q.chain)
+
+	q.free = q.free[:q.size]
+	for i := range q.free {
+		q.free[i] = q.size - 1 - uint16(i) // pop 0 first
+	}
+
+	q.availIdx, q.lastUsed, q.heads, q.broken = 0, 0, 0, false
+	atomic.StoreUint32(word(q.avail), uint32(q.availFlags))
 }
 
 func alloc(mem Memory, size, align int) (uint64, []byte, error) {
@@ -132,8 +155,17 @@ func (q *Queue) Free() int { return len(q.free) }
 // InFlight returns the number of descriptors owned by the device.
 func (q *Queue) InFlight() int { return int(q.size) - len(q.free) }
 
-// Bad returns the number of bogus used entries ignored so far.
-func (q *Queue) Bad() uint64 { return q.bad }
+// BadIDs returns how many used entries named a descriptor that was not
+// the head of a chain in flight.
+func (q *Queue) BadIDs() uint64 { return q.badIDs }
+
+// Overruns returns how many times used.idx ran ahead of the chains in
+// flight.
+func (q *Queue) Overruns() uint64 { return q.overruns }
+
+// Broken reports whether the device broke the used ring's contract: the
+// queue yields nothing more until the device is reset and Reset called.
+func (q *Queue) Broken() bool { return q.broken }
 
 // Add posts bufs as one descriptor chain and publishes it in the avail
 // ring (virtio-v1.2 §2.7.13). It returns false, changing nothing, when
@@ -172,6 +204,7 @@ func (q *Queue) Add(bufs ...Buffer) (head uint16, ok bool) {
 
 	head = next
 	q.chain[head] = uint16(n)
+	q.heads++
 
 	// avail ring entry, then publish idx (§2.7.13.2, §2.7.13.3)
 	slot := availHdr + 2*int(q.availIdx%q.size)
@@ -212,27 +245,45 @@ func (q *Queue) Pending() int {
 // Used consumes one used ring entry (virtio-v1.2 §2.7.14), returning the
 // head of the completed chain and the number of bytes the device wrote.
 // The chain's descriptors are free again on return.
+//
+// A device that breaks the ring's contract breaks the queue (see Broken)
+// rather than have the driver act on entries it cannot trust:
+//   - used.idx ahead of lastUsed by more than the chains in flight: each
+//     used entry returns one chain made available (§2.7.8), so the
+//     entries past that are stale ones from the ring's previous lap;
+//   - an id that is no chain's head in flight: the chain the device
+//     really consumed is unknown, and its buffer would be lost.
 func (q *Queue) Used() (head uint16, length uint32, ok bool) {
-	idx := q.usedIdx() // atomic load before reading the entries
-
-	for q.lastUsed != idx {
-		slot := usedHdr + usedElem*int(q.lastUsed%q.size)
-		id := binary.LittleEndian.Uint32(q.used[slot:])
-		length = binary.LittleEndian.Uint32(q.used[slot+4:])
-		q.lastUsed++
-
-		if id >= uint32(q.size) || q.chain[id] == 0 {
-			q.bad++ // not ours or already returned: never double-free
-			continue
-		}
-
-		head = uint16(id)
-		q.release(head)
-
-		return head, length, true
+	if q.broken {
+		return 0, 0, false
 	}
 
-	return 0, 0, false
+	idx := q.usedIdx() // atomic load before reading the entries
+
+	if idx == q.lastUsed {
+		return 0, 0, false
+	}
+	if int(idx-q.lastUsed) > q.heads {
+		q.overruns++
+		q.broken = true
+		return 0, 0, false
+	}
+
+	slot := usedHdr + usedElem*int(q.lastUsed%q.size)
+	id := binary.LittleEndian.Uint32(q.used[slot:])
+	length = binary.LittleEndian.Uint32(q.used[slot+4:])
+
+	if id >= uint32(q.size) || q.chain[id] == 0 {
+		q.badIDs++ // not ours or already returned: never double-free
+		q.broken = true
+		return 0, 0, false
+	}
+
+	q.lastUsed++
+	head = uint16(id)
+	q.release(head)
+
+	return head, length, true
 }
 
 func (q *Queue) release(head uint16) {
@@ -244,4 +295,5 @@ func (q *Queue) release(head uint16) {
 	}
 
 	q.chain[head] = 0
+	q.heads--
 }

@@ -132,25 +132,63 @@ func TestQueueExhaustion(t *testing.T) {
 	}
 }
 
+// used writes the device's used ring: entries ids from slot 0, and idx.
+func used(q *Queue, idx uint16, ids ...uint32) {
+	for i, id := range ids {
+		binary.LittleEndian.PutUint32(q.used[usedHdr+usedElem*i:], id)
+	}
+	binary.LittleEndian.PutUint16(q.used[2:], idx)
+}
+
 func TestQueueBogusUsed(t *testing.T) {
 	mem := virtiotest.NewMemory(1 << 20)
 	q, _ := NewQueue(mem, 4)
-	q.Add(Buffer{Addr: 1, Len: 1})
 
-	// device reports id 3 (never posted) and 9 (out of range), then 0 twice
-	for i, id := range []uint32{3, 9, 0, 0} {
-		binary.LittleEndian.PutUint32(q.used[usedHdr+usedElem*i:], id)
-	}
-	binary.LittleEndian.PutUint16(q.used[2:], 4)
+	for _, tc := range []struct {
+		name      string
+		posted    int
+		idx       uint16
+		ids       []uint32
+		good      int // entries accepted before the queue breaks
+		bad, over uint64
+	}{
+		{"never posted", 1, 1, []uint32{3}, 0, 1, 0},
+		{"out of range", 1, 1, []uint32{9}, 0, 1, 0},
+		{"returned twice", 2, 2, []uint32{0, 0}, 1, 1, 0},
+		{"index past the chains in flight", 1, 2, []uint32{0, 0}, 0, 0, 1},
+		{"index a lap ahead", 4, 4 + 4, []uint32{0, 1, 2, 3}, 0, 0, 1},
+	} {
+		q.Reset()
+		bad, over := q.BadIDs(), q.Overruns()
+		for i := 0; i < tc.posted; i++ {
+			q.Add(Buffer{Addr: 1, Len: 1})
+		}
+		used(q, tc.idx, tc.ids...)
 
-	if h, _, ok := q.Used(); !ok || h != 0 {
-		t.Fatalf("Used = %d %v", h, ok)
+		good := 0
+		for ; good <= len(tc.ids); good++ {
+			if _, _, ok := q.Used(); !ok {
+				break
+			}
+		}
+		if good != tc.good || !q.Broken() || q.BadIDs()-bad != tc.bad || q.Overruns()-over != tc.over {
+			t.Errorf("%s: %d accepted, broken %v, bad ids %d, overruns %d", tc.name, good, q.Broken(), q.BadIDs()-bad, q.Overruns()-over)
+		}
+		if q.Free() != 4-tc.posted+tc.good {
+			t.Errorf("%s: %d free: a descriptor was freed on a bogus entry", tc.name, q.Free())
+		}
+		used(q, tc.idx+1, 0)
+		if _, _, ok := q.Used(); ok {
+			t.Errorf("%s: a broken queue yielded an entry", tc.name)
+		}
 	}
-	if _, _, ok := q.Used(); ok {
-		t.Fatal("double completion accepted")
+
+	q.Reset()
+	if q.Broken() || q.Free() != 4 || q.Pending() != 0 {
+		t.Errorf("after Reset: broken %v, free %d, pending %d", q.Broken(), q.Free(), q.Pending())
 	}
-	if q.Bad() != 3 || q.Free() != 4 {
-		t.Errorf("bad %d free %d", q.Bad(), q.Free())
+	if head, ok := q.Add(Buffer{Addr: 1, Len: 1}); !ok || head != 0 {
+		t.Errorf("Add after Reset: %d %v", head, ok)
 	}
 }
 

@@ -91,6 +91,7 @@ type Device struct {
 	rxDropped   uint64
 	rxDelivered uint64
 	errs        []string
+	usedID      func(q int, head uint32) uint32
 }
 
 type queue struct {
@@ -605,6 +606,10 @@ func (d *Device) chain(q *queue, head uint16) (segs []seg, err error) {
 
 // pushUsed adds a used element and publishes used.idx (§2.7.8).
 func (d *Device) pushUsed(q *queue, id, n uint32) {
+	if d.usedID != nil {
+		id = d.usedID(d.index(q), id)
+	}
+
 	elem, err := d.Mem.Slice(q.device+4+8*uint64(uint32(q.usedIdx)%q.num), 8)
 	if err != nil {
 		d.errorf("used: %v", err)
@@ -618,6 +623,14 @@ func (d *Device) pushUsed(q *queue, id, n uint32) {
 	d.publishUsed(q)
 }
 
+// index returns the number of queue q.
+func (d *Device) index(q *queue) int {
+	if q == &d.q[0] {
+		return 0
+	}
+	return 1
+}
+
 func (d *Device) publishUsed(q *queue) {
 	var flags uint32
 	if d.NoNotify {
@@ -627,6 +640,28 @@ func (d *Device) publishUsed(q *queue) {
 	if err := d.Mem.Store32(q.device, flags|uint32(q.usedIdx)<<16); err != nil {
 		d.errorf("used: %v", err)
 	}
+}
+
+// SetUsedID makes the device misbehave on purpose (nil: stop): f maps
+// the head of each chain it consumes on queue q to the id it writes in
+// the used entry (virtio-v1.2 §2.7.8). A driver given an id it did not
+// post must neither free the wrong buffer nor lose the real one.
+func (d *Device) SetUsedID(f func(q int, head uint32) uint32) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.usedID = f
+}
+
+// JumpUsed makes the device misbehave on purpose: it advances queue q's
+// used.idx by n without writing used entries, and interrupts, so that a
+// driver that believes it reads the previous lap's stale entries again.
+func (d *Device) JumpUsed(q int, n uint16) {
+	d.mu.Lock()
+	d.q[q].usedIdx += n
+	d.publishUsed(&d.q[q])
+	d.isr |= 1
+	d.mu.Unlock()
+	d.raise()
 }
 
 // ServeIRQ calls handle for every interrupt d raises, from one goroutine,
