@@ -1,6 +1,9 @@
 # Fornax: `make help` lists the targets.
 
 SHELL       := /bin/bash
+# A recipe line fails at its first failing command, wherever it is in a
+# pipeline, and at an unset variable.
+.SHELLFLAGS := -eu -o pipefail -c
 GO          ?= go
 TAMAGO_TOOL := github.com/usbarmory/tamago/cmd/tamago
 # `go tool -n` prints the path of the tamago command (building it if
@@ -16,8 +19,9 @@ ACCEL       ?= tcg
 APPEND      ?= name=fornax-01
 KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
+GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: vet-tamago bench help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
+.PHONY: check vet-tamago bench help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -42,11 +46,11 @@ stop: ## tear down VMs left by `scripts/run-two-qemu.sh --detach`
 
 # Host packages first, then the VM tests alone: TCG guests share the two
 # cores with nothing else, so their timing checks measure the guests.
-HOST_PKGS = $$($(GO) list ./... | grep -v /internal/vmtest)
+# HOST_PKGS sets the shell variable pkgs; as an assignment it fails, and
+# stops the recipe, when `go list` fails (in a command's arguments it would not).
+HOST_PKGS = pkgs=$$($(GO) list ./... | grep -v /internal/vmtest)
 
-test: deps ## every test: host tests, and VM tests when the TamaGo compiler is here
-	$(GO) vet ./...
-	$(GO) test -count=1 $(HOST_PKGS)
+test: deps test-host ## every test: `make check`, host tests (-race), and VM tests when the TamaGo compiler is here
 	@if $(MAKE) --no-print-directory tamago >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory vet-tamago kernel kernel-cluster && \
 		FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
@@ -63,14 +67,33 @@ test: deps ## every test: host tests, and VM tests when the TamaGo compiler is h
 vet-tamago: tamago ## go vet the GOOS=tamago code (board, kernel, drivers)
 	$(TAMAGO_ENV) $(TAMAGO) vet -unsafeptr=false $(BUILDFLAGS),cluster ./board/... ./kernel/... ./drivers/...
 
-test-host: ## host tests only (no QEMU)
-	$(GO) vet ./...
-	$(GO) test -count=1 ./...
+test-host: check ## `make check`, then the host tests with -race (no QEMU; -race needs cgo: gcc)
+	$(HOST_PKGS); $(GO) test -race -count=1 $$pkgs
 
-deps: ## install QEMU and network tools with apt-get (Debian, as root), if missing
+# The TamaGo half of vet runs only when the compiler is already installed
+# (cmd/tamago's path for a tagged tamago version): installing it takes minutes.
+check: ## fast checks: gofmt, go vet (host, and GOOS=tamago when its compiler is here), go mod tidy
+	@echo "gofmt -l ."; files=$$($(GOFMT) -l .); \
+	if [ -n "$$files" ]; then \
+		echo "fornax: these files are not gofmt-clean:"; echo "$$files" | sed 's/^/  /'; \
+		echo "run: gofmt -w" $$files; exit 1; \
+	fi
+	$(GO) vet ./...
+	@echo "$(GO) mod tidy -diff"; $(GO) mod tidy -diff || \
+		{ echo "fornax: go.mod/go.sum are not tidy (diff above): run: $(GO) mod tidy"; exit 1; }
+	@v=$$($(GO) list -m -f '{{.Version}}' github.com/usbarmory/tamago); \
+	if [ -x "$${XDG_CACHE_HOME:-$$HOME/.cache}/tamago-go/tamago-go$${v#v}/bin/go" ]; then \
+		$(MAKE) --no-print-directory vet-tamago; \
+	else \
+		echo "### check: SKIPPING vet-tamago: no TamaGo compiler in ~/.cache/tamago-go (\`make tamago\` installs it)"; \
+	fi
+
+# The one list of apt packages (.ci/run uses this target): command:packages.
+deps: ## install QEMU, network tools, git and gcc (for -race) with apt-get (Debian, as root), if missing
 	@missing=""; \
-	for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 socat:socat ping:iputils-ping nc:netcat-openbsd; do \
-		command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${c#*:}"; \
+	for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 socat:socat ping:iputils-ping nc:netcat-openbsd \
+		git:git gcc:gcc,libc6-dev; do \
+		p=$${c#*:}; command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${p//,/ }"; \
 	done; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \

@@ -28,7 +28,7 @@ func printk(c byte) {
 type Console struct {
 	wake chan struct{}
 	poll *time.Timer // read side only
-	last byte // last byte written, for newline translation
+	last byte        // last byte written, for newline translation
 }
 
 func newConsole() *Console {
