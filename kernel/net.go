@@ -45,10 +45,15 @@ func startNet(s *system) error {
 
 	// The services listen on the stack directly: nothing is published
 	// (interrupt, net.SocketFunc, /net) until all of them are up.
-	var svc netsvc.Stats
+	svc := netsvc.New(netsvc.Config{Addr: s.cfg.Addr.Addr(), StackBuffer: netstack.TCPSendBuffer})
 	udp7, err := st.ListenPacket("udp4", ":7")
 	if err != nil {
 		return fmt.Errorf("listen udp :7: %w", err)
+	}
+	echo, ok := udp7.(netsvc.PacketConn)
+	if !ok {
+		udp7.Close()
+		return fmt.Errorf("udp :7: %T cannot tell datagrams' destinations", udp7)
 	}
 	tcp7, err := st.Listen("tcp4", ":7")
 	if err != nil {
@@ -67,7 +72,7 @@ func startNet(s *system) error {
 			s.kern.Logf("net: %s stopped: %v", name, err)
 		}()
 	}
-	serve("udp echo", func() error { return svc.EchoUDP(udp7) })
+	serve("udp echo", func() error { return svc.EchoUDP(echo) })
 	serve("tcp echo", func() error { return svc.EchoTCP(tcp7) })
 	serve("tcp discard", func() error { return svc.Discard(tcp9) })
 
@@ -79,7 +84,7 @@ func startNet(s *system) error {
 	netDir.File("addr", ns.File{Read: func() ([]byte, error) { return []byte(s.cfg.Addr.String() + "\n"), nil }})
 	netDir.File("ether", ns.File{Read: func() ([]byte, error) { return []byte(st.Info().MAC.String() + "\n"), nil }})
 	netDir.File("virtio", ns.File{Read: func() ([]byte, error) { return []byte(driverStats(nic.Stats())), nil }})
-	netDir.File("services", ns.File{Read: func() ([]byte, error) { return []byte(svc.String()), nil }})
+	netDir.File("services", ns.File{Read: func() ([]byte, error) { return []byte(svc.Stats.String()), nil }})
 	if err := s.space.Mount("/net", netDir); err != nil {
 		return err
 	}
@@ -99,15 +104,17 @@ func startNet(s *system) error {
 	return nil
 }
 
+// driverStats formats the driver's counters; bad-id, overrun and resets
+// count a device that broke its queues' contract (see virtio.Queue.Used).
 func driverStats(d virtio.Stats) string {
 	return fmt.Sprintf("virtio rx packets %d bytes %d drops %d errors %d\n"+
 		"virtio tx packets %d bytes %d drops %d errors %d\n"+
-		"virtio interrupts %d spurious %d\n"+
-		"virtio rxq size %d free %d inflight %d\n"+
-		"virtio txq size %d free %d inflight %d\n",
+		"virtio interrupts %d spurious %d resets %d\n"+
+		"virtio rxq size %d free %d inflight %d bad-id %d overrun %d\n"+
+		"virtio txq size %d free %d inflight %d bad-id %d overrun %d\n",
 		d.RxPackets, d.RxBytes, d.RxDrops, d.RxErrors,
 		d.TxPackets, d.TxBytes, d.TxDrops, d.TxErrors,
-		d.Interrupts, d.Spurious,
-		d.RX.Size, d.RX.Free, d.RX.InFlight,
-		d.TX.Size, d.TX.Free, d.TX.InFlight)
+		d.Interrupts, d.Spurious, d.Resets,
+		d.RX.Size, d.RX.Free, d.RX.InFlight, d.RX.BadIDs, d.RX.Overruns,
+		d.TX.Size, d.TX.Free, d.TX.InFlight, d.TX.BadIDs, d.TX.Overruns)
 }

@@ -24,6 +24,17 @@ import (
 // nicID is the stack's only NIC.
 const nicID tcpip.NICID = 1
 
+// Per-connection TCP buffers, fixed (no auto-tuning): the most the stack
+// holds for one connection's unread and unacknowledged data. gVisor's
+// defaults (1 MiB, growing to 4 MiB) let 32 peers that send and never
+// read take more than the VM's 96 MiB; with these, 64 connections hold
+// at most 4 MiB. A 32 KiB window still fills a LAN link of a few
+// hundred microseconds' round trip.
+const (
+	TCPSendBuffer    = 32 << 10
+	TCPReceiveBuffer = 32 << 10
+)
+
 // Config describes the interface.
 type Config struct {
 	// Link is the Ethernet link endpoint, e.g. a virtio.LinkEndpoint.
@@ -68,8 +79,9 @@ func New(cfg Config) (*Stack, error) {
 		HandleLocal:        true,
 	})
 
-	sack := tcpip.TCPSACKEnabled(true)
-	st.s.SetTransportProtocolOption(tcp.ProtocolNumber, &sack)
+	if err := setTCPOptions(st.s); err != nil {
+		return nil, err
+	}
 
 	if err := st.s.CreateNIC(nicID, st.filter); err != nil {
 		return nil, fmt.Errorf("netstack: CreateNIC: %s", err)
@@ -102,6 +114,23 @@ func New(cfg Config) (*Stack, error) {
 	return st, nil
 }
 
+// setTCPOptions turns SACK on and fixes the buffer sizes (see
+// TCPSendBuffer): Max bounds what sockets may ask with SO_SNDBUF and
+// SO_RCVBUF too.
+func setTCPOptions(s *stack.Stack) error {
+	sack := tcpip.TCPSACKEnabled(true)
+	moderate := tcpip.TCPModerateReceiveBufferOption(false)
+	snd := tcpip.TCPSendBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: TCPSendBuffer, Max: TCPSendBuffer}
+	rcv := tcpip.TCPReceiveBufferSizeRangeOption{Min: tcp.MinBufferSize, Default: TCPReceiveBuffer, Max: TCPReceiveBuffer}
+
+	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &snd, &rcv} {
+		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
+			return fmt.Errorf("netstack: TCP option %T: %s", opt, err)
+		}
+	}
+	return nil
+}
+
 // GVisor returns the underlying gVisor stack.
 func (s *Stack) GVisor() *stack.Stack { return s.s }
 
@@ -124,6 +153,9 @@ type Info struct {
 	// RxBadSource counts inbound IPv4 packets dropped for a broadcast,
 	// multicast or subnet-broadcast source address.
 	RxBadSource uint64
+	// RxBcastEcho counts ICMP echo requests dropped unanswered for
+	// being sent to a broadcast or multicast address.
+	RxBcastEcho uint64
 	// RxDropped counts other inbound packets the stack discarded
 	// (malformed, unknown protocol, bad address, no such port).
 	RxDropped uint64
@@ -139,6 +171,7 @@ func (s *Stack) Info() Info {
 		Addr:        s.cfg.Addr,
 		Gateway:     s.cfg.Gateway,
 		RxBadSource: s.filter.bad.Load(),
+		RxBcastEcho: s.filter.bcastEcho.Load(),
 	}
 
 	if ni, ok := s.s.NICInfo()[nicID]; ok {
@@ -172,20 +205,24 @@ func (i Info) String() string {
 	if i.Gateway.IsValid() {
 		gw = " gateway " + i.Gateway.String()
 	}
-	return fmt.Sprintf("inet %v%s mtu %d\nether %v\nrx packets %d bytes %d dropped %d bad-source %d\ntx packets %d bytes %d errors %d\ntcp established %d\n",
+	return fmt.Sprintf("inet %v%s mtu %d\nether %v\nrx packets %d bytes %d dropped %d bad-source %d bcast-echo %d\ntx packets %d bytes %d errors %d\ntcp established %d\n",
 		i.Addr, gw, i.MTU, i.MAC,
-		i.RxPackets, i.RxBytes, i.RxDropped, i.RxBadSource,
+		i.RxPackets, i.RxBytes, i.RxDropped, i.RxBadSource, i.RxBcastEcho,
 		i.TxPackets, i.TxBytes, i.TxErrors, i.TCPEstablished)
 }
 
 // srcFilter sits between the link endpoint and the stack and drops
-// inbound IPv4 packets from a source no host may have: limited
-// broadcast, multicast or the subnet broadcast (RFC 1122 §3.2.1.3,
-// §3.3.6), which gVisor would otherwise accept.
+// inbound IPv4 packets gVisor would otherwise accept:
+//   - from a source no host may have: limited broadcast, multicast or
+//     the subnet broadcast (RFC 1122 §3.2.1.3, §3.3.6);
+//   - ICMP echo requests to a broadcast or multicast address, IP or
+//     link layer, which RFC 1122 §3.2.2.6 lets a host discard: answered,
+//     one forged request has every node on the LAN answer its victim.
 type srcFilter struct {
 	nested.Endpoint
-	bcast tcpip.Address // subnet broadcast, or empty for /31, /32
-	bad   atomic.Uint64
+	bcast     tcpip.Address // subnet broadcast, or empty for /31, /32
+	bad       atomic.Uint64
+	bcastEcho atomic.Uint64
 }
 
 func newSrcFilter(child stack.LinkEndpoint, subnet netip.Prefix) *srcFilter {
@@ -208,14 +245,40 @@ func newSrcFilter(child stack.LinkEndpoint, subnet netip.Prefix) *srcFilter {
 func (f *srcFilter) DeliverNetworkPacket(proto tcpip.NetworkProtocolNumber, pkt *stack.PacketBuffer) {
 	if proto == header.IPv4ProtocolNumber {
 		if h, ok := pkt.Data().PullUp(header.IPv4MinimumSize); ok {
-			src := header.IPv4(h).SourceAddress()
+			ip := header.IPv4(h)
 
-			if src == header.IPv4Broadcast || header.IsV4MulticastAddress(src) || src == f.bcast {
+			if f.isBroadcast(ip.SourceAddress()) {
 				f.bad.Add(1)
+				return
+			}
+			if f.broadcastEcho(pkt, ip) {
+				f.bcastEcho.Add(1)
 				return
 			}
 		}
 	}
 
 	f.Endpoint.DeliverNetworkPacket(proto, pkt)
+}
+
+// isBroadcast reports whether a is a broadcast or multicast address.
+func (f *srcFilter) isBroadcast(a tcpip.Address) bool {
+	return a == header.IPv4Broadcast || header.IsV4MulticastAddress(a) || a == f.bcast
+}
+
+// broadcastEcho reports whether pkt, with IPv4 header ip, is an ICMP
+// echo request sent to a broadcast or multicast address.
+func (f *srcFilter) broadcastEcho(pkt *stack.PacketBuffer, ip header.IPv4) bool {
+	if ip.Protocol() != uint8(header.ICMPv4ProtocolNumber) || ip.FragmentOffset() != 0 {
+		return false
+	}
+
+	hlen := int(ip.HeaderLength())
+	h, ok := pkt.Data().PullUp(hlen + 1)
+	if hlen < header.IPv4MinimumSize || !ok || header.ICMPv4Type(h[hlen]) != header.ICMPv4Echo {
+		return false
+	}
+
+	return f.isBroadcast(ip.DestinationAddress()) ||
+		pkt.PktType == tcpip.PacketBroadcast || pkt.PktType == tcpip.PacketMulticast
 }

@@ -176,32 +176,47 @@ func TestTCPEcho(t *testing.T) {
 	}
 }
 
-// udpFrame builds an Ethernet broadcast frame carrying a UDP datagram.
+// udpFrame builds an Ethernet broadcast frame carrying a UDP datagram
+// from port 9710.
 func udpFrame(src, dst tcpip.Address, dport uint16, payload string) []byte {
-	const ipLen, udpLen = header.IPv4MinimumSize, header.UDPMinimumSize
+	return udpFrameFrom(header.EthernetBroadcastAddress, src, dst, 9710, dport, payload)
+}
 
-	f := make([]byte, header.EthernetMinimumSize+ipLen+udpLen+len(payload))
+// udpFrameFrom builds a frame from macA to dstMAC carrying a UDP
+// datagram with any addresses and ports.
+func udpFrameFrom(dstMAC tcpip.LinkAddress, src, dst tcpip.Address, sport, dport uint16, payload string) []byte {
+	const udpLen = header.UDPMinimumSize
+
+	u := header.UDP(make([]byte, udpLen+len(payload)))
+	copy(u.Payload(), payload)
+	u.Encode(&header.UDPFields{SrcPort: sport, DstPort: dport, Length: uint16(len(u))})
+	xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, src, dst, uint16(len(u)))
+	u.SetChecksum(^u.CalculateChecksum(checksum.Checksum([]byte(payload), xsum)))
+
+	return ipFrame(dstMAC, src, dst, header.UDPProtocolNumber, u)
+}
+
+// ipFrame builds a frame from macA to dstMAC carrying an IPv4 packet.
+func ipFrame(dstMAC tcpip.LinkAddress, src, dst tcpip.Address, proto tcpip.TransportProtocolNumber, payload []byte) []byte {
+	const ipLen = header.IPv4MinimumSize
+
+	f := make([]byte, header.EthernetMinimumSize+ipLen+len(payload))
 	header.Ethernet(f).Encode(&header.EthernetFields{
 		SrcAddr: tcpip.LinkAddress(macA[:]),
-		DstAddr: header.EthernetBroadcastAddress,
+		DstAddr: dstMAC,
 		Type:    header.IPv4ProtocolNumber,
 	})
 
 	ip := header.IPv4(f[header.EthernetMinimumSize:])
 	ip.Encode(&header.IPv4Fields{
-		TotalLength: uint16(ipLen + udpLen + len(payload)),
+		TotalLength: uint16(ipLen + len(payload)),
 		TTL:         64,
-		Protocol:    uint8(header.UDPProtocolNumber),
+		Protocol:    uint8(proto),
 		SrcAddr:     src,
 		DstAddr:     dst,
 	})
 	ip.SetChecksum(^ip.CalculateChecksum())
-
-	u := header.UDP(ip[ipLen:])
-	copy(u.Payload(), payload)
-	u.Encode(&header.UDPFields{SrcPort: 9710, DstPort: dport, Length: uint16(udpLen + len(payload))})
-	xsum := header.PseudoHeaderChecksum(header.UDPProtocolNumber, src, dst, uint16(udpLen+len(payload)))
-	u.SetChecksum(^u.CalculateChecksum(checksum.Checksum([]byte(payload), xsum)))
+	copy(ip[ipLen:], payload)
 
 	return f
 }

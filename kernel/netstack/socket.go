@@ -8,12 +8,14 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 	"time"
 
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/adapters/gonet"
 	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
+	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 )
@@ -115,12 +117,26 @@ func (s *Stack) SocketFunc(ctx context.Context, network string, family, sotype i
 }
 
 func (s *Stack) listenTCP(la tcpip.FullAddress) (net.Listener, error) {
-	l, err := gonet.ListenTCP(s.s, la, ipv4.ProtocolNumber)
-	if err != nil {
-		return nil, err
+	wq := new(waiter.Queue)
+	ep, terr := s.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, wq)
+	if terr != nil {
+		return nil, errors.New(terr.String())
 	}
-	return &tcpListener{l}, nil
+
+	if terr := ep.Bind(la); terr != nil {
+		ep.Close()
+		return nil, opError("bind", "tcp", tcpAddr(la), errors.New(terr.String()))
+	}
+	if terr := ep.Listen(listenBacklog); terr != nil {
+		ep.Close()
+		return nil, opError("listen", "tcp", tcpAddr(la), errors.New(terr.String()))
+	}
+
+	return &tcpListener{ep: ep, wq: wq, closed: make(chan struct{})}, nil
 }
+
+// listenBacklog is the accept queue of a listener (gonet's too).
+const listenBacklog = 10
 
 func (s *Stack) dialTCP(ctx context.Context, la, ra tcpip.FullAddress) (net.Conn, error) {
 	s.local(&ra)
@@ -146,6 +162,7 @@ func (s *Stack) udp(la, ra *tcpip.FullAddress) (*udpConn, error) {
 	}
 
 	ep.SocketOptions().SetBroadcast(true)
+	ep.SocketOptions().SetReceivePacketInfo(true) // for ReadFromTo
 
 	if la != nil {
 		if terr := ep.Bind(*la); terr != nil {
@@ -162,13 +179,107 @@ func (s *Stack) udp(la, ra *tcpip.FullAddress) (*udpConn, error) {
 		}
 	}
 
-	return &udpConn{gonet.NewUDPConn(&wq, ep)}, nil
+	return &udpConn{UDPConn: gonet.NewUDPConn(&wq, ep), ep: ep, wq: &wq}, nil
 }
 
 // udpConn is a gonet.UDPConn that takes any IPv4 net.UDPAddr (gonet
-// panics on other net.Addr types and reads 16-byte IPs as IPv6).
+// panics on other net.Addr types and reads 16-byte IPs as IPv6) and
+// tells where each datagram was sent (ReadFromTo).
 type udpConn struct {
 	*gonet.UDPConn
+	ep tcpip.Endpoint
+	wq *waiter.Queue
+	rd deadline // for ReadFromTo; gonet keeps its own for ReadFrom
+}
+
+// SetDeadline implements net.PacketConn.
+func (c *udpConn) SetDeadline(t time.Time) error {
+	c.rd.set(t)
+	return c.UDPConn.SetDeadline(t)
+}
+
+// SetReadDeadline implements net.PacketConn.
+func (c *udpConn) SetReadDeadline(t time.Time) error {
+	c.rd.set(t)
+	return c.UDPConn.SetReadDeadline(t)
+}
+
+// ReadFromTo is ReadFrom that also returns the address the datagram was
+// sent to, as IP_PKTINFO does on Linux: the node's own address, or a
+// broadcast or multicast one. Services use it not to answer broadcasts.
+func (c *udpConn) ReadFromTo(b []byte) (n int, from netip.AddrPort, to netip.Addr, err error) {
+	entry, readable := waiter.NewChannelEntry(waiter.ReadableEvents)
+	c.wq.EventRegister(&entry)
+	defer c.wq.EventUnregister(&entry)
+
+	w := tcpip.SliceWriter(b)
+	for {
+		dl, changed := c.rd.watch()
+		if !dl.IsZero() && !time.Now().Before(dl) {
+			return 0, from, to, opError("read", "udp", c.LocalAddr(), os.ErrDeadlineExceeded)
+		}
+
+		res, terr := c.ep.Read(&w, tcpip.ReadOptions{NeedRemoteAddr: true})
+		switch terr.(type) {
+		case nil:
+			from = netip.AddrPortFrom(netip.AddrFrom4(res.RemoteAddr.Addr.As4()), res.RemoteAddr.Port)
+			if cm := res.ControlMessages; cm.HasIPPacketInfo {
+				to = netip.AddrFrom4(cm.PacketInfo.DestinationAddr.As4())
+			}
+			return res.Count, from, to, nil
+		case *tcpip.ErrWouldBlock:
+		case *tcpip.ErrClosedForReceive:
+			return 0, from, to, opError("read", "udp", nil, net.ErrClosed)
+		default:
+			return 0, from, to, opError("read", "udp", c.LocalAddr(), errors.New(terr.String()))
+		}
+
+		sleep(readable, changed, dl)
+	}
+}
+
+// sleep waits for readable, changed, or deadline dl if set.
+func sleep(readable <-chan struct{}, changed <-chan struct{}, dl time.Time) {
+	var timeout <-chan time.Time
+	if !dl.IsZero() {
+		t := time.NewTimer(time.Until(dl))
+		defer t.Stop()
+		timeout = t.C
+	}
+
+	select {
+	case <-readable:
+	case <-changed:
+	case <-timeout:
+	}
+}
+
+// deadline is a read deadline that a blocked reader can watch for
+// changes.
+type deadline struct {
+	mu      sync.Mutex
+	t       time.Time
+	changed chan struct{} // closed by set
+}
+
+func (d *deadline) set(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.t = t
+	if d.changed != nil {
+		close(d.changed)
+		d.changed = nil
+	}
+}
+
+// watch returns the deadline and a channel closed when it changes.
+func (d *deadline) watch() (time.Time, <-chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.changed == nil {
+		d.changed = make(chan struct{})
+	}
+	return d.t, d.changed
 }
 
 // WriteTo implements net.PacketConn.
@@ -186,15 +297,91 @@ func (c *udpConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 	return c.UDPConn.WriteTo(b, &net.UDPAddr{IP: ip, Port: ua.Port})
 }
 
-// tcpListener adds the deadline methods TamaGo's net expects of every
-// socket; Accept deadlines are not supported.
+// tcpListener is a listening TCP endpoint. Its connections can be made
+// to reset rather than close gracefully (tcpConn.SetLinger). It has the
+// deadline methods TamaGo's net expects of every socket; Accept
+// deadlines are not supported.
 type tcpListener struct {
-	*gonet.TCPListener
+	ep     tcpip.Endpoint
+	wq     *waiter.Queue
+	closed chan struct{}
+	once   sync.Once
+}
+
+// Accept implements net.Listener.
+func (l *tcpListener) Accept() (net.Conn, error) {
+	entry, readable := waiter.NewChannelEntry(waiter.ReadableEvents)
+	l.wq.EventRegister(&entry)
+	defer l.wq.EventUnregister(&entry)
+
+	for {
+		ep, wq, terr := l.ep.Accept(nil)
+		switch terr.(type) {
+		case nil:
+			return &tcpConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep}, nil
+		case *tcpip.ErrWouldBlock:
+		default:
+			return nil, opError("accept", "tcp", l.Addr(), errors.New(terr.String()))
+		}
+
+		select {
+		case <-readable:
+		case <-l.closed:
+			return nil, opError("accept", "tcp", l.Addr(), net.ErrClosed)
+		}
+	}
+}
+
+// Close implements net.Listener.
+func (l *tcpListener) Close() error {
+	l.once.Do(func() {
+		l.ep.Close()
+		close(l.closed)
+	})
+	return nil
+}
+
+// Addr implements net.Listener.
+func (l *tcpListener) Addr() net.Addr {
+	a, err := l.ep.GetLocalAddress()
+	if err != nil {
+		return nil
+	}
+	return tcpAddr(a)
 }
 
 func (*tcpListener) SetDeadline(time.Time) error      { return os.ErrNoDeadline }
 func (*tcpListener) SetReadDeadline(time.Time) error  { return os.ErrNoDeadline }
 func (*tcpListener) SetWriteDeadline(time.Time) error { return os.ErrNoDeadline }
+
+// tcpConn is an accepted connection.
+type tcpConn struct {
+	*gonet.TCPConn
+	ep tcpip.Endpoint
+}
+
+// SetLinger is net.TCPConn's SetLinger: with sec 0, Close resets the
+// connection and frees its buffers at once, instead of keeping them to
+// deliver unsent data to a peer that may never take it; sec < 0 restores
+// the graceful close.
+func (c *tcpConn) SetLinger(sec int) error {
+	c.ep.SocketOptions().SetLinger(tcpip.LingerOption{Enabled: sec >= 0, Timeout: time.Duration(max(sec, 0)) * time.Second})
+	return nil
+}
+
+// SetReadBuffer is net.TCPConn's: it sets the stack's receive buffer,
+// hence the window, within [tcp.MinBufferSize, TCPReceiveBuffer].
+func (c *tcpConn) SetReadBuffer(bytes int) error {
+	c.ep.SocketOptions().SetReceiveBufferSize(int64(min(max(bytes, tcp.MinBufferSize), TCPReceiveBuffer)), true)
+	return nil
+}
+
+// SetWriteBuffer is net.TCPConn's: it sets the stack's send buffer
+// within [tcp.MinBufferSize, TCPSendBuffer].
+func (c *tcpConn) SetWriteBuffer(bytes int) error {
+	c.ep.SocketOptions().SetSendBufferSize(int64(min(max(bytes, tcp.MinBufferSize), TCPSendBuffer)), true)
+	return nil
+}
 
 func checkNetwork(network, want string) error {
 	if network == want || network == want+"4" {
@@ -269,6 +456,10 @@ func fullAddr(addr net.Addr) (*tcpip.FullAddress, error) {
 	fa.Addr = tcpip.AddrFrom4Slice(ip4)
 
 	return fa, nil
+}
+
+func tcpAddr(a tcpip.FullAddress) net.Addr {
+	return &net.TCPAddr{IP: net.IP(a.Addr.AsSlice()), Port: int(a.Port)}
 }
 
 func udpAddr(a tcpip.FullAddress) net.Addr {

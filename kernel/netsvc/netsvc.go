@@ -1,8 +1,29 @@
 // Package netsvc holds the kernel's small network services — the classic
 // echo (RFC 862) and discard (RFC 863) servers — and the console commands
-// that send and watch UDP datagrams. It uses only the standard net
-// interfaces, so it runs the same over the kernel's netstack and, in
-// tests, over the host's sockets.
+// that send and watch UDP datagrams. It uses only small interfaces (the
+// standard net ones and PacketConn), so it runs the same over the
+// kernel's netstack and, in tests, over the host's sockets or fakes.
+//
+// The services are open to the LAN, so none can be turned against it or
+// against the node:
+//
+//   - UDP echo answers only datagrams sent to the node's own address, so
+//     a broadcast with a forged source does not make every node answer
+//     the victim; never a source port below 1024 (MinEchoPort), so a
+//     forged datagram from another node's echo (or chargen, daytime...)
+//     port does not start an endless loop between the two; and at most
+//     EchoRate Ethernet frames a second with bursts of EchoBurst (a
+//     token bucket), which bounds what a forged source can reflect to a
+//     victim to about 300 KB/s. A person or a test checking
+//     reachability sends far less. Each refusal is counted (Stats).
+//   - TCP echo and discard serve at most MaxConns connections each; a
+//     connection silent for IdleTimeout is closed; a peer that does not
+//     take echoed data for WriteTimeout is reset. Each connection takes
+//     ConnCost bytes of a memory Budget shared by both services — its
+//     buffer here, the stack buffers it asks for (StackBuffer each way,
+//     via SetReadBuffer and SetWriteBuffer) and its goroutine — and is
+//     refused when the budget is spent: 64 connections that send and
+//     never read pin a few MiB, not the VM.
 package netsvc
 
 import (
@@ -10,112 +31,140 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
 )
 
-// Limits of the TCP services, so that idle or hostile peers cannot pin
-// the kernel's memory: each connection holds a goroutine and the stack's
-// buffers.
+// Defaults of Config.
 const (
-	MaxConns    = 32               // per service; more are closed at once
-	IdleTimeout = 60 * time.Second // a connection silent this long is closed
+	MaxConns     = 32               // per TCP service; more are closed at once
+	IdleTimeout  = 60 * time.Second // a connection silent this long is closed
+	WriteTimeout = 10 * time.Second // a peer that takes no echo this long is reset
+	Budget       = 4 << 20          // bytes all TCP connections may pin together
+	StackBuffer  = 32 << 10         // stack buffer asked for each way, per connection
+	EchoRate     = 200              // UDP echo frames per second, sustained
+	EchoBurst    = 64               // UDP echo frames at once (a 64 KiB datagram is 45)
+	MinEchoPort  = 1024             // UDP echo answers no source port below this
 )
+
+// connBuffer is what a TCP connection reads into; connOverhead stands
+// for its goroutine's stack and the stack's connection state.
+const (
+	connBuffer   = 8 << 10
+	connOverhead = 16 << 10
+)
+
+// Config sets up the services; zero fields take the defaults above.
+type Config struct {
+	// Addr is the node's own address: UDP echo answers datagrams sent to
+	// it, and no others (broadcast, multicast).
+	Addr netip.Addr
+
+	MaxConns     int
+	IdleTimeout  time.Duration
+	WriteTimeout time.Duration
+	Budget       int64
+	StackBuffer  int
+	EchoRate     float64
+	EchoBurst    float64
+
+	// Now is the rate limiter's clock (default time.Now).
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defDur := func(v *time.Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	def(&c.MaxConns, MaxConns)
+	def(&c.StackBuffer, StackBuffer)
+	defDur(&c.IdleTimeout, IdleTimeout)
+	defDur(&c.WriteTimeout, WriteTimeout)
+	if c.Budget <= 0 {
+		c.Budget = Budget
+	}
+	if c.EchoRate <= 0 {
+		c.EchoRate = EchoRate
+	}
+	if c.EchoBurst <= 0 {
+		c.EchoBurst = EchoBurst
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Services runs echo and discard with one configuration, one memory
+// budget and one set of counters.
+type Services struct {
+	Stats Stats
+
+	cfg    Config
+	budget budget
+	echo   bucket
+}
+
+// New returns the services configured by cfg.
+func New(cfg Config) *Services {
+	cfg.setDefaults()
+	s := &Services{cfg: cfg}
+	s.budget.left = cfg.Budget
+	s.echo = bucket{rate: cfg.EchoRate, burst: cfg.EchoBurst, tokens: cfg.EchoBurst, last: cfg.Now()}
+	return s
+}
+
+// ConnCost returns the bytes of the budget each TCP connection takes.
+func (s *Services) ConnCost() int64 {
+	return int64(connBuffer + connOverhead + 2*s.cfg.StackBuffer)
+}
 
 // Stats counts what the services did.
 type Stats struct {
-	EchoedUDP    atomic.Uint64 // datagrams echoed
-	EchoedTCP    atomic.Uint64 // connections served
+	EchoedUDP   atomic.Uint64 // datagrams echoed
+	UDPLowPort  atomic.Uint64 // not echoed: source port below MinEchoPort
+	UDPNotOurs  atomic.Uint64 // not echoed: sent to a broadcast, multicast or other address
+	UDPLimited  atomic.Uint64 // not echoed: over the rate limit
+	EchoedTCP   atomic.Uint64 // connections served
+	WriteStalls atomic.Uint64 // echo connections reset: the peer took nothing for WriteTimeout
+
 	DiscardConns atomic.Uint64
 	DiscardBytes atomic.Uint64
-	Refused      atomic.Uint64 // connections closed at once: MaxConns reached
+
+	Refused    atomic.Uint64 // connections closed at once: MaxConns reached
+	OverBudget atomic.Uint64 // connections closed at once: memory budget spent
 }
 
 // String renders the counters one per line, for /net/services.
 func (s *Stats) String() string {
-	return fmt.Sprintf("echo_udp %d\necho_tcp %d\ndiscard_conns %d\ndiscard_bytes %d\nrefused %d\n",
-		s.EchoedUDP.Load(), s.EchoedTCP.Load(), s.DiscardConns.Load(), s.DiscardBytes.Load(), s.Refused.Load())
-}
-
-const maxDatagram = 65535
-
-// EchoUDP answers every datagram on pc with the same bytes until pc is
-// closed.
-func (s *Stats) EchoUDP(pc net.PacketConn) error {
-	buf := make([]byte, maxDatagram)
-	for {
-		n, from, err := pc.ReadFrom(buf)
-		if err != nil {
-			return err
-		}
-		if _, err := pc.WriteTo(buf[:n], from); err == nil {
-			s.EchoedUDP.Add(1)
-		}
+	var b strings.Builder
+	for _, c := range []struct {
+		name string
+		v    *atomic.Uint64
+	}{
+		{"echo_udp", &s.EchoedUDP},
+		{"echo_udp_low_port", &s.UDPLowPort},
+		{"echo_udp_not_ours", &s.UDPNotOurs},
+		{"echo_udp_rate_limited", &s.UDPLimited},
+		{"echo_tcp", &s.EchoedTCP},
+		{"echo_tcp_write_stalls", &s.WriteStalls},
+		{"discard_conns", &s.DiscardConns},
+		{"discard_bytes", &s.DiscardBytes},
+		{"refused", &s.Refused},
+		{"refused_budget", &s.OverBudget},
+	} {
+		fmt.Fprintf(&b, "%s %d\n", c.name, c.v.Load())
 	}
-}
-
-// EchoTCP sends back what each connection sends, until l is closed.
-func (s *Stats) EchoTCP(l net.Listener) error {
-	return s.serve(l, func(c net.Conn) {
-		s.EchoedTCP.Add(1)
-		readAll(c, func(b []byte) error {
-			_, err := c.Write(b)
-			return err
-		})
-	})
-}
-
-// Discard reads and drops what each connection sends, until l is closed.
-func (s *Stats) Discard(l net.Listener) error {
-	return s.serve(l, func(c net.Conn) {
-		s.DiscardConns.Add(1)
-		readAll(c, func(b []byte) error {
-			s.DiscardBytes.Add(uint64(len(b)))
-			return nil
-		})
-	})
-}
-
-// readAll hands what c sends to use until EOF, an error, or IdleTimeout
-// of silence.
-func readAll(c net.Conn, use func([]byte) error) {
-	buf := make([]byte, 32<<10)
-	for {
-		c.SetReadDeadline(time.Now().Add(IdleTimeout))
-		n, err := c.Read(buf)
-		if n > 0 {
-			if use(buf[:n]) != nil {
-				return
-			}
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-func (s *Stats) serve(l net.Listener, handle func(net.Conn)) error {
-	slots := make(chan struct{}, MaxConns)
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			return err
-		}
-		select {
-		case slots <- struct{}{}:
-		default:
-			s.Refused.Add(1)
-			c.Close()
-			continue
-		}
-		go func() {
-			defer func() { <-slots }()
-			defer c.Close()
-			handle(c)
-		}()
-	}
+	return b.String()
 }
 
 // ListenPacketFunc opens a UDP socket (net.ListenPacket in the kernel).

@@ -2,59 +2,122 @@ package netsvc
 
 import (
 	"bytes"
+	"errors"
 	"io"
 	"net"
+	"net/netip"
+	"os"
 	"strings"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
 
-func TestEcho(t *testing.T) {
-	var s Stats
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
+// fakeUDP hands out datagrams from a list and records the answers.
+type fakeUDP struct {
+	in      []datagram
+	replies []string
+	next    func() // called before each read
+}
+
+type datagram struct {
+	from netip.AddrPort
+	to   netip.Addr
+	data string
+}
+
+func (f *fakeUDP) ReadFromTo(b []byte) (int, netip.AddrPort, netip.Addr, error) {
+	if len(f.in) == 0 {
+		return 0, netip.AddrPort{}, netip.Addr{}, net.ErrClosed
+	}
+	if f.next != nil {
+		f.next()
+	}
+	d := f.in[0]
+	f.in = f.in[1:]
+	return copy(b, d.data), d.from, d.to, nil
+}
+
+func (f *fakeUDP) WriteTo(b []byte, addr net.Addr) (int, error) {
+	f.replies = append(f.replies, addr.String()+" "+string(b))
+	return len(b), nil
+}
+
+// TestEchoRefusals: no answer to a well-known source port (a forged
+// datagram from another echo would loop), nor to anything not sent to
+// our own address (a forged broadcast would make every node answer).
+func TestEchoRefusals(t *testing.T) {
+	own := netip.MustParseAddr("10.0.0.2")
+	peer := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("10.0.0.3"), port) }
+	f := &fakeUDP{in: []datagram{
+		{peer(7), own, "from echo"},
+		{peer(19), own, "from chargen"},
+		{peer(0), own, "from port 0"},
+		{peer(1023), own, "from 1023"},
+		{peer(40000), netip.MustParseAddr("10.0.0.255"), "subnet broadcast"},
+		{peer(40000), netip.MustParseAddr("255.255.255.255"), "limited broadcast"},
+		{peer(40000), netip.MustParseAddr("224.0.0.1"), "multicast"},
+		{peer(40000), netip.Addr{}, "destination unknown"},
+		{peer(1024), own, "ok 1"},
+		{peer(40000), own, "ok 2"},
+	}}
+	s := New(Config{Addr: own})
+	if err := s.EchoUDP(f); !errors.Is(err, net.ErrClosed) {
 		t.Fatal(err)
 	}
-	defer pc.Close()
-	go s.EchoUDP(pc)
-	c, err := net.Dial("udp4", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
+	want := []string{"10.0.0.3:1024 ok 1", "10.0.0.3:40000 ok 2"}
+	if strings.Join(f.replies, "|") != strings.Join(want, "|") {
+		t.Errorf("replies %q, want %q", f.replies, want)
 	}
-	defer c.Close()
-	c.SetDeadline(time.Now().Add(5 * time.Second))
-	c.Write([]byte("ping"))
-	buf := make([]byte, 16)
-	n, err := c.Read(buf)
-	if err != nil || string(buf[:n]) != "ping" {
-		t.Fatalf("udp echo: %q, %v", buf[:n], err)
+	st := &s.Stats
+	if st.UDPLowPort.Load() != 4 || st.UDPNotOurs.Load() != 4 || st.EchoedUDP.Load() != 2 {
+		t.Errorf("counters:\n%s", st.String())
+	}
+	if str := st.String(); !strings.Contains(str, "echo_udp_low_port 4\n") || !strings.Contains(str, "echo_udp_not_ours 4\n") {
+		t.Errorf("String: %q", str)
+	}
+}
+
+// TestEchoRateLimit runs the token bucket on a fake clock.
+func TestEchoRateLimit(t *testing.T) {
+	own := netip.MustParseAddr("10.0.0.2")
+	from := netip.MustParseAddrPort("10.0.0.3:40000")
+	now := time.Unix(1000, 0)
+	f := &fakeUDP{}
+	for i := 0; i < 300; i++ {
+		f.in = append(f.in, datagram{from, own, "x"})
+	}
+	big := string(make([]byte, 60000)) // 41 frames
+	f.in = append(f.in, datagram{from, own, big})
+	f.next = func() { now = now.Add(time.Millisecond) }
+
+	s := New(Config{Addr: own, EchoRate: 100, EchoBurst: 50, Now: func() time.Time { return now }})
+	s.EchoUDP(f)
+
+	// 300 datagrams over 300 ms at 100/s, from a bucket of 50: 50 + 30
+	if n := s.Stats.EchoedUDP.Load(); n < 79 || n > 81 {
+		t.Errorf("echoed %d of 300 small datagrams in 300 ms, want 80", s.Stats.EchoedUDP.Load())
+	}
+	if s.Stats.UDPLimited.Load()+s.Stats.EchoedUDP.Load() != 301 {
+		t.Errorf("counters:\n%s", s.Stats.String())
 	}
 
-	l, err := net.Listen("tcp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// after a rest the bucket is full again: one big datagram fits
+	now = now.Add(time.Second)
+	f.in = []datagram{{from, own, big}}
+	before := s.Stats.EchoedUDP.Load()
+	s.EchoUDP(f)
+	if s.Stats.EchoedUDP.Load() != before+1 {
+		t.Error("a 60000-byte datagram was refused by a full bucket")
 	}
-	defer l.Close()
-	go s.EchoTCP(l)
-	tc, err := net.Dial("tcp4", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
-	tc.SetDeadline(time.Now().Add(5 * time.Second))
-	msg := bytes.Repeat([]byte("0123456789"), 10000)
-	go tc.Write(msg)
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(tc, got); err != nil || !bytes.Equal(got, msg) {
-		t.Fatalf("tcp echo: %v", err)
-	}
-	if s.EchoedUDP.Load() != 1 || s.EchoedTCP.Load() != 1 {
-		t.Errorf("counters: %s", s.String())
+	if frames(1472) != 1 || frames(1473) != 2 || frames(65507) != 45 {
+		t.Errorf("frames: %v %v %v", frames(1472), frames(1473), frames(65507))
 	}
 }
 
 func TestDiscard(t *testing.T) {
-	var s Stats
+	s := New(Config{})
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -67,9 +130,9 @@ func TestDiscard(t *testing.T) {
 	}
 	c.Write(make([]byte, 100000))
 	c.Close()
-	for deadline := time.Now().Add(5 * time.Second); s.DiscardBytes.Load() < 100000; {
+	for deadline := time.Now().Add(5 * time.Second); s.Stats.DiscardBytes.Load() < 100000; {
 		if time.Now().After(deadline) {
-			t.Fatalf("discarded %d bytes", s.DiscardBytes.Load())
+			t.Fatalf("discarded %d bytes", s.Stats.DiscardBytes.Load())
 		}
 		time.Sleep(time.Millisecond)
 	}
@@ -149,60 +212,105 @@ func TestWatch(t *testing.T) {
 	}
 }
 
-func TestMaxConns(t *testing.T) {
-	var s Stats
+// served waits until counter reaches want.
+func served(t *testing.T, counter *atomic.Uint64, want uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); counter.Load() < want; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d connections served, want %d", counter.Load(), want)
+		}
+	}
+}
+
+// closedAtOnce checks that the server ends a new connection to l at
+// once: the reset may come before Dial returns.
+func closedAtOnce(t *testing.T, l net.Listener) {
+	t.Helper()
+	c, err := net.Dial("tcp4", l.Addr().String())
+	if errors.Is(err, syscall.ECONNRESET) {
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Read(make([]byte, 1)); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("connection over the limit: read %v, want EOF or reset", err)
+	}
+}
+
+func dial(t *testing.T, l net.Listener) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp4", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// retry dials l until counter reaches want: connections made before a
+// slot is free are reset, and may fail already in Dial.
+func retry(t *testing.T, l net.Listener, counter *atomic.Uint64, want uint64) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); counter.Load() < want; time.Sleep(10 * time.Millisecond) {
+		if c, err := net.Dial("tcp4", l.Addr().String()); err == nil {
+			t.Cleanup(func() { c.Close() })
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a freed slot or budget was not used again")
+		}
+	}
+}
+
+func listen(t *testing.T) net.Listener {
+	t.Helper()
 	l, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
+	return l
+}
+
+func TestMaxConns(t *testing.T) {
+	s := New(Config{})
+	l := listen(t)
 	go s.Discard(l)
 	var conns []net.Conn
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
 	for i := 0; i < MaxConns; i++ {
-		c, err := net.Dial("tcp4", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
+		conns = append(conns, dial(t, l))
 	}
-	for deadline := time.Now().Add(5 * time.Second); s.DiscardConns.Load() < MaxConns; {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d connections served", s.DiscardConns.Load())
-		}
-		time.Sleep(time.Millisecond)
-	}
-	extra, err := net.Dial("tcp4", l.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer extra.Close()
-	extra.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := extra.Read(make([]byte, 1)); err != io.EOF {
-		t.Errorf("connection over the limit: read %v, want EOF", err)
-	}
-	if s.Refused.Load() != 1 {
-		t.Errorf("refused %d", s.Refused.Load())
+	served(t, &s.Stats.DiscardConns, MaxConns)
+	closedAtOnce(t, l)
+	if s.Stats.Refused.Load() != 1 {
+		t.Errorf("refused %d", s.Stats.Refused.Load())
 	}
 	// A slot freed is taken again.
 	conns[0].Close()
-	conns = conns[1:]
-	for deadline := time.Now().Add(5 * time.Second); ; {
-		c, err := net.Dial("tcp4", l.Addr().String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		conns = append(conns, c)
-		if s.DiscardConns.Load() == MaxConns+1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("freed slot not reused")
-		}
-		time.Sleep(10 * time.Millisecond)
+	retry(t, l, &s.Stats.DiscardConns, MaxConns+1)
+}
+
+// TestBudget: the services share one memory budget; a connection that
+// does not fit is refused until another gives its share back.
+func TestBudget(t *testing.T) {
+	s := New(Config{})
+	s = New(Config{Budget: 3 * s.ConnCost()})
+	echo, discard := listen(t), listen(t)
+	go s.EchoTCP(echo)
+	go s.Discard(discard)
+
+	first := dial(t, echo)
+	dial(t, discard)
+	dial(t, discard)
+	served(t, &s.Stats.DiscardConns, 2)
+	closedAtOnce(t, discard)
+	closedAtOnce(t, echo)
+	if s.Stats.OverBudget.Load() != 2 || s.Stats.Refused.Load() != 0 {
+		t.Errorf("counters:\n%s", s.Stats.String())
 	}
+
+	first.Close()
+	retry(t, discard, &s.Stats.DiscardConns, 3)
 }

@@ -1,0 +1,140 @@
+package netsvc
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"time"
+)
+
+// EchoTCP sends back what each connection sends (RFC 862), until l is
+// closed. A peer that takes nothing of the echo for WriteTimeout is
+// reset.
+func (s *Services) EchoTCP(l net.Listener) error {
+	return s.serve(l, func(c net.Conn, buf []byte) {
+		s.Stats.EchoedTCP.Add(1)
+		s.readAll(c, buf, func(b []byte) error {
+			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			_, err := c.Write(b)
+			if isTimeout(err) {
+				s.Stats.WriteStalls.Add(1)
+				abort(c)
+			}
+			return err
+		})
+	})
+}
+
+// Discard reads and drops what each connection sends (RFC 863), until l
+// is closed.
+func (s *Services) Discard(l net.Listener) error {
+	return s.serve(l, func(c net.Conn, buf []byte) {
+		s.Stats.DiscardConns.Add(1)
+		s.readAll(c, buf, func(b []byte) error {
+			s.Stats.DiscardBytes.Add(uint64(len(b)))
+			return nil
+		})
+	})
+}
+
+// readAll hands what c sends to use until EOF, an error, or IdleTimeout
+// of silence.
+func (s *Services) readAll(c net.Conn, buf []byte, use func([]byte) error) {
+	for {
+		c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+		n, err := c.Read(buf)
+		if n > 0 {
+			if use(buf[:n]) != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// serve accepts connections on l and runs handle on each, with a buffer,
+// while the service has a slot and the budget has room; others are
+// closed at once.
+func (s *Services) serve(l net.Listener, handle func(net.Conn, []byte)) error {
+	slots := make(chan struct{}, s.cfg.MaxConns)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		select {
+		case slots <- struct{}{}:
+		default:
+			s.Stats.Refused.Add(1)
+			abort(c)
+			continue
+		}
+		if !s.budget.take(s.ConnCost()) {
+			<-slots
+			s.Stats.OverBudget.Add(1)
+			abort(c)
+			continue
+		}
+		go func() {
+			defer func() {
+				s.budget.give(s.ConnCost())
+				<-slots
+			}()
+			defer c.Close()
+			s.limitBuffers(c)
+			handle(c, make([]byte, connBuffer))
+		}()
+	}
+}
+
+// limitBuffers asks the stack for the buffer sizes the budget counts, on
+// connections that can be asked (net.TCPConn and the kernel's can).
+func (s *Services) limitBuffers(c net.Conn) {
+	if b, ok := c.(interface{ SetReadBuffer(int) error }); ok {
+		b.SetReadBuffer(s.cfg.StackBuffer)
+	}
+	if b, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
+		b.SetWriteBuffer(s.cfg.StackBuffer)
+	}
+}
+
+// abort closes c with a reset (SO_LINGER 0) where the connection
+// supports it: its buffers are freed at once, instead of lingering to
+// deliver data to a peer that does not take it.
+func abort(c net.Conn) {
+	if l, ok := c.(interface{ SetLinger(int) error }); ok {
+		l.SetLinger(0)
+	}
+	c.Close()
+}
+
+// isTimeout reports whether err is a deadline's; gVisor's has its own
+// type, so not os.ErrDeadlineExceeded.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// budget is a count of bytes that connections take and give back.
+type budget struct {
+	mu   sync.Mutex
+	left int64
+}
+
+func (b *budget) take(n int64) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.left < n {
+		return false
+	}
+	b.left -= n
+	return true
+}
+
+func (b *budget) give(n int64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.left += n
+}
