@@ -45,7 +45,11 @@ func startNet(s *system) error {
 
 	// The services listen on the stack directly: nothing is published
 	// (interrupt, net.SocketFunc, /net) until all of them are up.
-	svc := netsvc.New(netsvc.Config{Addr: s.cfg.Addr.Addr(), StackBuffer: netstack.TCPSendBuffer})
+	svc := netsvc.New(netsvc.Config{
+		Addr:       s.cfg.Addr.Addr(),
+		SendBuffer: netstack.TCPSendBuffer,
+		RecvBuffer: netstack.TCPReceiveBuffer,
+	})
 	udp7, err := st.ListenPacket("udp4", ":7")
 	if err != nil {
 		return fmt.Errorf("listen udp :7: %w", err)

@@ -19,11 +19,15 @@
 //   - TCP echo and discard serve at most MaxConns connections each; a
 //     connection silent for IdleTimeout is closed; a peer that does not
 //     take echoed data for WriteTimeout is reset. Each connection takes
-//     ConnCost bytes of a memory Budget shared by both services — its
-//     buffer here, the stack buffers it asks for (StackBuffer each way,
-//     via SetReadBuffer and SetWriteBuffer) and its goroutine — and is
-//     refused when the budget is spent: 64 connections that send and
-//     never read pin a few MiB, not the VM.
+//     its share of a memory Budget (6 MiB) common to both services — its
+//     buffer here, its goroutine, and the stack buffers it asks for with
+//     SetReadBuffer and SetWriteBuffer: SendBuffer (32 KiB) each way for
+//     echo, which stops reading while its peer does not take the echo,
+//     so that what the peer sends meanwhile waits in the stack; SendBuffer
+//     and RecvBuffer (128 KiB, the window discard's throughput needs)
+//     for discard, which reads all the time. A connection that does not
+//     fit is refused: 64 that send and never read pin at most 6 MiB,
+//     not the VM.
 package netsvc
 
 import (
@@ -43,8 +47,9 @@ const (
 	MaxConns     = 32               // per TCP service; more are closed at once
 	IdleTimeout  = 60 * time.Second // a connection silent this long is closed
 	WriteTimeout = 10 * time.Second // a peer that takes no echo this long is reset
-	Budget       = 4 << 20          // bytes all TCP connections may pin together
-	StackBuffer  = 32 << 10         // stack buffer asked for each way, per connection
+	Budget       = 6 << 20          // bytes all TCP connections may pin together
+	SendBuffer   = 32 << 10         // stack send buffer asked for, per connection
+	RecvBuffer   = 128 << 10        // stack receive buffer asked for, per discard connection
 	EchoRate     = 200              // UDP echo frames per second, sustained
 	EchoBurst    = 64               // UDP echo frames at once (a 64 KiB datagram is 45)
 	MinEchoPort  = 1024             // UDP echo answers no source port below this
@@ -67,7 +72,8 @@ type Config struct {
 	IdleTimeout  time.Duration
 	WriteTimeout time.Duration
 	Budget       int64
-	StackBuffer  int
+	SendBuffer   int
+	RecvBuffer   int
 	EchoRate     float64
 	EchoBurst    float64
 
@@ -87,7 +93,8 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.MaxConns, MaxConns)
-	def(&c.StackBuffer, StackBuffer)
+	def(&c.SendBuffer, SendBuffer)
+	def(&c.RecvBuffer, RecvBuffer)
 	defDur(&c.IdleTimeout, IdleTimeout)
 	defDur(&c.WriteTimeout, WriteTimeout)
 	if c.Budget <= 0 {
@@ -123,9 +130,10 @@ func New(cfg Config) *Services {
 	return s
 }
 
-// ConnCost returns the bytes of the budget each TCP connection takes.
-func (s *Services) ConnCost() int64 {
-	return int64(connBuffer + connOverhead + 2*s.cfg.StackBuffer)
+// connCost returns the bytes of the budget a TCP connection with a
+// stack receive buffer of rcvbuf bytes takes.
+func (s *Services) connCost(rcvbuf int) int64 {
+	return int64(connBuffer + connOverhead + s.cfg.SendBuffer + rcvbuf)
 }
 
 // Stats counts what the services did.

@@ -296,14 +296,15 @@ func TestMaxConns(t *testing.T) {
 // does not fit is refused until another gives its share back.
 func TestBudget(t *testing.T) {
 	s := New(Config{})
-	s = New(Config{Budget: 3 * s.ConnCost()})
+	s = New(Config{Budget: s.connCost(SendBuffer) + 2*s.connCost(RecvBuffer)})
 	echo, discard := listen(t), listen(t)
 	go s.EchoTCP(echo)
 	go s.Discard(discard)
 
-	first := dial(t, echo)
+	dial(t, echo)
+	first := dial(t, discard)
 	dial(t, discard)
-	dial(t, discard)
+	served(t, &s.Stats.EchoedTCP, 1)
 	served(t, &s.Stats.DiscardConns, 2)
 	closedAtOnce(t, discard)
 	closedAtOnce(t, echo)

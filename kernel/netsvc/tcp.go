@@ -11,7 +11,7 @@ import (
 // closed. A peer that takes nothing of the echo for WriteTimeout is
 // reset.
 func (s *Services) EchoTCP(l net.Listener) error {
-	return s.serve(l, func(c net.Conn, buf []byte) {
+	return s.serve(l, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
 		s.Stats.EchoedTCP.Add(1)
 		s.readAll(c, buf, func(b []byte) error {
 			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
@@ -28,7 +28,7 @@ func (s *Services) EchoTCP(l net.Listener) error {
 // Discard reads and drops what each connection sends (RFC 863), until l
 // is closed.
 func (s *Services) Discard(l net.Listener) error {
-	return s.serve(l, func(c net.Conn, buf []byte) {
+	return s.serve(l, s.cfg.RecvBuffer, func(c net.Conn, buf []byte) {
 		s.Stats.DiscardConns.Add(1)
 		s.readAll(c, buf, func(b []byte) error {
 			s.Stats.DiscardBytes.Add(uint64(len(b)))
@@ -54,11 +54,12 @@ func (s *Services) readAll(c net.Conn, buf []byte, use func([]byte) error) {
 	}
 }
 
-// serve accepts connections on l and runs handle on each, with a buffer,
-// while the service has a slot and the budget has room; others are
-// closed at once.
-func (s *Services) serve(l net.Listener, handle func(net.Conn, []byte)) error {
+// serve accepts connections on l and runs handle on each, with a buffer
+// and a stack receive buffer of rcvbuf bytes, while the service has a
+// slot and the budget has room; others are reset at once.
+func (s *Services) serve(l net.Listener, rcvbuf int, handle func(net.Conn, []byte)) error {
 	slots := make(chan struct{}, s.cfg.MaxConns)
+	cost := s.connCost(rcvbuf)
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -71,7 +72,7 @@ func (s *Services) serve(l net.Listener, handle func(net.Conn, []byte)) error {
 			abort(c)
 			continue
 		}
-		if !s.budget.take(s.ConnCost()) {
+		if !s.budget.take(cost) {
 			<-slots
 			s.Stats.OverBudget.Add(1)
 			abort(c)
@@ -79,11 +80,11 @@ func (s *Services) serve(l net.Listener, handle func(net.Conn, []byte)) error {
 		}
 		go func() {
 			defer func() {
-				s.budget.give(s.ConnCost())
+				s.budget.give(cost)
 				<-slots
 			}()
 			defer c.Close()
-			s.limitBuffers(c)
+			s.limitBuffers(c, rcvbuf)
 			handle(c, make([]byte, connBuffer))
 		}()
 	}
@@ -91,12 +92,12 @@ func (s *Services) serve(l net.Listener, handle func(net.Conn, []byte)) error {
 
 // limitBuffers asks the stack for the buffer sizes the budget counts, on
 // connections that can be asked (net.TCPConn and the kernel's can).
-func (s *Services) limitBuffers(c net.Conn) {
+func (s *Services) limitBuffers(c net.Conn, rcvbuf int) {
 	if b, ok := c.(interface{ SetReadBuffer(int) error }); ok {
-		b.SetReadBuffer(s.cfg.StackBuffer)
+		b.SetReadBuffer(rcvbuf)
 	}
 	if b, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
-		b.SetWriteBuffer(s.cfg.StackBuffer)
+		b.SetWriteBuffer(s.cfg.SendBuffer)
 	}
 }
 
