@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"math/rand/v2"
 	"net"
 	"time"
@@ -32,6 +33,11 @@ func startCluster(s *system) error {
 	if id == "" {
 		id = cluster.IDFromMAC(s.net.Info().MAC)
 	}
+	keys, keyDesc, err := clusterKeys()
+	if err != nil {
+		return err
+	}
+	defer clearKeys(keys) // the node keeps copies
 	pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", cluster.DefaultPort))
 	if err != nil {
 		return err
@@ -54,8 +60,10 @@ func startCluster(s *system) error {
 			total, _, free := s.kern.Mem()
 			return cluster.Resources{CPUs: board.NumCPU(), MemTotal: total, MemFree: free, Load: meter.Load()}
 		},
-		Rand: rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
-		Logf: s.kern.Logf,
+		Rand:  rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
+		Logf:  s.kern.Logf,
+		Clock: startClusterClock(),
+		Keys:  keys,
 	}, pc)
 	if err != nil {
 		pc.Close()
@@ -86,6 +94,42 @@ func startCluster(s *system) error {
 		s.kern.Logf("cluster: stopped: %v", err)
 		fmt.Fprintf(s.con, "cluster: stopped: %v\n", err)
 	}()
-	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d\n", id, cluster.DefaultPort)
+	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d, %s\n", id, cluster.DefaultPort, keyDesc)
 	return nil
+}
+
+// keyFile is the fw_cfg file of the cluster key: QEMU's
+// -fw_cfg name=opt/fornax/key,file=cluster.key. Not the command line,
+// which /proc/cmdline shows to anyone at the console.
+const keyFile = "opt/fornax/key"
+
+// keyFileMax bounds what is read of it: a key file is 65 bytes.
+const keyFileMax = 4096
+
+// clusterKeys reads the cluster key, if QEMU was given one, and describes
+// it by its fingerprint ("key 1a2b3c4d", or "no key"). A key file that is
+// there but bad is an error: running keyless instead would be a surprise.
+// The error never quotes the file.
+func clusterKeys() (keys [][]byte, desc string, err error) {
+	text, err := board.FwCfgFile(keyFile, keyFileMax)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		return nil, "no key", nil
+	case errors.Is(err, board.ErrFwCfgTooLarge):
+		return nil, "", fmt.Errorf("%w: a key file holds 64 hex digits (make one with: openssl rand -hex 32)", err)
+	case err != nil:
+		return nil, "", err
+	}
+	defer clear(text)
+	key, err := cluster.ParseKey(text)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", keyFile, err)
+	}
+	return [][]byte{key}, "key " + cluster.Fingerprint(key), nil
+}
+
+func clearKeys(keys [][]byte) {
+	for _, k := range keys {
+		clear(k)
+	}
 }

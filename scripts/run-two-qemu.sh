@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Boot Fornax VMs on one virtual LAN (the project's main job).
 #
-#   scripts/run-two-qemu.sh [-n COUNT] [-k KERNEL] [--dir DIR] [--accel tcg|kvm] [--detach]
+#   scripts/run-two-qemu.sh [-n COUNT] [-k KERNEL] [--dir DIR] [--accel tcg|kvm]
+#                           [--key FILE] [--append "WORDS"] [--detach]
 #   scripts/run-two-qemu.sh --stop [--dir DIR]
 #   scripts/run-two-qemu.sh --restart fornax-NN [--dir DIR]
 #
@@ -9,6 +10,10 @@
 # per VM; VM NN is fornax-NN at 10.0.0.(NN+1) with MAC 52:54:00:f0:00:NN.
 # Each console is a unix socket DIR/fornax-NN.sock, logged to
 # DIR/fornax-NN.log; QEMU's pid is in DIR/fornax-NN.pid.
+# --key gives every VM the cluster key in FILE (`openssl rand -hex 32 > FILE`)
+# as fw_cfg file opt/fornax/key, never on the command line; --append adds
+# kernel command-line words after the launcher's own. --restart boots a VM
+# with the settings of its run (kept in DIR/config; the key by its path).
 set -euo pipefail
 
 NS=fornax
@@ -21,21 +26,26 @@ ACCEL=tcg
 MODE=run
 TARGET=
 DETACH=0
+KEY=
+APPEND=
+SETTINGS= # the per-run options given, refused with --restart
 QEMU=${QEMU:-qemu-system-x86_64}
 
 die() { echo "run-two-qemu: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
 while [ $# -gt 0 ]; do
 	case "$1" in
-	-n) COUNT=${2:?}; shift 2 ;;
-	-k) KERNEL=${2:?}; shift 2 ;;
+	-n) COUNT=${2:?}; SETTINGS+=" $1"; shift 2 ;;
+	-k) KERNEL=${2:?}; SETTINGS+=" $1"; shift 2 ;;
 	--dir) DIR=${2:?}; shift 2 ;;
-	--accel) ACCEL=${2:?}; shift 2 ;;
+	--accel) ACCEL=${2:?}; SETTINGS+=" $1"; shift 2 ;;
+	--key) KEY=${2:?--key needs a file (make one with: openssl rand -hex 32 > cluster.key)}; SETTINGS+=" $1"; shift 2 ;;
+	--append) APPEND=${2?--append needs the words, quoted}; SETTINGS+=" $1"; shift 2 ;;
 	--detach) DETACH=1; shift ;;
 	--stop) MODE=stop; shift ;;
 	--restart) MODE=restart; TARGET=${2:?--restart needs a VM name}; shift 2 ;;
@@ -100,6 +110,9 @@ boot_vm() { # index
 	}
 	rm -f "$DIR/$n.sock" "$DIR/$n.pid"
 	: > "$DIR/$n.log"
+	local extra=()
+	# QEMU's option syntax doubles a comma inside a value.
+	[ -z "$KEY" ] || extra+=(-fw_cfg "name=opt/fornax/key,file=${KEY//,/,,}")
 	ip netns exec "$NS" "$QEMU" -M microvm -global virtio-mmio.force-legacy=false \
 		-accel "$ACCEL" -cpu max -m 128M -smp 1 -no-reboot \
 		-display none -monitor none \
@@ -107,8 +120,17 @@ boot_vm() { # index
 		-serial chardev:con0 \
 		-netdev "tap,id=net0,ifname=$(tap "$i"),script=no,downscript=no" \
 		-device "virtio-net-device,netdev=net0,mac=$mac" \
-		-kernel "$KERNEL" -append "name=$n ip=$SUBNET.$((i + 1))/24 gw=$SUBNET.1" \
+		-kernel "$KERNEL" -append "name=$n ip=$SUBNET.$((i + 1))/24 gw=$SUBNET.1${APPEND:+ $APPEND}" \
+		"${extra[@]}" \
 		-daemonize -pidfile "$DIR/$n.pid" || die "QEMU failed to start $n"
+}
+
+# check_key refuses a key file QEMU could not read, before any VM boots;
+# what it holds is for the kernel to judge (and never to print).
+check_key() {
+	[ -n "$KEY" ] || return 0
+	[ -f "$KEY" ] && [ -r "$KEY" ] || die "--key $KEY: no such readable file (make one with: openssl rand -hex 32 > $KEY)"
+	KEY=$(realpath "$KEY")
 }
 
 wait_ready() { # index...
@@ -131,9 +153,11 @@ stop)
 restart)
 	[[ $TARGET =~ ^fornax-([0-9]{2})$ ]] || die "--restart takes a name like fornax-02"
 	idx=$((10#${BASH_REMATCH[1]}))
+	[ -z "$SETTINGS" ] || die "--restart boots $TARGET with the settings of its run (in $DIR/config): drop${SETTINGS}"
 	[ -f "$DIR/config" ] || die "nothing runs from $DIR (no $DIR/config)"
 	# shellcheck disable=SC1091
 	. "$DIR/config"
+	check_key
 	[ -e "/var/run/netns/$NS" ] || die "network namespace $NS is gone: start the VMs first"
 	stop_vm "$idx"
 	boot_vm "$idx"
@@ -145,6 +169,7 @@ command -v "$QEMU" >/dev/null || die "$QEMU is missing (Debian: apt-get install 
 command -v ip >/dev/null || die "ip is missing (Debian: apt-get install iproute2)"
 [ -f "$KERNEL" ] || die "kernel image $KERNEL is missing: run 'make kernel-cluster'"
 KERNEL=$(realpath "$KERNEL")
+check_key
 mkdir -p "$DIR"
 DIR=$(realpath "$DIR")
 
@@ -160,7 +185,7 @@ ip netns exec "$NS" ip link set lo up
 ip netns exec "$NS" ip link add "$BRIDGE" type bridge
 ip netns exec "$NS" ip addr add "$SUBNET.1/24" dev "$BRIDGE"
 ip netns exec "$NS" ip link set "$BRIDGE" up
-printf 'KERNEL=%q\nACCEL=%q\nCOUNT=%q\n' "$KERNEL" "$ACCEL" "$COUNT" > "$DIR/config"
+printf 'KERNEL=%q\nACCEL=%q\nCOUNT=%q\nKEY=%q\nAPPEND=%q\n' "$KERNEL" "$ACCEL" "$COUNT" "$KEY" "$APPEND" > "$DIR/config"
 
 for i in $(seq 1 "$COUNT"); do boot_vm "$i"; done
 wait_ready $(seq 1 "$COUNT")

@@ -29,7 +29,34 @@ func Script() string {
 // StartLAN boots count VMs from kernel on the virtual LAN and attaches to
 // their consoles.
 func StartLAN(kernel string, count int, dir string) (*LAN, error) {
-	out, err := exec.Command(Script(), "-n", fmt.Sprint(count), "-k", kernel, "--dir", dir, "--detach").CombinedOutput()
+	return StartLANOpts(kernel, count, dir, Options{})
+}
+
+// Options are the launcher's settings for every VM of a LAN; restarts
+// keep them.
+type Options struct {
+	// KeyFile is given to every VM as its cluster key, fw_cfg file
+	// opt/fornax/key (the launcher's --key).
+	KeyFile string
+	// Append are extra kernel command-line words (--append).
+	Append []string
+}
+
+func (o Options) args() []string {
+	var a []string
+	if o.KeyFile != "" {
+		a = append(a, "--key", o.KeyFile)
+	}
+	if len(o.Append) > 0 {
+		a = append(a, "--append", strings.Join(o.Append, " "))
+	}
+	return a
+}
+
+// StartLANOpts is StartLAN with options.
+func StartLANOpts(kernel string, count int, dir string, opts Options) (*LAN, error) {
+	args := append([]string{"-n", fmt.Sprint(count), "-k", kernel, "--dir", dir, "--detach"}, opts.args()...)
+	out, err := exec.Command(Script(), args...).CombinedOutput()
 	if err != nil {
 		// The script tears down after itself; make sure of it.
 		exec.Command(Script(), "--stop", "--dir", dir).Run()
