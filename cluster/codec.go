@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"crypto/hmac"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -100,7 +101,17 @@ type Message struct {
 	MemFree    uint64     // ANNOUNCE, HEARTBEAT: bytes (≤ MemTotal in ANNOUNCE)
 	Containers int        // ANNOUNCE, HEARTBEAT: 0–65535 running containers
 	Load       Load       // HEARTBEAT
+
+	// A keyed message (docs/protocol.md §9) also carries these; KeyID is
+	// empty in a plain one.
+	Inc   uint64 // the sender's incarnation: its wall clock at start, in ms
+	Seq   uint64 // its wall clock at sending, in ms, strictly increasing
+	KeyID string // the fingerprint of the key that signed it
+	Tag   string // 32 lowercase hex digits: HMAC-SHA256 of what precedes it
 }
+
+// Keyed reports whether m carries the keyed trailer.
+func (m Message) Keyed() bool { return m.KeyID != "" }
 
 // Reason is why a datagram was dropped; its String is the stats name
 // (docs/protocol.md §6 Validation).
@@ -117,14 +128,24 @@ const (
 	ReasonAddrMismatch                 // ANNOUNCE addr differs from the source
 	ReasonSourceMismatch               // HEARTBEAT/LEAVE not from the peer's recorded addr
 	ReasonUnknownID                    // HEARTBEAT/LEAVE from an id not in the table
-	ReasonTableFull                    // new id while the table holds MaxPeers
+	ReasonTableFull                    // new id while the table holds MaxPeers and no dead entry to evict
 	ReasonLeft                         // received while the node has left
+	ReasonUnkeyed                      // plain message while signatures are required (§9)
+	ReasonUnknownKey                   // signed with a key not in the keyring
+	ReasonBadTag                       // tag does not match
+	ReasonStale                        // seq (the send time) outside the clock window
+	ReasonReplay                       // (inc, seq) not newer than the last accepted from the id
+	ReasonAddrConflict                 // ANNOUNCE of an online or suspect id from another address
 	numReasons
 )
 
 var reasonNames = [numReasons]string{
-	"oversize", "malformed", "unknown_verb", "foreign_subnet", "own_id", "own_addr",
-	"addr_mismatch", "source_mismatch", "unknown_id", "table_full", "left",
+	ReasonOversize: "oversize", ReasonMalformed: "malformed", ReasonUnknownVerb: "unknown_verb",
+	ReasonForeignSubnet: "foreign_subnet", ReasonOwnID: "own_id", ReasonOwnAddr: "own_addr",
+	ReasonAddrMismatch: "addr_mismatch", ReasonSourceMismatch: "source_mismatch",
+	ReasonUnknownID: "unknown_id", ReasonTableFull: "table_full", ReasonLeft: "left",
+	ReasonUnkeyed: "unkeyed", ReasonUnknownKey: "unknown_key", ReasonBadTag: "bad_tag",
+	ReasonStale: "stale", ReasonReplay: "replay", ReasonAddrConflict: "addr_conflict",
 }
 
 func (r Reason) String() string {
@@ -185,11 +206,19 @@ func Parse(b []byte) (Message, error) {
 		}
 		return Message{}, dropf(ReasonUnknownVerb, "unknown verb %q", v)
 	}
-	if len(f) != m.Kind.fields() {
-		return Message{}, dropf(ReasonMalformed, "%v has %d fields, want %d", m.Kind, len(f), m.Kind.fields())
-	}
 	bad := func(field, val, want string) (Message, error) {
 		return Message{}, dropf(ReasonMalformed, "bad %s %q: want %s", field, val, want)
+	}
+	switch len(f) {
+	case m.Kind.fields():
+	case m.Kind.fields() + keyedFields:
+		if err := m.parseTrailer(f[len(f)-keyedFields:]); err != nil {
+			return Message{}, err
+		}
+		f = f[:len(f)-keyedFields]
+	default:
+		return Message{}, dropf(ReasonMalformed, "%v has %d fields, want %d (or %d signed)",
+			m.Kind, len(f), m.Kind.fields(), m.Kind.fields()+keyedFields)
 	}
 	if !ValidID(f[1]) {
 		return bad("node_id", f[1], "8 lowercase hex digits")
@@ -235,6 +264,69 @@ func Parse(b []byte) (Message, error) {
 	return m, nil
 }
 
+// keyedFields is the number of fields of the keyed trailer: inc seq key tag.
+const keyedFields = 4
+
+// parseTrailer parses the keyed trailer (docs/protocol.md §9.1).
+func (m *Message) parseTrailer(f []string) error {
+	bad := func(field, val, want string) error {
+		return dropf(ReasonMalformed, "bad %s %q: want %s", field, clip(val), want)
+	}
+	var ok bool
+	if m.Inc, ok = parseUint(f[0], maxUint64); !ok || m.Inc == 0 {
+		return bad("inc", f[0], "a decimal 1-18446744073709551615")
+	}
+	if m.Seq, ok = parseUint(f[1], maxUint64); !ok || m.Seq < m.Inc {
+		return bad("seq", f[1], "a decimal no smaller than inc")
+	}
+	if !ValidID(f[2]) {
+		return bad("key", f[2], "8 lowercase hex digits")
+	}
+	if !isLowerHex(f[3], 2*TagSize) {
+		return bad("tag", f[3], "32 lowercase hex digits")
+	}
+	m.KeyID, m.Tag = f[2], f[3]
+	return nil
+}
+
+func isLowerHex(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// Sign makes m a keyed message of incarnation inc and sequence seq,
+// signed with key (docs/protocol.md §9.1).
+func (m *Message) Sign(key []byte, inc, seq uint64) {
+	m.Inc, m.Seq, m.KeyID, m.Tag = inc, seq, Fingerprint(key), ""
+	tag := tagOf(key, m.appendSigned(nil))
+	m.Tag = string(tag[:])
+}
+
+// Verify reports whether m's tag is right for key. m must be keyed.
+func (m Message) Verify(key []byte) bool {
+	tag := tagOf(key, m.appendSigned(nil))
+	return hmac.Equal(tag[:], []byte(m.Tag))
+}
+
+// appendSigned appends the bytes a keyed message's tag covers: all of it
+// up to the space before the tag (docs/protocol.md §9.1).
+func (m Message) appendSigned(b []byte) []byte {
+	b = m.appendBody(b)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, m.Inc, 10)
+	b = append(b, ' ')
+	b = strconv.AppendUint(b, m.Seq, 10)
+	b = append(b, ' ')
+	return append(b, m.KeyID...)
+}
+
 // Validate reports whether m would pass Parse after Append: the same
 // field rules, as a plain error naming the field.
 func (m Message) Validate() error {
@@ -266,6 +358,9 @@ func (m Message) Validate() error {
 			return fmt.Errorf("bad load %v: want at most 65535.99", m.Load)
 		}
 	}
+	if m.Keyed() && (m.Inc == 0 || m.Seq < m.Inc || !ValidID(m.KeyID) || !isLowerHex(m.Tag, 2*TagSize)) {
+		return fmt.Errorf("bad keyed trailer: inc %d seq %d key %q tag %q", m.Inc, m.Seq, m.KeyID, m.Tag)
+	}
 	return nil
 }
 
@@ -273,6 +368,18 @@ func (m Message) Validate() error {
 // (docs/protocol.md §2). m must be valid (see Validate); Parse of the
 // result returns m with the fields its Kind does not use zeroed.
 func (m Message) Append(b []byte) []byte {
+	if m.Keyed() {
+		b = m.appendSigned(b)
+		b = append(b, ' ')
+		b = append(b, m.Tag...)
+	} else {
+		b = m.appendBody(b)
+	}
+	return append(b, '\n')
+}
+
+// appendBody appends the fields of docs/protocol.md §2, without newline.
+func (m Message) appendBody(b []byte) []byte {
 	b = append(b, m.Kind.String()...)
 	b = append(b, ' ')
 	b = append(b, m.ID...)
@@ -298,7 +405,7 @@ func (m Message) Append(b []byte) []byte {
 		b = append(b, ' ')
 		b = strconv.AppendInt(b, int64(m.Containers), 10)
 	}
-	return append(b, '\n')
+	return b
 }
 
 // String returns the wire form without the trailing newline.

@@ -155,3 +155,44 @@ func clip(s string) string {
 	}
 	return s
 }
+
+// AddKey adds a key to the keyring and returns its fingerprint. The
+// first key of a keyless node becomes primary, but the node keeps
+// sending plain until SetAuth (docs/protocol.md §9.3).
+func (n *Node) AddKey(key []byte) (string, error) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ring.add(key)
+}
+
+// UseKey makes the key with fingerprint fp the one that signs.
+func (n *Node) UseKey(fp string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ring.use(fp)
+}
+
+// RemoveKey removes the key with fingerprint fp. The last key cannot be
+// removed while the node signs.
+func (n *Node) RemoveKey(fp string) error {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(n.ring.keys) == 1 && n.ring.find(fp) == 0 && n.auth != AuthPlain {
+		return fmt.Errorf("key %s is the last key and auth is %v: set auth plain first", fp, n.auth)
+	}
+	return n.ring.remove(fp)
+}
+
+// SetAuth changes what the node sends and accepts (docs/protocol.md §9.3).
+func (n *Node) SetAuth(a AuthMode) error {
+	if a < AuthPlain || a > AuthKeyed {
+		return fmt.Errorf("bad auth mode %d", a)
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if a != AuthPlain && len(n.ring.keys) == 0 {
+		return fmt.Errorf("auth %v needs a key: key add <64 hex digits> first", a)
+	}
+	n.auth = a
+	return nil
+}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,8 @@ const (
 	DefaultRemoveAfter  = 60 * time.Second
 	DefaultMaxPeers     = 1024
 	DefaultReplyJitter  = 200 * time.Millisecond
+	DefaultAnswerEvery  = time.Second
+	DefaultWindow       = 30 * time.Second
 )
 
 // announceEvery makes every third periodic message an ANNOUNCE
@@ -76,6 +79,53 @@ type Config struct {
 	// signed messages are accepted (docs/protocol.md §9). Default: none,
 	// the plain protocol of §2.
 	Keys [][]byte
+	// Auth is what the node sends and accepts (docs/protocol.md §9.3).
+	// Default: AuthKeyed with Keys, AuthPlain without.
+	Auth AuthMode
+	// WallClock is the time of day, which dates signed messages: their
+	// incarnation and seq, and the window they are accepted in. It is
+	// not used for membership timing (Clock is). Default time.Now.
+	WallClock func() time.Time
+	// Window is how far the send time (seq) of a signed message may be
+	// from the receiver's WallClock. Default 30 s.
+	Window time.Duration
+	// AnswerEvery is the least time between an ANNOUNCE and a fast-join
+	// answer after it, and between two refutations (docs/protocol.md
+	// §4.1). Default 1 s.
+	AnswerEvery time.Duration
+}
+
+// AuthMode is what a node sends and accepts (docs/protocol.md §9.3).
+type AuthMode uint8
+
+// Auth modes, in the order a keyless cluster moves to keyed.
+const (
+	AuthDefault AuthMode = iota // AuthKeyed with keys, AuthPlain without
+	AuthPlain                   // send plain; accept plain, and signed with a known key
+	AuthMixed                   // send signed; accept signed and plain
+	AuthKeyed                   // send signed; accept only signed
+)
+
+func (a AuthMode) String() string {
+	switch a {
+	case AuthPlain:
+		return "plain"
+	case AuthMixed:
+		return "mixed"
+	case AuthKeyed:
+		return "keyed"
+	}
+	return "default"
+}
+
+// ParseAuthMode parses plain, mixed or keyed.
+func ParseAuthMode(s string) (AuthMode, error) {
+	for _, a := range []AuthMode{AuthPlain, AuthMixed, AuthKeyed} {
+		if s == a.String() {
+			return a, nil
+		}
+	}
+	return 0, fmt.Errorf("bad auth mode %q: want plain, mixed or keyed", clip(s))
 }
 
 // Resources are a node's own figures, advertised in its messages and
@@ -131,10 +181,23 @@ type Node struct {
 	logs    []string // flushed by unlock
 
 	dropLogged [numReasons]time.Time // last drop logged, per reason
+	logLim     logLimiter
+
+	// Fast-join answers and refutations (docs/protocol.md §4.1, §5).
+	lastAnnounce time.Time // when the last ANNOUNCE was sent
+	refute       time.Time // a pending refutation; zero if none
+	lastRefute   time.Time
+
+	// Signing (docs/protocol.md §9).
+	ring    keyring
+	auth    AuthMode
+	inc     uint64 // our incarnation
+	lastSeq uint64 // seq of the last signed message
 }
 
 type stats struct {
 	received, accepted, echo, sent, sendErrors uint64
+	answers, refutes                           uint64
 	dropped                                    [numReasons]uint64
 }
 
@@ -159,8 +222,24 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 		name:   cfg.Name,
 		joined: true,
 		tab: newTable(cfg.ID, cfg.Addr, prefix, cfg.SuspectAfter, cfg.DeadAfter,
-			cfg.RemoveAfter, cfg.MaxPeers),
-		rng: cfg.Rand,
+			cfg.RemoveAfter, cfg.Window, cfg.MaxPeers),
+		rng:  cfg.Rand,
+		auth: cfg.Auth,
+		inc:  max(uint64(cfg.WallClock().UnixMilli()), 1),
+	}
+	for _, k := range cfg.Keys {
+		if _, err := n.ring.add(k); err != nil {
+			return nil, fmt.Errorf("cluster: Keys: %w", err)
+		}
+	}
+	if n.auth == AuthDefault {
+		n.auth = AuthPlain
+		if len(cfg.Keys) > 0 {
+			n.auth = AuthKeyed
+		}
+	}
+	if n.auth != AuthPlain && len(cfg.Keys) == 0 {
+		return nil, fmt.Errorf("cluster: Auth %v needs Keys", n.auth)
 	}
 	n.tree = &Tree{n: n}
 	return n, nil
@@ -208,6 +287,8 @@ func (c *Config) fill() error {
 		{"DeadAfter", &c.DeadAfter, DefaultDeadAfter},
 		{"RemoveAfter", &c.RemoveAfter, DefaultRemoveAfter},
 		{"ReplyJitter", &c.ReplyJitter, DefaultReplyJitter},
+		{"AnswerEvery", &c.AnswerEvery, DefaultAnswerEvery},
+		{"Window", &c.Window, DefaultWindow},
 	} {
 		if *d.v == 0 {
 			*d.v = d.def
@@ -241,6 +322,12 @@ func (c *Config) fill() error {
 	}
 	if c.Logf == nil {
 		c.Logf = func(string, ...any) {}
+	}
+	if c.WallClock == nil {
+		c.WallClock = time.Now
+	}
+	if c.Auth > AuthKeyed {
+		return fmt.Errorf("cluster: bad Auth %d", c.Auth)
 	}
 	return nil
 }
@@ -321,6 +408,7 @@ func (n *Node) Rename(name string) error {
 	if n.name != name {
 		n.logf("cluster: renamed from %s to %s", n.name, name)
 		n.name = name
+		n.checkNameLocked(n.cfg.ID, name, n.clock.Now())
 	}
 	if n.running && n.joined {
 		out = append(out, n.announceLocked(res))
@@ -460,7 +548,7 @@ func (n *Node) nextWake() time.Time {
 	defer n.mu.Unlock()
 	w := n.tab.next()
 	if n.running && n.joined {
-		w = earliest(earliest(w, n.next), n.reply)
+		w = earliest(earliest(earliest(w, n.next), n.reply), n.refute)
 	}
 	return w
 }
@@ -488,6 +576,9 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		return
 	}
 	m, err := Parse(b)
+	if err == nil {
+		err = n.checkSigned(m)
+	}
 	if err != nil {
 		n.countDrop(err, src, now)
 		return
@@ -496,11 +587,16 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	ev, err := n.tab.observe(m, ip, now)
 	if err != nil {
 		n.countDrop(err, src, now)
-		// Prompt a peer known only by its HEARTBEAT (docs/protocol.md §4.1).
-		if m.Kind == Heartbeat && err.(*DropError).Reason == ReasonUnknownID && !n.tab.full() &&
-			(n.prompt.IsZero() || now.Sub(n.prompt) >= n.cfg.Interval) {
-			n.prompt = now
-			n.replyLocked(now)
+		switch err.(*DropError).Reason {
+		case ReasonOwnID:
+			n.refuteLocked(now, ip)
+		case ReasonUnknownID:
+			// Prompt a peer known only by its HEARTBEAT (docs/protocol.md §4.1).
+			if m.Kind == Heartbeat && !n.tab.full() &&
+				(n.prompt.IsZero() || now.Sub(n.prompt) >= n.cfg.Interval) {
+				n.prompt = now
+				n.replyLocked(now)
+			}
 		}
 		return
 	}
@@ -509,10 +605,80 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		return
 	}
 	n.st.accepted++
-	n.logEvent(ev)
-	if m.Kind == Announce && (ev.kind == evAdded || ev.kind == evRevived || ev.kind == evMoved) {
+	n.logEvent(ev, now)
+	if m.Kind != Announce {
+		return
+	}
+	// Answer whoever may not know us: a new id, one back from silence,
+	// one restarted. Not a move or a refresh (docs/protocol.md §4.1).
+	if ev.kind == evAdded || ev.kind == evRevived || ev.kind == evRestarted {
 		n.replyLocked(now)
 	}
+	if ev.kind != evUpdated || ev.oldName != ev.peer.Name {
+		n.checkNameLocked(ev.peer.ID, ev.peer.Name, now)
+	}
+}
+
+// checkSigned applies the signature rules (docs/protocol.md §6 step 4,
+// §9.2): what the auth mode accepts, a known key, the tag, the window.
+func (n *Node) checkSigned(m Message) error {
+	if !m.Keyed() {
+		if n.auth == AuthKeyed {
+			return dropf(ReasonUnkeyed, "%v of %s is not signed, and this node accepts only signed messages", m.Kind, m.ID)
+		}
+		return nil
+	}
+	key, ok := n.ring.lookup(m.KeyID)
+	if !ok {
+		return dropf(ReasonUnknownKey, "%v of %s is signed with key %s, which is not in our keyring", m.Kind, m.ID, m.KeyID)
+	}
+	if !m.Verify(key) {
+		return dropf(ReasonBadTag, "%v of %s has a bad tag for key %s", m.Kind, m.ID, m.KeyID)
+	}
+	wall := n.cfg.WallClock().UnixMilli()
+	w := uint64(n.cfg.Window.Milliseconds())
+	if wall > 0 && (uint64(wall) > w && m.Seq < uint64(wall)-w || m.Seq > uint64(wall) && m.Seq-uint64(wall) > w) {
+		off := float64(int64(m.Seq-uint64(wall))) / 1000 // two's complement: negative when old
+		return dropf(ReasonStale, "%v of %s was sent %+.1f s from our clock; accepted within ±%v (are both clocks right?)",
+			m.Kind, m.ID, off, n.cfg.Window)
+	}
+	return nil
+}
+
+// refuteLocked answers a claim of our id from elsewhere with an ANNOUNCE
+// at once, at most one per AnswerEvery; with a key, under a higher
+// incarnation (docs/protocol.md §5).
+func (n *Node) refuteLocked(now time.Time, from netip.Addr) {
+	if !n.running || !n.refute.IsZero() ||
+		!n.lastRefute.IsZero() && now.Sub(n.lastRefute) < n.cfg.AnswerEvery {
+		return
+	}
+	n.refute, n.lastRefute = now, now
+	n.st.refutes++
+	n.inc = max(n.inc+1, uint64(n.cfg.WallClock().UnixMilli()))
+	n.limitedLogf("", now, "cluster: %v claims our node_id %s: refuting", from, n.cfg.ID)
+}
+
+// checkNameLocked flags a name held by more than one id (docs/protocol.md §8).
+func (n *Node) checkNameLocked(id, name string, now time.Time) {
+	if ids := n.holdersLocked(name); len(ids) > 1 {
+		n.limitedLogf(id, now, "cluster: name %s is claimed by %s", name, strings.Join(ids, " "))
+	}
+}
+
+// holdersLocked lists the ids, ours included, that go by name.
+func (n *Node) holdersLocked(name string) []string {
+	var ids []string
+	if n.name == name {
+		ids = append(ids, n.cfg.ID)
+	}
+	for _, p := range n.tab.list() {
+		if p.Name == name {
+			ids = append(ids, p.ID)
+		}
+	}
+	slices.Sort(ids)
+	return ids
 }
 
 // countDrop counts a dropped datagram under its reason and logs it, at
@@ -526,17 +692,28 @@ func (n *Node) countDrop(err error, src net.Addr, now time.Time) {
 	n.st.dropped[de.Reason]++
 	if last := n.dropLogged[de.Reason]; last.IsZero() || now.Sub(last) >= n.cfg.Interval {
 		n.dropLogged[de.Reason] = now
-		n.logf("cluster: dropped a datagram from %v: %v", src, de)
+		n.limitedLogf("", now, "cluster: dropped a datagram from %v: %v", src, de)
 	}
 }
 
-// replyLocked schedules a fast-join reply unless one is pending
-// (docs/protocol.md §4.1).
+// replyLocked schedules a fast-join reply unless one is pending, no
+// sooner than AnswerEvery after our last ANNOUNCE (docs/protocol.md §4.1).
 func (n *Node) replyLocked(now time.Time) {
 	if !n.reply.IsZero() || !n.running {
 		return
 	}
-	n.reply = now.Add(time.Duration(n.rng.Int64N(int64(n.cfg.ReplyJitter) + 1)))
+	at := now
+	if !n.lastAnnounce.IsZero() {
+		at = later(at, n.lastAnnounce.Add(n.cfg.AnswerEvery))
+	}
+	n.reply = at.Add(time.Duration(n.rng.Int64N(int64(n.cfg.ReplyJitter) + 1)))
+}
+
+func later(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
 }
 
 // fire does what is due now: peers' transitions, the periodic message,
@@ -548,7 +725,7 @@ func (n *Node) fire() {
 	n.mu.Lock()
 	n.tickLocked(now, false)
 	due := n.running && n.joined &&
-		(!n.next.IsZero() && !now.Before(n.next) || !n.reply.IsZero() && !now.Before(n.reply))
+		(reached(now, n.next) || reached(now, n.reply) || reached(now, n.refute))
 	n.unlock()
 	if !due {
 		return
@@ -569,32 +746,41 @@ func (n *Node) fire() {
 			}
 			if announce {
 				out = append(out, n.announceLocked(res))
-				n.reply = time.Time{} // an ANNOUNCE answers any pending reply
+				// an ANNOUNCE answers any pending reply or refutation
+				n.reply, n.refute = time.Time{}, time.Time{}
 			} else {
 				out = append(out, n.heartbeatLocked(res))
 			}
 			n.seq = last + 1
 			n.next = n.base.Add(time.Duration(n.seq) * n.cfg.Interval)
 		}
-		if !n.reply.IsZero() && !now.Before(n.reply) {
+		if reached(now, n.reply) || reached(now, n.refute) {
+			if reached(now, n.reply) {
+				n.st.answers++
+			}
 			out = append(out, n.announceLocked(res))
-			n.reply = time.Time{}
+			n.reply, n.refute = time.Time{}, time.Time{}
 		}
 	}
 	n.unlock()
 	n.send(out...)
 }
 
+// reached reports whether a pending time t (zero: none) has come.
+func reached(now, t time.Time) bool { return !t.IsZero() && !now.Before(t) }
+
 // beginLocked starts the periodic schedule at now and returns the join
 // ANNOUNCE, message 0 of the schedule.
 func (n *Node) beginLocked(now time.Time, res Resources) Message {
 	n.base, n.seq = now, 1
 	n.next = now.Add(n.cfg.Interval)
-	n.reply = time.Time{}
+	n.reply, n.refute = time.Time{}, time.Time{}
 	return n.announceLocked(res)
 }
 
+// announceLocked builds our ANNOUNCE; it is sent at once.
 func (n *Node) announceLocked(res Resources) Message {
+	n.lastAnnounce = n.clock.Now()
 	return Message{Kind: Announce, ID: n.cfg.ID, Addr: n.cfg.Addr, Name: n.name,
 		CPUs: res.CPUs, MemTotal: res.MemTotal, MemFree: res.MemFree, Containers: n.reg.Len()}
 }
@@ -613,10 +799,13 @@ func (n *Node) resources() Resources {
 	return r
 }
 
-// send writes messages to the broadcast address. The caller holds sendMu
-// and not mu.
+// send writes messages to the broadcast address, signed unless the auth
+// mode is plain. The caller holds sendMu and not mu.
 func (n *Node) send(ms ...Message) {
 	for _, m := range ms {
+		n.mu.Lock()
+		n.signLocked(&m)
+		n.mu.Unlock()
 		err := m.Validate()
 		if err == nil {
 			_, err = n.conn.WriteTo(m.Append(nil), n.dst)
@@ -632,6 +821,19 @@ func (n *Node) send(ms ...Message) {
 	}
 }
 
+// signLocked signs m with the primary key, under our incarnation and the
+// next seq: the wall clock in ms, raised past the last seq if the clock
+// has not moved on (docs/protocol.md §9.1).
+func (n *Node) signLocked(m *Message) {
+	key, _, ok := n.ring.sign()
+	if n.auth == AuthPlain || !ok {
+		return
+	}
+	seq := max(uint64(max(n.cfg.WallClock().UnixMilli(), 0)), n.lastSeq+1, n.inc)
+	n.lastSeq = seq
+	m.Sign(key, n.inc, seq)
+}
+
 // poke wakes Run to recompute its timer.
 func (n *Node) poke() {
 	select {
@@ -643,29 +845,53 @@ func (n *Node) poke() {
 // tickLocked applies the table's due transitions and logs them.
 func (n *Node) tickLocked(now time.Time, strict bool) {
 	for _, ev := range n.tab.tick(now, strict) {
-		n.logEvent(ev)
+		n.logEvent(ev, now)
 	}
 }
 
-func (n *Node) logEvent(ev event) {
+// logEvent logs a membership change, within the peer's and the node's
+// log budgets (docs/protocol.md §8.3).
+func (n *Node) logEvent(ev event, now time.Time) {
 	p := ev.peer
+	logf := func(format string, args ...any) { n.limitedLogf(p.ID, now, format, args...) }
 	switch ev.kind {
 	case evAdded:
-		n.logf("cluster: %s (%s) joined from %v", p.ID, p.Name, p.Addr)
+		logf("cluster: %s (%s) joined from %v", p.ID, p.Name, p.Addr)
 	case evRevived:
-		n.logf("cluster: %s (%s) is online again", p.ID, p.Name)
-	case evMoved:
-		n.logf("cluster: %s (%s) moved from %v to %v", p.ID, p.Name, ev.oldAddr, p.Addr)
+		if ev.oldAddr.IsValid() && ev.oldAddr != p.Addr {
+			logf("cluster: %s (%s) is online again, moved from %v to %v", p.ID, p.Name, ev.oldAddr, p.Addr)
+		} else {
+			logf("cluster: %s (%s) is online again", p.ID, p.Name)
+		}
+	case evRestarted:
+		logf("cluster: %s (%s) restarted (incarnation %d)", p.ID, p.Name, p.Inc)
 	case evLeft:
-		n.logf("cluster: %s (%s) left", p.ID, p.Name)
+		logf("cluster: %s (%s) left", p.ID, p.Name)
 	case evSuspect, evDead:
-		n.logf("cluster: %s (%s) is %v", p.ID, p.Name, p.Status)
+		logf("cluster: %s (%s) is %v", p.ID, p.Name, p.Status)
 	case evRemoved:
-		n.logf("cluster: %s (%s) removed", p.ID, p.Name)
+		logf("cluster: %s (%s) removed", p.ID, p.Name)
 	}
 	if ev.oldName != "" && ev.oldName != p.Name {
-		n.logf("cluster: %s renamed from %s to %s", p.ID, ev.oldName, p.Name)
+		logf("cluster: %s renamed from %s to %s", p.ID, ev.oldName, p.Name)
 	}
+	for _, g := range ev.gone {
+		n.limitedLogf(g.peer.ID, now, "cluster: %s (%s) at %v removed: %s", g.peer.ID, g.peer.Name, g.peer.Addr, g.why)
+	}
+}
+
+// limitedLogf logs a line about peer id ("" for none) if the log
+// budgets allow it (docs/protocol.md §8.3), saying first how many lines
+// were held back before it.
+func (n *Node) limitedLogf(id string, now time.Time, format string, args ...any) {
+	ok, held := n.logLim.allow(id, now, n.cfg.Interval, n.cfg.MaxPeers)
+	if !ok {
+		return
+	}
+	if held > 0 {
+		n.logf("cluster: %d log lines held back (rate limit)", held)
+	}
+	n.logf(format, args...)
 }
 
 // logf queues a log line; unlock writes it once mu is released.

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -120,15 +121,16 @@ func TestFastJoin(t *testing.T) {
 	if got := a.ls("nodes"); got != "00000002/" {
 		t.Errorf("a's nodes: %q", got)
 	}
-	// a answered once; b answered a's answer once (a was new to it).
-	sm.run(201 * ms)
+	// a answered once; b answered a's answer once (a was new to it), a
+	// second after its join ANNOUNCE (AnswerEvery).
+	sm.run(1201 * ms)
 	if n := len(a.conn.sent); n != 3 { // 2 periodic + the reply
 		t.Errorf("a sent %v", a.conn.sent)
 	}
 	if n := len(b.conn.sent); n != 2 {
 		t.Errorf("b sent %v", b.conn.sent)
 	}
-	sm.run(5 * s)
+	sm.run(4 * s)
 	if got := a.read("nodes/00000002/resources"); got != "cpus 2\nmem 256M\nmem_free 128M\nload 0.25\ncontainers 0\n" {
 		t.Errorf("after a HEARTBEAT:\n%s", got)
 	}
@@ -266,7 +268,7 @@ func TestLeaveJoin(t *testing.T) {
 	if err := b.Tree().WriteFile("ctl", []byte("leave\n")); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.read("ctl"); got != "left\n" {
+	if got := b.read("ctl"); got != "left\nauth plain\n" {
 		t.Errorf("ctl reads %q", got)
 	}
 	if got := b.ls("nodes"); got != "" {
@@ -299,7 +301,7 @@ func TestLeaveJoin(t *testing.T) {
 	if err := b.Tree().WriteFile("ctl", []byte("join")); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.read("ctl"); got != "joined\n" {
+	if got := b.read("ctl"); got != "joined\nauth plain\n" {
 		t.Errorf("ctl reads %q", got)
 	}
 	if m := b.conn.sent[nsent]; !strings.HasPrefix(m.msg, "ANNOUNCE ") || m.at != 70*s+ms {
@@ -359,7 +361,7 @@ func TestRename(t *testing.T) {
 			t.Errorf("write %q: %v, want %s", tc.in, err, tc.err)
 		}
 	}
-	if len(b.conn.sent) != n || b.read("self/name") != "db-1\n" || b.read("ctl") != "joined\n" {
+	if len(b.conn.sent) != n || b.read("self/name") != "db-1\n" || b.read("ctl") != "joined\nauth plain\n" {
 		t.Error("bad ctl messages changed something")
 	}
 }
@@ -410,15 +412,17 @@ func TestDrops(t *testing.T) {
 			t.Errorf("%q from %s changed a's tree:\n%s\nwas\n%s", tc.msg, tc.from, got, before)
 		}
 	}
-	if got := a.stat("received"); got != recv+17 {
-		t.Errorf("received %d, want %d", got, recv+17)
+	// The claim of our id was refuted by an ANNOUNCE, which came back.
+	if got := a.stat("received"); got != recv+18 || a.stat("refutes") != 1 {
+		t.Errorf("received %d, want %d; refutes %d", got, recv+18, a.stat("refutes"))
 	}
 	if a.stat("received") != a.stat("accepted")+a.stat("echo")+a.stat("dropped") {
 		t.Errorf("counters do not add up:\n%s", a.read("stats"))
 	}
-	// The unknown HEARTBEAT prompted an ANNOUNCE (nothing else changed).
-	sm.run(200 * ms)
-	if got := a.conn.sent[len(a.conn.sent)-1]; got.at < 7*s+16*ms || got.at > 7*s+216*ms || !strings.HasPrefix(got.msg, "ANNOUNCE") {
+	// The unknown HEARTBEAT prompted an ANNOUNCE (nothing else changed),
+	// AnswerEvery after the refutation.
+	sm.run(1300 * ms)
+	if got := a.conn.sent[len(a.conn.sent)-1]; got.at < 8*s+10*ms || got.at > 8*s+210*ms || !strings.HasPrefix(got.msg, "ANNOUNCE") {
 		t.Errorf("no prompt: %v", a.conn.sent)
 	}
 	_ = b
@@ -443,9 +447,18 @@ dropped_source_mismatch 0
 dropped_unknown_id 0
 dropped_table_full 0
 dropped_left 0
+dropped_unkeyed 0
+dropped_unknown_key 0
+dropped_bad_tag 0
+dropped_stale 0
+dropped_replay 0
+dropped_addr_conflict 0
 sent 1
 send_errors 0
 peers 0
+answers 0
+refutes 0
+log_held 0
 `
 	if got := a.read("stats"); got != want {
 		t.Errorf("stats:\n%s", got)
@@ -461,7 +474,10 @@ func TestOwnID(t *testing.T) {
 	if a.ls("nodes") != "" || x.ls("nodes") != "" {
 		t.Error("a node with our id is listed")
 	}
-	if a.stat("dropped_own_id") != 5 || a.stat("echo") != 5 {
+	// Each refutes the other's periodic claims at once, but a refutation
+	// is not refuted again within AnswerEvery: no ping-pong.
+	if a.stat("echo") != a.stat("sent") || a.stat("dropped_own_id") != x.stat("sent") ||
+		a.stat("refutes") != 5 || a.stat("sent") != 10 {
 		t.Errorf("stats:\n%s", a.read("stats"))
 	}
 }
@@ -668,8 +684,9 @@ func TestLostAnnounce(t *testing.T) {
 }
 
 func TestMoved(t *testing.T) {
-	// A known id announcing from a new address is updated (and answered);
-	// its HEARTBEATs from the old address are then dropped.
+	// A live id does not move: an ANNOUNCE of it from another address is
+	// refused until the entry is dead; then it moves, and its HEARTBEATs
+	// from the old address are dropped.
 	sm := newSim(t)
 	a := sm.start(1, nil)
 	b := sm.start(2, nil)
@@ -677,19 +694,25 @@ func TestMoved(t *testing.T) {
 	sm.kill(b)
 	b2 := sm.start(7, func(c *Config) { c.ID = "00000002" })
 	sm.run(ms)
-	if got := a.read("nodes/00000002/addr"); got != "10.0.0.7\n" {
-		t.Errorf("addr %q", got)
+	if got := a.read("nodes/00000002/addr"); got != "10.0.0.2\n" || a.stat("dropped_addr_conflict") != 1 {
+		t.Errorf("addr %q\n%s", got, a.read("stats"))
 	}
-	sm.run(201 * ms)
+	// At 30 s b is dead; b2's next ANNOUNCE (at 30 s + 3 s) moves it.
+	sm.runTo(33*s + 2*ms)
+	if got := a.read("nodes/00000002/addr"); got != "10.0.0.7\n" {
+		t.Errorf("addr after dead %q", got)
+	}
+	sm.run(1300 * ms)
 	if got := b2.status(a); got != "online" {
 		t.Errorf("moved b sees a: %s", got)
 	}
+	mismatch := a.stat("dropped_source_mismatch")
 	sm.inject("10.0.0.2", a, "HEARTBEAT 00000002 0.00 0 0")
 	sm.run(ms)
-	if a.stat("dropped_source_mismatch") != 1 {
+	if a.stat("dropped_source_mismatch") != mismatch+1 {
 		t.Errorf("stats:\n%s", a.read("stats"))
 	}
-	if len(sm.logged("00000002 (n7) moved from 10.0.0.2 to 10.0.0.7")) != 1 {
+	if len(sm.logged("00000002 (n7) is online again, moved from 10.0.0.2 to 10.0.0.7")) != 1 {
 		t.Errorf("log:\n%s", strings.Join(sm.log, "\n"))
 	}
 }
@@ -748,7 +771,7 @@ func TestTree(t *testing.T) {
 	sm.run(ms)
 	tr := a.Tree()
 	dirs := map[string]string{
-		".":                         "ctl nodes/ self/ stats",
+		".":                         "conflicts ctl nodes/ self/ stats",
 		"self":                      "addr containers/ id name resources",
 		"self/containers":           "",
 		"nodes":                     "00000002/",
@@ -768,7 +791,7 @@ func TestTree(t *testing.T) {
 		}
 	}
 	files := map[string]string{
-		"ctl":                      "joined\n",
+		"ctl":                      "joined\nauth plain\n",
 		"self/id":                  "00000001\n",
 		"self/name":                "n1\n",
 		"self/addr":                "10.0.0.1\n",
@@ -923,15 +946,15 @@ func TestRun(t *testing.T) {
 	if err := n.Run(ctx); err == nil {
 		t.Error("second Run did not fail")
 	}
-	// A newcomer is answered (jitter 0 here).
+	// A newcomer is answered (jitter 0 here), AnswerEvery after our
+	// last ANNOUNCE.
 	conn.in <- pipePacket{[]byte("ANNOUNCE 00000002 10.0.0.2 n2 1 1 1 0\n"), udp(netip.MustParseAddr("10.0.0.2"))}
+	waitListed(t, n, "00000002")
+	clock.advance(time.Second)
 	expect("ANNOUNCE 00000001 10.0.0.1 n1 1 1048576 0 0")
-	if got, err := n.Tree().ReadFile("nodes/00000002/status"); string(got) != "online\n" {
-		t.Errorf("status %q, %v", got, err)
-	}
 	// Periodic messages follow the fake clock. Timers are set for an
 	// absolute time, so this does not race with the loop.
-	clock.advance(5 * s)
+	clock.advance(4 * s)
 	expect("HEARTBEAT 00000001 0.00 0 0")
 	clock.advance(5 * s)
 	expect("HEARTBEAT 00000001 0.00 0 0")
@@ -977,6 +1000,21 @@ func TestRun(t *testing.T) {
 	}
 }
 
+// waitListed waits until Run has listed id online.
+func waitListed(t *testing.T, n *Node, id string) {
+	t.Helper()
+	for {
+		got, err := n.Tree().ReadFile("nodes/" + id + "/status")
+		if string(got) == "online\n" {
+			return
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			t.Fatalf("status of %s: %q, %v", id, got, err)
+		}
+		runtime.Gosched()
+	}
+}
+
 func TestRunOversize(t *testing.T) {
 	// Run reads one byte more than the limit, so a long datagram is
 	// counted as oversize, not parsed truncated.
@@ -997,6 +1035,8 @@ func TestRunOversize(t *testing.T) {
 	conn.in <- pipePacket{[]byte{}, src} // empty: malformed (§6)
 	// A valid newcomer after it: its reply shows the loop got this far.
 	conn.in <- pipePacket{[]byte("ANNOUNCE 00000003 10.0.0.3 n3 1 1 1 0"), udp(netip.MustParseAddr("10.0.0.3"))}
+	waitListed(t, n, "00000003")
+	clock.advance(time.Second) // AnswerEvery after the join ANNOUNCE
 	<-conn.out
 	cancel()
 	<-done
@@ -1434,7 +1474,7 @@ func statsConsistent(text string) string {
 	for r := range numReasons {
 		names = append(names, "dropped_"+Reason(r).String())
 	}
-	names = append(names, "sent", "send_errors", "peers")
+	names = append(names, "sent", "send_errors", "peers", "answers", "refutes", "log_held")
 	v := make(map[string]uint64)
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	if len(lines) != len(names) {

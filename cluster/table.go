@@ -44,18 +44,20 @@ type Peer struct {
 	HasLoad    bool      // a HEARTBEAT has been heard, so Load is known
 	LastHeard  time.Time // when its last valid message was received
 	Status     Status
+	Keyed      bool   // its last accepted message was signed (docs/protocol.md §9)
+	Inc        uint64 // keyed: incarnation of its last accepted ANNOUNCE
 }
 
 // eventKind is what a message or the passing of time did to the table.
 type eventKind uint8
 
 const (
-	evEcho    eventKind = iota + 1 // our own broadcast came back
-	evAdded                        // new peer (ANNOUNCE)
-	evUpdated                      // known online peer refreshed
-	evRevived                      // suspect or dead peer heard again
-	evMoved                        // known peer announced from a new addr
-	evLeft                         // LEAVE
+	evEcho      eventKind = iota + 1 // our own broadcast came back
+	evAdded                          // new peer (ANNOUNCE)
+	evUpdated                        // known online peer refreshed
+	evRevived                        // suspect or dead peer heard again
+	evRestarted                      // keyed peer announced a higher incarnation
+	evLeft                           // LEAVE
 	evSuspect
 	evDead
 	evRemoved
@@ -65,7 +67,16 @@ type event struct {
 	kind    eventKind
 	peer    Peer
 	oldName string     // evUpdated etc.: name before the message
-	oldAddr netip.Addr // evMoved: addr before the message
+	oldAddr netip.Addr // addr before the message
+	// gone are peers the message removed besides its own: the id that
+	// held its source address, or the oldest dead entry evicted to make
+	// room (docs/protocol.md §5).
+	gone []gonePeer
+}
+
+type gonePeer struct {
+	peer Peer
+	why  string // "replaced by <id>" or "evicted"
 }
 
 // table is the membership state machine of docs/protocol.md §5. It is
@@ -79,18 +90,36 @@ type table struct {
 	suspect, dead, remove time.Duration // ages at which a peer turns suspect, dead, is removed
 	max                   int
 
-	peers map[string]*Peer
+	peers  map[string]*Peer
+	byAddr map[netip.Addr]string // recorded address -> id: one id per address
+	// seen holds the last accepted (inc, seq) of every keyed sender, kept
+	// window after it was last heard even once it leaves the table, so
+	// that recorded traffic cannot bring it back (docs/protocol.md §9.2).
+	seen   map[string]seenMsg
+	window time.Duration
 	// due is no later than the earliest time at which tick has work;
 	// the zero time when the table is empty.
 	due time.Time
 }
 
-func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, suspect, dead, removeAfterDead time.Duration, max int) *table {
+type seenMsg struct {
+	inc, seq uint64
+	at       time.Time // when accepted
+}
+
+// newer reports whether (inc, seq) comes after s: a higher incarnation,
+// or the same one and a higher seq.
+func (s seenMsg) newer(inc, seq uint64) bool {
+	return inc > s.inc || inc == s.inc && seq > s.seq
+}
+
+func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, suspect, dead, removeAfterDead, window time.Duration, max int) *table {
 	prefix = prefix.Masked()
 	return &table{
 		self: self, selfAddr: selfAddr, prefix: prefix, bcast: broadcastAddr(prefix),
 		suspect: suspect, dead: dead, remove: dead + removeAfterDead, max: max,
-		peers: make(map[string]*Peer),
+		peers: make(map[string]*Peer), byAddr: make(map[netip.Addr]string),
+		seen: make(map[string]seenMsg), window: window,
 	}
 }
 
@@ -151,7 +180,7 @@ func (t *table) tick(now time.Time, strict bool) []event {
 		age := now.Sub(p.LastHeard)
 		switch {
 		case t.past(age, t.remove, strict):
-			delete(t.peers, id)
+			t.delete(id)
 			evs = append(evs, event{kind: evRemoved, peer: *p})
 			continue
 		case t.past(age, t.dead, strict):
@@ -170,6 +199,7 @@ func (t *table) tick(now time.Time, strict bool) []event {
 		}
 	}
 	t.due = due
+	t.pruneSeen(now)
 	slices.SortFunc(evs, func(a, b event) int { return strings.Compare(a.peer.ID, b.peer.ID) })
 	return evs
 }
@@ -190,9 +220,9 @@ func (t *table) deadline(p *Peer) time.Time {
 func (t *table) next() time.Time { return t.due }
 
 // observe applies one valid message from source src received at now
-// (docs/protocol.md §5 and §6, steps 4–6). The caller has applied
-// tick(now, true). A dropped message changes nothing and returns a
-// *DropError.
+// (docs/protocol.md §5 and §6, steps 5–7). The caller has applied
+// tick(now, true) and checked signatures (step 4). A dropped message
+// changes nothing and returns a *DropError.
 func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error) {
 	if m.ID == t.self {
 		if src == t.selfAddr {
@@ -203,54 +233,128 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 	if src == t.selfAddr {
 		return event{}, dropf(ReasonOwnAddr, "%v of %s comes from our address %v", m.Kind, m.ID, src)
 	}
-	p := t.peers[m.ID]
+	if m.Kind == Announce && m.Addr != src {
+		return event{}, dropf(ReasonAddrMismatch, "ANNOUNCE of %s says addr %v, source is %v", m.ID, m.Addr, src)
+	}
+	if s, ok := t.seen[m.ID]; ok && m.Keyed() && !s.newer(m.Inc, m.Seq) {
+		return event{}, dropf(ReasonReplay, "%v of %s is inc %d seq %d, already had inc %d seq %d",
+			m.Kind, m.ID, m.Inc, m.Seq, s.inc, s.seq)
+	}
+	var ev event
+	var err error
 	switch m.Kind {
 	case Announce:
-		if m.Addr != src {
-			return event{}, dropf(ReasonAddrMismatch, "ANNOUNCE of %s says addr %v, source is %v", m.ID, m.Addr, src)
-		}
-		ev := event{kind: evAdded}
-		if p == nil {
-			if len(t.peers) >= t.max {
-				return event{}, dropf(ReasonTableFull, "table holds %d peers, refusing %s", t.max, m.ID)
-			}
-			p = &Peer{ID: m.ID}
-			t.peers[m.ID] = p
-		} else {
-			ev = event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
-			switch {
-			case p.Addr != src:
-				ev.kind = evMoved
-			case p.Status != Online:
-				ev.kind = evRevived
-			}
-		}
-		p.Name, p.Addr, p.CPUs = m.Name, m.Addr, m.CPUs
-		p.MemTotal, p.MemFree, p.Containers = m.MemTotal, m.MemFree, m.Containers
-		t.heard(p, now)
-		ev.peer = *p
-		return ev, nil
+		ev, err = t.announce(m, src, now)
 	case Heartbeat, Leave:
-		if p == nil {
-			return event{}, dropf(ReasonUnknownID, "%v from unknown node_id %s", m.Kind, m.ID)
-		}
-		if p.Addr != src {
-			return event{}, dropf(ReasonSourceMismatch, "%v of %s from %v, recorded addr is %v", m.Kind, m.ID, src, p.Addr)
-		}
-		if m.Kind == Leave {
-			delete(t.peers, m.ID)
-			return event{kind: evLeft, peer: *p}, nil
-		}
-		ev := event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
-		if p.Status != Online {
-			ev.kind = evRevived
-		}
-		p.MemFree, p.Containers, p.Load, p.HasLoad = m.MemFree, m.Containers, m.Load, true
-		t.heard(p, now)
-		ev.peer = *p
-		return ev, nil
+		ev, err = t.heartbeatOrLeave(m, src, now)
+	default:
+		err = dropf(ReasonUnknownVerb, "kind %d", m.Kind)
 	}
-	return event{}, dropf(ReasonUnknownVerb, "kind %d", m.Kind)
+	if err == nil && m.Keyed() {
+		t.seen[m.ID] = seenMsg{m.Inc, m.Seq, now}
+	}
+	return ev, err
+}
+
+func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error) {
+	p := t.peers[m.ID]
+	ev := event{kind: evAdded}
+	if p != nil {
+		ev = event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
+		switch {
+		case p.Addr != src && p.Status != Dead:
+			// A live id does not move: whoever else claims it is refused
+			// until it has been silent long enough to be dead.
+			return event{}, dropf(ReasonAddrConflict, "ANNOUNCE of %s from %v, but it is %v at %v",
+				m.ID, src, p.Status, p.Addr)
+		case p.Status != Online: // dead ones may come back elsewhere
+			ev.kind = evRevived
+		case m.Keyed() && p.Keyed && m.Inc > p.Inc:
+			ev.kind = evRestarted
+		}
+	}
+	// One address holds one id: a new id from an address replaces the
+	// one it held (a machine back under a new id).
+	if other, ok := t.byAddr[src]; ok && other != m.ID {
+		ev.gone = append(ev.gone, gonePeer{*t.peers[other], "replaced by " + m.ID})
+		t.delete(other)
+	} else if p == nil && len(t.peers) >= t.max {
+		victim := t.oldestDead()
+		if victim == nil {
+			return event{}, dropf(ReasonTableFull, "table holds %d live peers, refusing %s", t.max, m.ID)
+		}
+		ev.gone = append(ev.gone, gonePeer{*victim, "evicted"})
+		t.delete(victim.ID)
+	}
+	if p == nil {
+		p = &Peer{ID: m.ID}
+		t.peers[m.ID] = p
+	}
+	if p.Addr != src {
+		delete(t.byAddr, p.Addr)
+		t.byAddr[src] = m.ID
+	}
+	p.Name, p.Addr, p.CPUs = m.Name, m.Addr, m.CPUs
+	p.MemTotal, p.MemFree, p.Containers = m.MemTotal, m.MemFree, m.Containers
+	p.Keyed, p.Inc = m.Keyed(), m.Inc
+	t.heard(p, now)
+	ev.peer = *p
+	return ev, nil
+}
+
+func (t *table) heartbeatOrLeave(m Message, src netip.Addr, now time.Time) (event, error) {
+	p := t.peers[m.ID]
+	if p == nil {
+		return event{}, dropf(ReasonUnknownID, "%v from unknown node_id %s", m.Kind, m.ID)
+	}
+	if p.Addr != src {
+		return event{}, dropf(ReasonSourceMismatch, "%v of %s from %v, recorded addr is %v", m.Kind, m.ID, src, p.Addr)
+	}
+	if m.Kind == Leave {
+		t.delete(m.ID)
+		return event{kind: evLeft, peer: *p}, nil
+	}
+	ev := event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
+	if p.Status != Online {
+		ev.kind = evRevived
+	}
+	p.MemFree, p.Containers, p.Load, p.HasLoad = m.MemFree, m.Containers, m.Load, true
+	p.Keyed = m.Keyed()
+	t.heard(p, now)
+	ev.peer = *p
+	return ev, nil
+}
+
+// oldestDead returns the dead peer heard longest ago, or nil.
+func (t *table) oldestDead() *Peer {
+	var o *Peer
+	for _, p := range t.peers {
+		if p.Status == Dead && (o == nil || p.LastHeard.Before(o.LastHeard) ||
+			p.LastHeard.Equal(o.LastHeard) && p.ID < o.ID) {
+			o = p
+		}
+	}
+	return o
+}
+
+// delete removes a peer and its address.
+func (t *table) delete(id string) {
+	if p, ok := t.peers[id]; ok {
+		if t.byAddr[p.Addr] == id {
+			delete(t.byAddr, p.Addr)
+		}
+		delete(t.peers, id)
+	}
+}
+
+// pruneSeen forgets the (inc, seq) of keyed senders no longer listed and
+// not heard for twice the window: their old messages are stale by then.
+func (t *table) pruneSeen(now time.Time) {
+	for id, s := range t.seen {
+		if _, listed := t.peers[id]; !listed && now.Sub(s.at) >= 2*t.window {
+			delete(t.seen, id)
+		}
+	}
 }
 
 // heard marks p online as of now.
@@ -267,6 +371,7 @@ func (t *table) full() bool { return len(t.peers) >= t.max }
 // clear forgets every peer.
 func (t *table) clear() {
 	clear(t.peers)
+	clear(t.byAddr)
 	t.due = time.Time{}
 }
 

@@ -9,7 +9,7 @@ import (
 
 func testTable(max int) *table {
 	return newTable("00000001", netip.MustParseAddr("10.0.0.1"), netip.MustParsePrefix("10.0.0.0/24"),
-		15*s, 30*s, 60*s, max)
+		15*s, 30*s, 60*s, 30*s, max)
 }
 
 func announce(id, addr string) Message {
@@ -122,14 +122,15 @@ func TestTableObserve(t *testing.T) {
 		{leave("00000002"), a3, "source_mismatch"},
 		{announce("00000003", "10.0.0.3"), a3, "added"},
 		{announce("00000004", "10.0.0.4"), a4, "table_full"},
-		{announce("00000002", "10.0.0.4"), a4, "moved"},
-		{hb("00000002"), a2, "source_mismatch"},
-		{hb("00000002"), a4, "updated"},
-		{leave("00000002"), a4, "left"},
+		{announce("00000002", "10.0.0.4"), a4, "addr_conflict"},
+		{hb("00000002"), a4, "source_mismatch"},
+		{announce("00000005", "10.0.0.3"), a3, "added"}, // replaces 3: one id per address
+		{hb("00000003"), a3, "unknown_id"},
+		{leave("00000002"), a2, "left"},
 		{announce("00000004", "10.0.0.4"), a4, "added"},
 	}
 	names := map[eventKind]string{evEcho: "echo", evAdded: "added", evUpdated: "updated",
-		evRevived: "revived", evMoved: "moved", evLeft: "left"}
+		evRevived: "revived", evLeft: "left"}
 	for i, st := range steps {
 		now = now.Add(ms)
 		ev, err := tb.observe(st.m, st.src, now)
@@ -141,17 +142,17 @@ func TestTableObserve(t *testing.T) {
 			t.Errorf("step %d: %v from %v: %s, want %s", i, st.m, st.src, got, st.want)
 		}
 	}
-	p, _ := tb.get("00000003")
-	if p.Addr != a3 || p.Name != "n3" || p.HasLoad {
-		t.Errorf("peer 3: %+v", p)
+	p, _ := tb.get("00000005")
+	if p.Addr != a3 || p.Name != "n5" || p.HasLoad {
+		t.Errorf("peer 5: %+v", p)
 	}
 	// HEARTBEAT fields, and revival from dead.
 	tb.tick(now.Add(31*s), false)
-	if p, _ := tb.get("00000003"); p.Status != Dead {
-		t.Fatalf("peer 3: %v", p.Status)
+	if p, _ := tb.get("00000005"); p.Status != Dead {
+		t.Fatalf("peer 5: %v", p.Status)
 	}
-	ev, err := tb.observe(hb("00000003"), a3, now.Add(31*s))
-	p, _ = tb.get("00000003")
+	ev, err := tb.observe(hb("00000005"), a3, now.Add(31*s))
+	p, _ = tb.get("00000005")
 	if err != nil || ev.kind != evRevived || p.Status != Online || p.Load != 150 || !p.HasLoad ||
 		p.MemFree != 7 || p.Containers != 3 {
 		t.Errorf("revived: %v %v %+v", ev.kind, err, p)

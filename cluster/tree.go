@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -69,10 +71,16 @@ func (t *Tree) ReadFile(name string) ([]byte, error) {
 	return e.data, nil
 }
 
+// MaxCtlWrite bounds a ctl write; longer ones are refused unread.
+const MaxCtlWrite = 1024
+
 // WriteFile writes ctl (docs/protocol.md §8.1); every other name is
 // read-only.
 func (t *Tree) WriteFile(name string, data []byte) error {
 	if name == "ctl" {
+		if len(data) > MaxCtlWrite {
+			return fmt.Errorf("ctl message too long: %d bytes, limit %d", len(data), MaxCtlWrite)
+		}
 		return t.n.ctl(data)
 	}
 	if _, err := t.resolve("write", name); err != nil {
@@ -81,24 +89,50 @@ func (t *Tree) WriteFile(name string, data []byte) error {
 	return &fs.PathError{Op: "write", Path: name, Err: fs.ErrPermission}
 }
 
-// ctl carries out one control message: join, leave or name <newname>,
-// one trailing newline trimmed.
+// ctl carries out one control message (docs/protocol.md §8.1), one
+// trailing newline trimmed.
 func (n *Node) ctl(data []byte) error {
 	s := strings.TrimSuffix(string(data), "\n")
+	verb, arg, hasArg := strings.Cut(s, " ")
 	switch {
 	case s == "join":
 		n.Join()
 	case s == "leave":
 		n.Leave()
-	case strings.HasPrefix(s, "name "):
-		return n.Rename(s[len("name "):])
-	default:
-		if len(s) > 64 {
-			s = s[:64] + "..."
+	case verb == "name" && hasArg:
+		return n.Rename(arg)
+	case verb == "key" && hasArg:
+		return n.keyCtl(arg)
+	case verb == "auth" && hasArg:
+		a, err := ParseAuthMode(arg)
+		if err != nil {
+			return err
 		}
-		return fmt.Errorf("bad ctl message: %q", s)
+		return n.SetAuth(a)
+	default:
+		return fmt.Errorf("bad ctl message: %q", clip(s))
 	}
 	return nil
+}
+
+// keyCtl carries out key add|use|remove. Nothing it says quotes a key.
+func (n *Node) keyCtl(arg string) error {
+	sub, val, _ := strings.Cut(arg, " ")
+	switch sub {
+	case "add":
+		k, err := ParseKey([]byte(val))
+		if err != nil {
+			return err
+		}
+		_, err = n.AddKey(k)
+		clear(k)
+		return err
+	case "use":
+		return n.UseKey(val)
+	case "remove":
+		return n.RemoveKey(val)
+	}
+	return errors.New("bad key message: want key add <64 hex digits>, key use <fingerprint> or key remove <fingerprint>")
 }
 
 func (t *Tree) resolve(op, name string) (entry, error) {
@@ -119,13 +153,13 @@ func (t *Tree) resolve(op, name string) (entry, error) {
 	ok := true
 	switch el[0] {
 	case ".":
-		e = dir("ctl", "nodes/", "self/", "stats")
+		e = dir("conflicts", "ctl", "nodes/", "self/", "stats")
 	case "ctl":
 		ok = len(el) == 1
-		e = file("left\n")
-		if n.joined {
-			e = file("joined\n")
-		}
+		e = entry{data: n.ctlText()}
+	case "conflicts":
+		ok = len(el) == 1
+		e = entry{data: n.conflictsText()}
 	case "stats":
 		ok = len(el) == 1
 		e = entry{data: n.statsText()}
@@ -219,7 +253,43 @@ func (n *Node) statsText() []byte {
 	for r, v := range st.dropped {
 		b = fmt.Appendf(b, "dropped_%v %d\n", Reason(r), v)
 	}
-	return fmt.Appendf(b, "sent %d\nsend_errors %d\npeers %d\n", st.sent, st.sendErrors, len(n.tab.peers))
+	return fmt.Appendf(b, "sent %d\nsend_errors %d\npeers %d\nanswers %d\nrefutes %d\nlog_held %d\n",
+		st.sent, st.sendErrors, len(n.tab.peers), st.answers, st.refutes, n.logLim.total)
+}
+
+// ctlText is what reading ctl gives: joined or left, the auth mode, and
+// the keys by fingerprint, primary first (docs/protocol.md §8.1).
+func (n *Node) ctlText() []byte {
+	b := []byte("left\n")
+	if n.joined {
+		b = []byte("joined\n")
+	}
+	b = fmt.Appendf(b, "auth %v\n", n.auth)
+	for i, fp := range n.ring.fingerprints() {
+		if i == 0 {
+			b = fmt.Appendf(b, "key %s primary\n", fp)
+		} else {
+			b = fmt.Appendf(b, "key %s\n", fp)
+		}
+	}
+	return b
+}
+
+// conflictsText lists each name that more than one id goes by, ours
+// included: "name id id ...", sorted by name (docs/protocol.md §8).
+func (n *Node) conflictsText() []byte {
+	ids := map[string][]string{n.name: {n.cfg.ID}}
+	for _, p := range n.tab.list() {
+		ids[p.Name] = append(ids[p.Name], p.ID)
+	}
+	var b []byte
+	for _, name := range slices.Sorted(maps.Keys(ids)) {
+		if l := ids[name]; len(l) > 1 {
+			slices.Sort(l)
+			b = fmt.Appendf(b, "%s %s\n", name, strings.Join(l, " "))
+		}
+	}
+	return b
 }
 
 // formatBytes prints a byte count in the largest binary unit of K, M, G

@@ -158,7 +158,7 @@ func TestCluster(t *testing.T) {
 			t.Errorf("%q: %q, want it to end in %q", c.line, got, c.want)
 		}
 	}
-	if got := command(t, vm2, "cat /cluster/ctl"); got != "joined\n" {
+	if got := command(t, vm2, "cat /cluster/ctl"); got != "joined\nauth plain\n" {
 		t.Errorf("ctl after bad writes: %q", got)
 	}
 
@@ -192,7 +192,7 @@ func TestCluster(t *testing.T) {
 	command(t, vm2, "echo leave > /cluster/ctl")
 	at, _ = poll(t, vm1, "ls /cluster/nodes/", 3*time.Second, 20*time.Millisecond, lacks(id2))
 	t.Logf("leave seen after %v", at.Sub(t0).Round(time.Millisecond))
-	if got := command(t, vm2, "cat /cluster/ctl"); got != "left\n" {
+	if got := command(t, vm2, "cat /cluster/ctl"); got != "left\nauth plain\n" {
 		t.Errorf("ctl after leave: %q", got)
 	}
 	if got := command(t, vm2, "ls /cluster/nodes/"); got != "" {
