@@ -105,7 +105,7 @@ type Message struct {
 	// A keyed message (docs/protocol.md §9) also carries these; KeyID is
 	// empty in a plain one.
 	Inc   uint64 // the sender's incarnation: its wall clock at start, in ms
-	Seq   uint64 // its wall clock at sending, in ms, strictly increasing
+	Seq   uint64 // its wall clock at sending, in ms, increasing within an incarnation
 	KeyID string // the fingerprint of the key that signed it
 	Tag   string // 32 lowercase hex digits: HMAC-SHA256 of what precedes it
 }
@@ -276,8 +276,8 @@ func (m *Message) parseTrailer(f []string) error {
 	if m.Inc, ok = parseUint(f[0], maxUint64); !ok || m.Inc == 0 {
 		return bad("inc", f[0], "a decimal 1-18446744073709551615")
 	}
-	if m.Seq, ok = parseUint(f[1], maxUint64); !ok || m.Seq < m.Inc {
-		return bad("seq", f[1], "a decimal no smaller than inc")
+	if m.Seq, ok = parseUint(f[1], maxUint64); !ok {
+		return bad("seq", f[1], "a 64-bit unsigned decimal")
 	}
 	if !ValidID(f[2]) {
 		return bad("key", f[2], "8 lowercase hex digits")
@@ -358,7 +358,7 @@ func (m Message) Validate() error {
 			return fmt.Errorf("bad load %v: want at most 65535.99", m.Load)
 		}
 	}
-	if m.Keyed() && (m.Inc == 0 || m.Seq < m.Inc || !ValidID(m.KeyID) || !isLowerHex(m.Tag, 2*TagSize)) {
+	if m.Keyed() && (m.Inc == 0 || !ValidID(m.KeyID) || !isLowerHex(m.Tag, 2*TagSize)) {
 		return fmt.Errorf("bad keyed trailer: inc %d seq %d key %q tag %q", m.Inc, m.Seq, m.KeyID, m.Tag)
 	}
 	return nil

@@ -133,17 +133,25 @@ type simConn struct {
 }
 
 type sent struct {
-	at  time.Duration // since t0
-	msg string        // without the newline
+	at      time.Duration // since t0
+	msg     string        // without the newline
+	unicast bool          // to one node, not the broadcast address
 }
 
 func (c *simConn) WriteTo(b []byte, dst net.Addr) (int, error) {
 	s := c.s
 	u := dst.(*net.UDPAddr)
-	if u.Port != DefaultPort || !u.IP.Equal(net.IPv4(10, 0, 0, 255)) {
-		s.t.Errorf("%v sent to %v, want 10.0.0.255:9710", c.addr, dst)
+	to, _ := netip.AddrFromSlice(u.IP)
+	to = to.Unmap()
+	bcast := to == netip.AddrFrom4([4]byte{10, 0, 0, 255})
+	if u.Port != DefaultPort || !bcast && !s.prefix.Contains(to) {
+		s.t.Errorf("%v sent to %v, want 10.0.0.255:9710 or a host of 10.0.0.0/24", c.addr, dst)
 	}
-	c.sent = append(c.sent, sent{s.clock.Now().Sub(t0), strings.TrimSuffix(string(b), "\n")})
+	c.sent = append(c.sent, sent{s.clock.Now().Sub(t0), strings.TrimSuffix(string(b), "\n"), !bcast})
+	if !bcast {
+		s.enqueue(c.addr, to, b)
+		return len(b), nil
+	}
 	for _, to := range s.addrs() {
 		if to == c.addr && s.noEcho {
 			continue
@@ -195,12 +203,13 @@ func (s *sim) addrs() []netip.Addr {
 // config is the default test config of host h (10.0.0.h) with id 000000hh.
 func (s *sim) config(h int) Config {
 	return Config{
-		ID:     fmt.Sprintf("%08x", h),
-		Name:   fmt.Sprintf("n%d", h),
-		Addr:   netip.AddrFrom4([4]byte{10, 0, 0, byte(h)}),
-		Prefix: s.prefix,
-		Clock:  s.clock,
-		Rand:   rand.New(rand.NewPCG(uint64(h), 1)),
+		ID:        fmt.Sprintf("%08x", h),
+		Name:      fmt.Sprintf("n%d", h),
+		Addr:      netip.AddrFrom4([4]byte{10, 0, 0, byte(h)}),
+		Prefix:    s.prefix,
+		Clock:     s.clock,
+		WallClock: s.clock.Now,
+		Rand:      rand.New(rand.NewPCG(uint64(h), 1)),
 		Resources: func() Resources {
 			return Resources{CPUs: 2, MemTotal: 256 << 20, MemFree: 128 << 20, Load: 0.25}
 		},
@@ -244,6 +253,14 @@ func (s *sim) kill(n *simNode) {
 // inject queues a datagram from an arbitrary source to host to.
 func (s *sim) inject(from string, to *simNode, msg string) {
 	s.enqueue(netip.MustParseAddr(from), to.addr, []byte(msg))
+}
+
+// injectAll queues a datagram from an arbitrary source to every node, as
+// a broadcast would.
+func (s *sim) injectAll(from, msg string) {
+	for _, a := range s.addrs() {
+		s.enqueue(netip.MustParseAddr(from), a, []byte(msg))
+	}
 }
 
 // injectAt queues a datagram from an arbitrary source to host to so that

@@ -174,11 +174,17 @@ type Node struct {
 	seq     int64     // number of the next periodic message; 0 was the join ANNOUNCE
 	next    time.Time // when it is due; zero while not sending
 	reply   time.Time // a pending fast-join reply; zero if none
-	prompt  time.Time // last reply prompted by an unknown HEARTBEAT
-	tab     *table
-	rng     *rand.Rand
-	st      stats
-	logs    []string // flushed by unlock
+	// replyTo is whom the pending reply answers, one datagram each;
+	// replyAll, that they are too many, so one ANNOUNCE goes to the
+	// broadcast address instead (docs/protocol.md §4.1).
+	replyTo       []netip.Addr
+	replyAll      bool
+	lastBroadcast time.Time // when the last broadcast answer was sent
+	prompt        time.Time // last reply prompted by an unknown HEARTBEAT
+	tab           *table
+	rng           *rand.Rand
+	st            stats
+	logs          []string // flushed by unlock
 
 	dropLogged [numReasons]time.Time // last drop logged, per reason
 	logLim     logLimiter
@@ -398,7 +404,7 @@ func (n *Node) Leave() {
 // ANNOUNCE at once so peers see the new name.
 func (n *Node) Rename(name string) error {
 	if !ValidName(name) {
-		return fmt.Errorf("bad name: %q", name)
+		return fmt.Errorf("bad name: %q", clip(name))
 	}
 	res := n.resources()
 	n.sendMu.Lock()
@@ -595,7 +601,7 @@ func (n *Node) handle(b []byte, src net.Addr) {
 			if m.Kind == Heartbeat && !n.tab.full() &&
 				(n.prompt.IsZero() || now.Sub(n.prompt) >= n.cfg.Interval) {
 				n.prompt = now
-				n.replyLocked(now)
+				n.replyLocked(now, ip)
 			}
 		}
 		return
@@ -612,7 +618,7 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	// Answer whoever may not know us: a new id, one back from silence,
 	// one restarted. Not a move or a refresh (docs/protocol.md §4.1).
 	if ev.kind == evAdded || ev.kind == evRevived || ev.kind == evRestarted {
-		n.replyLocked(now)
+		n.replyLocked(now, ip)
 	}
 	if ev.kind != evUpdated || ev.oldName != ev.peer.Name {
 		n.checkNameLocked(ev.peer.ID, ev.peer.Name, now)
@@ -655,7 +661,7 @@ func (n *Node) refuteLocked(now time.Time, from netip.Addr) {
 	}
 	n.refute, n.lastRefute = now, now
 	n.st.refutes++
-	n.inc = max(n.inc+1, uint64(n.cfg.WallClock().UnixMilli()))
+	n.inc++
 	n.limitedLogf("", now, "cluster: %v claims our node_id %s: refuting", from, n.cfg.ID)
 }
 
@@ -696,17 +702,37 @@ func (n *Node) countDrop(err error, src net.Addr, now time.Time) {
 	}
 }
 
-// replyLocked schedules a fast-join reply unless one is pending, no
-// sooner than AnswerEvery after our last ANNOUNCE (docs/protocol.md §4.1).
-func (n *Node) replyLocked(now time.Time) {
-	if !n.reply.IsZero() || !n.running {
+// maxUnicastAnswers is how many nodes one reply answers one by one; more
+// are answered by one broadcast (docs/protocol.md §4.1).
+const maxUnicastAnswers = 4
+
+// replyLocked schedules a fast-join reply to the node at addr to, no
+// sooner than AnswerEvery after our last ANNOUNCE, sent to it alone. A
+// reply that would answer more than maxUnicastAnswers nodes goes to the
+// broadcast address instead, at most once per Interval
+// (docs/protocol.md §4.1).
+func (n *Node) replyLocked(now time.Time, to netip.Addr) {
+	if !n.running {
 		return
 	}
-	at := now
-	if !n.lastAnnounce.IsZero() {
-		at = later(at, n.lastAnnounce.Add(n.cfg.AnswerEvery))
+	if n.reply.IsZero() {
+		n.replyTo, n.replyAll = n.replyTo[:0], false
+		at := now
+		if !n.lastAnnounce.IsZero() {
+			at = later(at, n.lastAnnounce.Add(n.cfg.AnswerEvery))
+		}
+		n.reply = at.Add(time.Duration(n.rng.Int64N(int64(n.cfg.ReplyJitter) + 1)))
 	}
-	n.reply = at.Add(time.Duration(n.rng.Int64N(int64(n.cfg.ReplyJitter) + 1)))
+	switch {
+	case n.replyAll || slices.Contains(n.replyTo, to):
+	case len(n.replyTo) < maxUnicastAnswers:
+		n.replyTo = append(n.replyTo, to)
+	default:
+		n.replyAll = true
+		if !n.lastBroadcast.IsZero() {
+			n.reply = later(n.reply, n.lastBroadcast.Add(n.cfg.Interval))
+		}
+	}
 }
 
 func later(a, b time.Time) time.Time {
@@ -732,7 +758,11 @@ func (n *Node) fire() {
 	}
 	res := n.resources() // not under mu: it is the caller's code
 	n.mu.Lock()
-	var out []Message
+	var (
+		out   []Message // to the broadcast address
+		uni   Message   // an answer to each of uniTo
+		uniTo []*net.UDPAddr
+	)
 	if n.running && n.joined {
 		if !n.next.IsZero() && !now.Before(n.next) {
 			// The schedule is exact (docs/protocol.md §4.2): message k is
@@ -754,16 +784,31 @@ func (n *Node) fire() {
 			n.seq = last + 1
 			n.next = n.base.Add(time.Duration(n.seq) * n.cfg.Interval)
 		}
-		if reached(now, n.reply) || reached(now, n.refute) {
-			if reached(now, n.reply) {
-				n.st.answers++
-			}
+		switch {
+		case reached(now, n.refute):
 			out = append(out, n.announceLocked(res))
+		case reached(now, n.reply):
+			n.st.answers++
+			if n.replyAll {
+				out = append(out, n.announceLocked(res))
+				n.lastBroadcast = now
+				break
+			}
+			// A few nodes to answer: no need to wake every other.
+			uni = n.announceLocked(res)
+			for _, a := range n.replyTo {
+				uniTo = append(uniTo, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(n.cfg.Port))))
+			}
+		}
+		if reached(now, n.reply) || reached(now, n.refute) {
 			n.reply, n.refute = time.Time{}, time.Time{}
 		}
 	}
 	n.unlock()
 	n.send(out...)
+	for _, to := range uniTo {
+		n.sendTo(to, uni)
+	}
 }
 
 // reached reports whether a pending time t (zero: none) has come.
@@ -801,14 +846,17 @@ func (n *Node) resources() Resources {
 
 // send writes messages to the broadcast address, signed unless the auth
 // mode is plain. The caller holds sendMu and not mu.
-func (n *Node) send(ms ...Message) {
+func (n *Node) send(ms ...Message) { n.sendTo(n.dst, ms...) }
+
+// sendTo is send to dst.
+func (n *Node) sendTo(dst *net.UDPAddr, ms ...Message) {
 	for _, m := range ms {
 		n.mu.Lock()
 		n.signLocked(&m)
 		n.mu.Unlock()
 		err := m.Validate()
 		if err == nil {
-			_, err = n.conn.WriteTo(m.Append(nil), n.dst)
+			_, err = n.conn.WriteTo(m.Append(nil), dst)
 		}
 		n.mu.Lock()
 		if err != nil {
@@ -823,15 +871,21 @@ func (n *Node) send(ms ...Message) {
 
 // signLocked signs m with the primary key, under our incarnation and the
 // next seq: the wall clock in ms, raised past the last seq if the clock
-// has not moved on (docs/protocol.md §9.1).
+// has not moved on. A clock set back by more than half the window starts
+// a new incarnation instead, so that seq follows the clock again
+// (docs/protocol.md §9.1).
 func (n *Node) signLocked(m *Message) {
 	key, _, ok := n.ring.sign()
 	if n.auth == AuthPlain || !ok {
 		return
 	}
-	seq := max(uint64(max(n.cfg.WallClock().UnixMilli(), 0)), n.lastSeq+1, n.inc)
-	n.lastSeq = seq
-	m.Sign(key, n.inc, seq)
+	wall := uint64(max(n.cfg.WallClock().UnixMilli(), 0))
+	if half := uint64(n.cfg.Window.Milliseconds() / 2); wall+half < n.lastSeq {
+		n.inc++
+		n.lastSeq = 0
+	}
+	n.lastSeq = max(wall, n.lastSeq+1)
+	m.Sign(key, n.inc, n.lastSeq)
 }
 
 // poke wakes Run to recompute its timer.

@@ -45,13 +45,13 @@ func TestSchedule(t *testing.T) {
 	a := sm.start(1, nil)
 	sm.runTo(1234*ms + 31*s)
 	want := []sent{
-		{1234 * ms, "ANNOUNCE 00000001 10.0.0.1 n1 2 268435456 134217728 0"},
-		{6234 * ms, "HEARTBEAT 00000001 0.25 134217728 0"},
-		{11234 * ms, "HEARTBEAT 00000001 0.25 134217728 0"},
-		{16234 * ms, "ANNOUNCE 00000001 10.0.0.1 n1 2 268435456 134217728 0"},
-		{21234 * ms, "HEARTBEAT 00000001 0.25 134217728 0"},
-		{26234 * ms, "HEARTBEAT 00000001 0.25 134217728 0"},
-		{31234 * ms, "ANNOUNCE 00000001 10.0.0.1 n1 2 268435456 134217728 0"},
+		{1234 * ms, "ANNOUNCE 00000001 10.0.0.1 n1 2 268435456 134217728 0", false},
+		{6234 * ms, "HEARTBEAT 00000001 0.25 134217728 0", false},
+		{11234 * ms, "HEARTBEAT 00000001 0.25 134217728 0", false},
+		{16234 * ms, "ANNOUNCE 00000001 10.0.0.1 n1 2 268435456 134217728 0", false},
+		{21234 * ms, "HEARTBEAT 00000001 0.25 134217728 0", false},
+		{26234 * ms, "HEARTBEAT 00000001 0.25 134217728 0", false},
+		{31234 * ms, "ANNOUNCE 00000001 10.0.0.1 n1 2 268435456 134217728 0", false},
 	}
 	if !slices.Equal(a.conn.sent, want) {
 		t.Errorf("sent:\n%v\nwant:\n%v", a.conn.sent, want)
@@ -505,9 +505,9 @@ func TestTableCap(t *testing.T) {
 	if got := d.status(a); got != "online" {
 		t.Errorf("d sees a: %s", got)
 	}
-	// a announced at its join, answered b and c once, and at 15 s: no
-	// prompts for d.
-	if got := strings.Count(a.verbs(), "ANNOUNCE"); got != 3 {
+	// a announced at its join, answered b and c once (one datagram to
+	// each), and at 15 s: no prompts for d.
+	if got := strings.Count(a.verbs(), "ANNOUNCE"); got != 4 {
 		t.Errorf("a sent %s", a.verbs())
 	}
 	// A place frees: d gets in at its next ANNOUNCE (at 30 s).
