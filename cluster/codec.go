@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"crypto/hmac"
 	"fmt"
 	"net/netip"
 	"strconv"
@@ -303,17 +302,10 @@ func isLowerHex(s string, n int) bool {
 
 // Sign makes m a keyed message of incarnation inc and sequence seq,
 // signed with key (docs/protocol.md §9.1).
-func (m *Message) Sign(key []byte, inc, seq uint64) {
-	m.Inc, m.Seq, m.KeyID, m.Tag = inc, seq, Fingerprint(key), ""
-	tag := tagOf(key, m.appendSigned(nil))
-	m.Tag = string(tag[:])
-}
+func (m *Message) Sign(key []byte, inc, seq uint64) { newSigner(key).sign(m, inc, seq) }
 
 // Verify reports whether m's tag is right for key. m must be keyed.
-func (m Message) Verify(key []byte) bool {
-	tag := tagOf(key, m.appendSigned(nil))
-	return hmac.Equal(tag[:], []byte(m.Tag))
-}
+func (m Message) Verify(key []byte) bool { return newSigner(key).verify(&m) }
 
 // appendSigned appends the bytes a keyed message's tag covers: all of it
 // up to the space before the tag (docs/protocol.md §9.1).

@@ -219,8 +219,20 @@ func FuzzParse(f *testing.F) {
 		"ANNOUNCE 0a1b2c3d 10.0.2.015 n 4 1 1 0",
 		"",
 		"\xff\n",
+		"HEARTBEAT 0a1b2c3d 0.25 134217728 2 1764493690123 1764493695123 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee\n",
+		"LEAVE 0a1b2c3d 1 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee",
+		"LEAVE 0a1b2c3d 0 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee",
+		"LEAVE 0a1b2c3d 1 2 630dcd29 1E229d7b6c8d4536a5798611c5bfcbee",
 	} {
 		f.Add([]byte(s))
+	}
+	for _, m := range []Message{
+		{Kind: Announce, ID: "0a1b2c3d", Addr: netip.MustParseAddr("10.0.2.15"), Name: "n", CPUs: 1},
+		{Kind: Heartbeat, ID: "0a1b2c3d", Load: 25},
+		{Kind: Leave, ID: "0a1b2c3d"},
+	} {
+		m.Sign(testKey, 1764493690123, 1764493695123)
+		f.Add(m.Append(nil))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		m, err := Parse(b)
@@ -242,6 +254,15 @@ func FuzzParse(f *testing.F) {
 		m2, err := Parse(canon)
 		if err != nil || m2 != m {
 			t.Fatalf("Parse(%q) = %+v, %v; want %+v", canon, m2, err, m)
+		}
+		// A signed message verifies exactly when signing its fields
+		// again gives its tag.
+		if m.Keyed() {
+			re := m
+			re.Sign(testKey, m.Inc, m.Seq)
+			if m.Verify(testKey) != (re.Tag == m.Tag && re.KeyID == m.KeyID) {
+				t.Fatalf("Verify(%q) disagrees with Sign", b)
+			}
 		}
 	})
 }

@@ -3,9 +3,11 @@ package cluster
 import (
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"slices"
 	"strings"
 )
@@ -46,6 +48,7 @@ type keyring struct {
 type ringKey struct {
 	fp  string
 	key []byte
+	s   *signer
 }
 
 // add adds key if it is new; the first key added becomes primary.
@@ -60,7 +63,7 @@ func (r *keyring) add(key []byte) (fp string, err error) {
 	if len(r.keys) >= maxKeys {
 		return "", fmt.Errorf("keyring full: %d keys; remove one first", maxKeys)
 	}
-	r.keys = append(r.keys, ringKey{fp, slices.Clone(key)})
+	r.keys = append(r.keys, ringKey{fp, slices.Clone(key), newSigner(key)})
 	return fp, nil
 }
 
@@ -72,10 +75,10 @@ func (r *keyring) find(fp string) int {
 	return slices.IndexFunc(r.keys, func(k ringKey) bool { return k.fp == fp })
 }
 
-// lookup returns the key with fingerprint fp.
-func (r *keyring) lookup(fp string) ([]byte, bool) {
+// lookup returns the signer of the key with fingerprint fp.
+func (r *keyring) lookup(fp string) (*signer, bool) {
 	if i := r.find(fp); i >= 0 {
-		return r.keys[i].key, true
+		return r.keys[i].s, true
 	}
 	return nil, false
 }
@@ -111,14 +114,13 @@ func (r *keyring) remove(fp string) error {
 	return nil
 }
 
-// sign returns the primary key and its fingerprint; ok is false when the
-// ring is empty.
-func (r *keyring) sign() (key []byte, fp string, ok bool) {
+// signer returns the primary key's signer; ok is false when the ring is
+// empty.
+func (r *keyring) signer() (s *signer, ok bool) {
 	if len(r.keys) == 0 {
-		return nil, "", false
+		return nil, false
 	}
-	k := r.keys[r.primary]
-	return k.key, k.fp, true
+	return r.keys[r.primary].s, true
 }
 
 // fingerprints lists the keys, primary first.
@@ -137,12 +139,44 @@ func (r *keyring) fingerprints() []string {
 // tagOf is the tag of a keyed message: the first TagSize bytes of
 // HMAC-SHA256(key, signed), as lowercase hex (docs/protocol.md §9.1).
 func tagOf(key, signed []byte) [2 * TagSize]byte {
-	m := hmac.New(sha256.New, key)
-	m.Write(signed)
+	return newSigner(key).tagOf(signed)
+}
+
+// signer holds one key's HMAC state and a buffer, reused from message to
+// message so that checking a datagram allocates nothing. Not safe for
+// concurrent use.
+type signer struct {
+	fp  string
+	mac hash.Hash
+	buf []byte
+}
+
+func newSigner(key []byte) *signer {
+	return &signer{fp: Fingerprint(key), mac: hmac.New(sha256.New, key), buf: make([]byte, 0, MaxMessageSize)}
+}
+
+func (s *signer) tagOf(signed []byte) [2 * TagSize]byte {
+	s.mac.Reset()
+	s.mac.Write(signed)
 	var sum [sha256.Size]byte
 	var out [2 * TagSize]byte
-	hex.Encode(out[:], m.Sum(sum[:0])[:TagSize])
+	hex.Encode(out[:], s.mac.Sum(sum[:0])[:TagSize])
 	return out
+}
+
+// sign makes m a signed message of incarnation inc and sequence seq.
+func (s *signer) sign(m *Message, inc, seq uint64) {
+	m.Inc, m.Seq, m.KeyID = inc, seq, s.fp
+	s.buf = m.appendSigned(s.buf[:0])
+	tag := s.tagOf(s.buf)
+	m.Tag = string(tag[:])
+}
+
+// verify reports whether m's tag is right; m names this signer's key.
+func (s *signer) verify(m *Message) bool {
+	s.buf = m.appendSigned(s.buf[:0])
+	tag := s.tagOf(s.buf)
+	return subtle.ConstantTimeCompare(tag[:], []byte(m.Tag)) == 1
 }
 
 // TagSize is the tag's size in bytes: 128 bits of HMAC-SHA256.

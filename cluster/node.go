@@ -634,11 +634,11 @@ func (n *Node) checkSigned(m Message) error {
 		}
 		return nil
 	}
-	key, ok := n.ring.lookup(m.KeyID)
+	s, ok := n.ring.lookup(m.KeyID)
 	if !ok {
 		return dropf(ReasonUnknownKey, "%v of %s is signed with key %s, which is not in our keyring", m.Kind, m.ID, m.KeyID)
 	}
-	if !m.Verify(key) {
+	if !s.verify(&m) {
 		return dropf(ReasonBadTag, "%v of %s has a bad tag for key %s", m.Kind, m.ID, m.KeyID)
 	}
 	wall := n.cfg.WallClock().UnixMilli()
@@ -875,7 +875,7 @@ func (n *Node) sendTo(dst *net.UDPAddr, ms ...Message) {
 // a new incarnation instead, so that seq follows the clock again
 // (docs/protocol.md §9.1).
 func (n *Node) signLocked(m *Message) {
-	key, _, ok := n.ring.sign()
+	s, ok := n.ring.signer()
 	if n.auth == AuthPlain || !ok {
 		return
 	}
@@ -885,7 +885,7 @@ func (n *Node) signLocked(m *Message) {
 		n.lastSeq = 0
 	}
 	n.lastSeq = max(wall, n.lastSeq+1)
-	m.Sign(key, n.inc, n.lastSeq)
+	s.sign(m, n.inc, n.lastSeq)
 }
 
 // poke wakes Run to recompute its timer.
