@@ -425,3 +425,25 @@ func TestWallClockStep(t *testing.T) {
 		}
 	})
 }
+
+func TestAttackLogFlood(t *testing.T) {
+	// 1000 accepted datagrams in one second: the log takes its burst and
+	// then one line a second, and says how many it held back.
+	sm := newSim(t)
+	a := sm.start(1, nil)
+	sm.run(ms)
+	n0 := len(sm.logged("10.0.0.1 cluster:"))
+	for i := range 1000 {
+		sm.inject(fmt.Sprintf("10.0.0.%d", 2+i%200), a, fmt.Sprintf("ANNOUNCE %08x 10.0.0.%d x 1 1 1 0\n", 0x1000+i, 2+i%200))
+	}
+	sm.run(s)
+	lines := len(sm.logged("10.0.0.1 cluster:")) - n0
+	t.Logf("1000 accepted datagrams: %d log lines, %d held back (was 1999 lines)", lines, a.stat("log_held"))
+	if a.stat("accepted") < 1000 || lines > logBurst+2 {
+		t.Errorf("%d lines\n%s", lines, a.read("stats"))
+	}
+	sm.run(20 * s) // the next line, when the made-up peers turn suspect
+	if len(sm.logged("log lines held back (rate limit)")) == 0 {
+		t.Error("no summary of the held-back lines")
+	}
+}
