@@ -3,6 +3,7 @@ package vmtest
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"os/exec"
 	"strconv"
 	"strings"
@@ -53,8 +54,12 @@ func kernelB(b *testing.B, env string) string {
 	return k
 }
 
-func startLANB(b *testing.B, kernel string, count int) *LAN {
-	lan, err := StartLAN(kernel, count, b.TempDir())
+func startLANB(b *testing.B, kernel string, count int, opts ...Options) *LAN {
+	var o Options
+	if len(opts) > 0 {
+		o = opts[0]
+	}
+	lan, err := StartLANOpts(kernel, count, b.TempDir(), o)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -110,14 +115,25 @@ func cpuSeconds(pid int) (float64, error) {
 }
 
 // BenchmarkIdle reports the host CPU an idle VM's QEMU uses over 30 s,
-// in percent of one core, with the image FORNAX_IDLE_KERNEL (default
-// the cluster image: joined, gossiping, nothing else to do).
+// in percent of one core, with the cluster image (joined, gossiping,
+// nothing else to do; else the plain image), without and with a key.
 func BenchmarkIdle(b *testing.B) {
 	k := os.Getenv("FORNAX_KERNEL_CLUSTER")
 	if k == "" {
 		k = kernelB(b, "FORNAX_KERNEL")
 	}
-	lan := startLANB(b, k, 2)
+	b.Run("plain", func(b *testing.B) { idle(b, k, Options{}) })
+	b.Run("keyed", func(b *testing.B) {
+		key := filepath.Join(b.TempDir(), "cluster.key")
+		if err := os.WriteFile(key, []byte(strings.Repeat("5a", 32)+"\n"), 0o600); err != nil {
+			b.Fatal(err)
+		}
+		idle(b, k, Options{KeyFile: key})
+	})
+}
+
+func idle(b *testing.B, k string, opts Options) {
+	lan := startLANB(b, k, 2, opts)
 	time.Sleep(2 * time.Second)
 	var pct float64
 	for i := 0; i < b.N; i++ {
