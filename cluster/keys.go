@@ -195,26 +195,38 @@ func clip(s string) string {
 // sending plain until SetAuth (docs/protocol.md §9.3).
 func (n *Node) AddKey(key []byte) (string, error) {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ring.add(key)
+	defer n.unlock()
+	fp, err := n.ring.add(key)
+	if err == nil {
+		n.logf("cluster: key %s added", fp)
+	}
+	return fp, err
 }
 
 // UseKey makes the key with fingerprint fp the one that signs.
 func (n *Node) UseKey(fp string) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	return n.ring.use(fp)
+	defer n.unlock()
+	if err := n.ring.use(fp); err != nil {
+		return err
+	}
+	n.logf("cluster: signing with key %s", fp)
+	return nil
 }
 
 // RemoveKey removes the key with fingerprint fp. The last key cannot be
 // removed while the node signs.
 func (n *Node) RemoveKey(fp string) error {
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	defer n.unlock()
 	if len(n.ring.keys) == 1 && n.ring.find(fp) == 0 && n.auth != AuthPlain {
 		return fmt.Errorf("key %s is the last key and auth is %v: set auth plain first", fp, n.auth)
 	}
-	return n.ring.remove(fp)
+	if err := n.ring.remove(fp); err != nil {
+		return err
+	}
+	n.logf("cluster: key %s removed", fp)
+	return nil
 }
 
 // SetAuth changes what the node sends and accepts (docs/protocol.md §9.3).
@@ -223,9 +235,12 @@ func (n *Node) SetAuth(a AuthMode) error {
 		return fmt.Errorf("bad auth mode %d", a)
 	}
 	n.mu.Lock()
-	defer n.mu.Unlock()
+	defer n.unlock()
 	if a != AuthPlain && len(n.ring.keys) == 0 {
 		return fmt.Errorf("auth %v needs a key: key add <64 hex digits> first", a)
+	}
+	if n.auth != a {
+		n.logf("cluster: auth %v (was %v)", a, n.auth)
 	}
 	n.auth = a
 	return nil
