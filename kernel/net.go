@@ -11,6 +11,7 @@ import (
 	board "fornax/board/qemu_amd64"
 	"fornax/drivers/virtio"
 	"fornax/kernel/netstack"
+	"fornax/kernel/netstack/virtiolink"
 	"fornax/kernel/netsvc"
 	"fornax/kernel/ns"
 	"fornax/kernel/shell"
@@ -34,7 +35,7 @@ func startNet(s *system) error {
 		return fmt.Errorf("virtio-net at %#x: %w", board.VIRTIO_NET0_BASE, err)
 	}
 	st, err := netstack.New(netstack.Config{
-		Link:    virtio.NewLinkEndpoint(nic),
+		Link:    virtiolink.New(nic),
 		Addr:    s.cfg.Addr,
 		Gateway: s.cfg.Gateway,
 	})

@@ -1,6 +1,8 @@
 // Package virtio implements a virtio-net driver for modern (version 2)
-// virtio-mmio devices and a gVisor link endpoint on top of it, following
-// "Virtual I/O Device (VIRTIO) Version 1.2" (virtio-v1.2).
+// virtio-mmio devices, following "Virtual I/O Device (VIRTIO) Version 1.2"
+// (virtio-v1.2). It moves Ethernet frames and knows no IP: its frame
+// interface is NIC, and the gVisor link endpoint over it lives next to
+// the stack, in kernel/netstack/virtiolink.
 //
 // The driver reaches the device only through two small interfaces, Regs
 // (the register window) and Memory (DMA-able memory at known addresses),

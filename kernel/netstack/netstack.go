@@ -40,7 +40,7 @@ const (
 
 // Config describes the interface.
 type Config struct {
-	// Link is the Ethernet link endpoint, e.g. a virtio.LinkEndpoint.
+	// Link is the Ethernet link endpoint, e.g. a virtiolink.Endpoint.
 	Link stack.LinkEndpoint
 	// Addr is the interface's IPv4 address and subnet, e.g. 10.0.0.2/24.
 	Addr netip.Prefix

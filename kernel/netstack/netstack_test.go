@@ -17,6 +17,7 @@ import (
 
 	"fornax/drivers/virtio"
 	"fornax/drivers/virtio/virtiotest"
+	"fornax/kernel/netstack/virtiolink"
 )
 
 var (
@@ -55,7 +56,7 @@ func pair(t *testing.T) (a, b host) {
 		}
 		stop := virtiotest.ServeIRQ(h.dev, h.nic.HandleInterrupt)
 
-		ep := virtio.NewLinkEndpoint(h.nic)
+		ep := virtiolink.New(h.nic)
 		s, err := New(Config{Link: ep, Addr: netip.MustParsePrefix(addr)})
 		if err != nil {
 			t.Fatal(err)
@@ -364,7 +365,7 @@ func TestDialUDPAndLocal(t *testing.T) {
 
 func TestNewAndInfo(t *testing.T) {
 	nic, _ := virtiotest.Pipe(macA, macB)
-	ep := virtio.NewLinkEndpoint(nic)
+	ep := virtiolink.New(nic)
 
 	for _, cfg := range []Config{
 		{Addr: netip.MustParsePrefix("10.0.0.1/24")},

@@ -10,7 +10,7 @@ import (
 var ErrClosed = errors.New("virtiotest: NIC closed")
 
 // NIC is one end of an in-memory Ethernet cable (see Pipe). It has the
-// method set of the link endpoint's NIC interface.
+// method set of virtio.NIC, the link endpoint's frame interface.
 type NIC struct {
 	mac  [6]byte
 	peer *NIC

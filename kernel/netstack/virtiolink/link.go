@@ -1,4 +1,9 @@
-package virtio
+// Package virtiolink is a gVisor link endpoint (stack.LinkEndpoint) over
+// a virtio-net device, or anything else with virtio.NIC's plain frame
+// interface: one small package per link endpoint, like gVisor's
+// pkg/tcpip/link/*, so that the driver knows no IP (drivers/virtio has no
+// gVisor import).
+package virtiolink
 
 import (
 	"sync"
@@ -8,26 +13,16 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip"
 	"gvisor.dev/gvisor/pkg/tcpip/header"
 	"gvisor.dev/gvisor/pkg/tcpip/stack"
+
+	"fornax/drivers/virtio"
 )
 
-// NIC is what LinkEndpoint needs of an Ethernet device; *Net is one.
-//
-// ReceiveFunc blocks for the next frame and hands it to its argument,
-// valid only during that call; an error ends the endpoint's RX goroutine.
-// TransmitParts errors drop the frame, as a full or broken wire would.
-type NIC interface {
-	MAC() [6]byte
-	MTU() int
-	TransmitParts(parts [][]byte) error // one frame, in pieces
-	ReceiveFunc(use func(frame []byte)) error
-}
-
-// LinkEndpoint is a gVisor stack.LinkEndpoint carrying Ethernet frames
-// over a NIC. Attaching it to a stack starts a goroutine that receives
-// frames and hands them to the stack; it ends when NIC.Receive fails
-// (e.g. after Net.Close).
-type LinkEndpoint struct {
-	nic NIC
+// Endpoint is a gVisor stack.LinkEndpoint carrying Ethernet frames over a
+// virtio.NIC. Attaching it to a stack starts a goroutine that receives
+// frames and hands them to the stack; it ends when NIC.ReceiveFunc fails
+// (e.g. after virtio.Net.Close).
+type Endpoint struct {
+	nic virtio.NIC
 
 	mu         sync.RWMutex
 	dispatcher stack.NetworkDispatcher
@@ -41,20 +36,20 @@ type LinkEndpoint struct {
 	rxDrops, rxFiltered, txDrops atomic.Uint64
 }
 
-var _ stack.LinkEndpoint = (*LinkEndpoint)(nil)
+var _ stack.LinkEndpoint = (*Endpoint)(nil)
 
-// LinkStats counts frames the endpoint lost or discarded.
-type LinkStats struct {
+// Stats counts frames the endpoint lost or discarded.
+type Stats struct {
 	RxDrops    uint64 // malformed, truncated, or no stack attached
 	RxFiltered uint64 // unicast frames for another MAC
 	TxDrops    uint64 // Transmit failed (e.g. ErrTxFull)
 }
 
-// NewLinkEndpoint returns an endpoint over nic.
-func NewLinkEndpoint(nic NIC) *LinkEndpoint {
+// New returns an endpoint over nic.
+func New(nic virtio.NIC) *Endpoint {
 	mac := nic.MAC()
 
-	return &LinkEndpoint{
+	return &Endpoint{
 		nic:  nic,
 		addr: tcpip.LinkAddress(mac[:]),
 		mtu:  uint32(nic.MTU()),
@@ -62,8 +57,8 @@ func NewLinkEndpoint(nic NIC) *LinkEndpoint {
 }
 
 // Stats returns the endpoint's drop counters.
-func (e *LinkEndpoint) Stats() LinkStats {
-	return LinkStats{
+func (e *Endpoint) Stats() Stats {
+	return Stats{
 		RxDrops:    e.rxDrops.Load(),
 		RxFiltered: e.rxFiltered.Load(),
 		TxDrops:    e.txDrops.Load(),
@@ -71,31 +66,31 @@ func (e *LinkEndpoint) Stats() LinkStats {
 }
 
 // MTU implements stack.LinkEndpoint.
-func (e *LinkEndpoint) MTU() uint32 {
+func (e *Endpoint) MTU() uint32 {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.mtu
 }
 
 // SetMTU implements stack.LinkEndpoint.
-func (e *LinkEndpoint) SetMTU(mtu uint32) {
+func (e *Endpoint) SetMTU(mtu uint32) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.mtu = mtu
 }
 
 // MaxHeaderLength implements stack.LinkEndpoint.
-func (*LinkEndpoint) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
+func (*Endpoint) MaxHeaderLength() uint16 { return header.EthernetMinimumSize }
 
 // LinkAddress implements stack.LinkEndpoint.
-func (e *LinkEndpoint) LinkAddress() tcpip.LinkAddress {
+func (e *Endpoint) LinkAddress() tcpip.LinkAddress {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.addr
 }
 
 // SetLinkAddress implements stack.LinkEndpoint.
-func (e *LinkEndpoint) SetLinkAddress(addr tcpip.LinkAddress) {
+func (e *Endpoint) SetLinkAddress(addr tcpip.LinkAddress) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.addr = addr
@@ -103,13 +98,13 @@ func (e *LinkEndpoint) SetLinkAddress(addr tcpip.LinkAddress) {
 
 // Capabilities implements stack.LinkEndpoint: Ethernet needs ARP, and
 // checksums are done in software (no offloads are negotiated).
-func (*LinkEndpoint) Capabilities() stack.LinkEndpointCapabilities {
+func (*Endpoint) Capabilities() stack.LinkEndpointCapabilities {
 	return stack.CapabilityResolutionRequired
 }
 
 // Attach implements stack.LinkEndpoint; the first attachment starts the
 // RX goroutine.
-func (e *LinkEndpoint) Attach(d stack.NetworkDispatcher) {
+func (e *Endpoint) Attach(d stack.NetworkDispatcher) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 
@@ -123,7 +118,7 @@ func (e *LinkEndpoint) Attach(d stack.NetworkDispatcher) {
 }
 
 // IsAttached implements stack.LinkEndpoint.
-func (e *LinkEndpoint) IsAttached() bool {
+func (e *Endpoint) IsAttached() bool {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	return e.dispatcher != nil
@@ -131,13 +126,13 @@ func (e *LinkEndpoint) IsAttached() bool {
 
 // Wait implements stack.LinkEndpoint: it waits for the RX goroutine,
 // which ends when the NIC is closed.
-func (e *LinkEndpoint) Wait() { e.wg.Wait() }
+func (e *Endpoint) Wait() { e.wg.Wait() }
 
 // ARPHardwareType implements stack.LinkEndpoint.
-func (*LinkEndpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
+func (*Endpoint) ARPHardwareType() header.ARPHardwareType { return header.ARPHardwareEther }
 
 // AddHeader implements stack.LinkEndpoint.
-func (*LinkEndpoint) AddHeader(pkt *stack.PacketBuffer) {
+func (*Endpoint) AddHeader(pkt *stack.PacketBuffer) {
 	eth := header.Ethernet(pkt.LinkHeader().Push(header.EthernetMinimumSize))
 	eth.Encode(&header.EthernetFields{
 		SrcAddr: pkt.EgressRoute.LocalLinkAddress,
@@ -147,7 +142,7 @@ func (*LinkEndpoint) AddHeader(pkt *stack.PacketBuffer) {
 }
 
 // ParseHeader implements stack.LinkEndpoint.
-func (*LinkEndpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
+func (*Endpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 	b, ok := pkt.LinkHeader().Consume(header.EthernetMinimumSize)
 	if ok {
 		pkt.NetworkProtocolNumber = header.Ethernet(b).Type()
@@ -157,7 +152,7 @@ func (*LinkEndpoint) ParseHeader(pkt *stack.PacketBuffer) bool {
 
 // Close implements stack.LinkEndpoint. It runs the on-close action; the
 // NIC belongs to the caller.
-func (e *LinkEndpoint) Close() {
+func (e *Endpoint) Close() {
 	e.mu.Lock()
 	f := e.onClose
 	e.onClose = nil
@@ -169,7 +164,7 @@ func (e *LinkEndpoint) Close() {
 }
 
 // SetOnCloseAction implements stack.LinkEndpoint.
-func (e *LinkEndpoint) SetOnCloseAction(f func()) {
+func (e *Endpoint) SetOnCloseAction(f func()) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.onClose = f
@@ -179,7 +174,7 @@ func (e *LinkEndpoint) SetOnCloseAction(f func()) {
 // header already added, goes to the NIC in its pieces; at
 // the first frame the NIC refuses, the rest are dropped, counted and
 // reported to the stack as ErrNoBufferSpace.
-func (e *LinkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
+func (e *Endpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Error) {
 	n := 0
 
 	for _, pkt := range pkts.AsSlice() {
@@ -196,7 +191,7 @@ func (e *LinkEndpoint) WritePackets(pkts stack.PacketBufferList) (int, tcpip.Err
 	return n, nil
 }
 
-func (e *LinkEndpoint) rxLoop() {
+func (e *Endpoint) rxLoop() {
 	defer e.wg.Done()
 
 	// One closure for the endpoint's life: nothing allocated per frame
@@ -222,7 +217,7 @@ func (e *LinkEndpoint) rxLoop() {
 
 // packet classifies a received frame and copies it into a packet buffer,
 // or drops it (nil).
-func (e *LinkEndpoint) packet(frame []byte) (*stack.PacketBuffer, tcpip.PacketType, stack.NetworkDispatcher) {
+func (e *Endpoint) packet(frame []byte) (*stack.PacketBuffer, tcpip.PacketType, stack.NetworkDispatcher) {
 	e.mu.RLock()
 	d, addr := e.dispatcher, e.addr
 	e.mu.RUnlock()
@@ -255,7 +250,7 @@ func (e *LinkEndpoint) packet(frame []byte) (*stack.PacketBuffer, tcpip.PacketTy
 }
 
 // deliver hands one received packet to the stack.
-func (e *LinkEndpoint) deliver(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, typ tcpip.PacketType) {
+func (e *Endpoint) deliver(d stack.NetworkDispatcher, pkt *stack.PacketBuffer, typ tcpip.PacketType) {
 	defer pkt.DecRef()
 
 	if !e.ParseHeader(pkt) {

@@ -1,4 +1,4 @@
-package virtio
+package virtiolink
 
 import (
 	"bytes"
@@ -19,6 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
+	"fornax/drivers/virtio"
 	"fornax/drivers/virtio/virtiotest"
 )
 
@@ -33,7 +34,7 @@ var (
 type closer interface{ Close() error }
 
 // newStack puts ep on a fresh gVisor stack at addr/24.
-func newStack(t *testing.T, ep *LinkEndpoint, nic closer, addr tcpip.Address) *stack.Stack {
+func newStack(t *testing.T, ep *Endpoint, nic closer, addr tcpip.Address) *stack.Stack {
 	t.Helper()
 
 	s := stack.New(stack.Options{
@@ -60,17 +61,17 @@ func newStack(t *testing.T, ep *LinkEndpoint, nic closer, addr tcpip.Address) *s
 
 func pipeStacks(t *testing.T) (a, b *stack.Stack) {
 	nicA, nicB := virtiotest.Pipe(macA, macB)
-	return newStack(t, NewLinkEndpoint(nicA), nicA, addrA), newStack(t, NewLinkEndpoint(nicB), nicB, addrB)
+	return newStack(t, New(nicA), nicA, addrA), newStack(t, New(nicB), nicB, addrB)
 }
 
 // virtioStacks wires two Nets on simulated devices back to back.
-func virtioStacks(t *testing.T, queueSize int) (a, b *stack.Stack, na, nb *Net) {
+func virtioStacks(t *testing.T, queueSize int) (a, b *stack.Stack, na, nb *virtio.Net) {
 	t.Helper()
 
-	mk := func(mac [6]byte) (*Net, *virtiotest.Device) {
+	mk := func(mac [6]byte) (*virtio.Net, *virtiotest.Device) {
 		mem := virtiotest.NewMemory(16 << 20)
 		dev := virtiotest.NewDevice(mem, mac)
-		return &Net{Regs: dev, Mem: mem, QueueSize: queueSize}, dev
+		return &virtio.Net{Regs: dev, Mem: mem, QueueSize: queueSize}, dev
 	}
 
 	na, da := mk(macA)
@@ -78,7 +79,7 @@ func virtioStacks(t *testing.T, queueSize int) (a, b *stack.Stack, na, nb *Net) 
 	virtiotest.Wire(da, db)
 
 	for _, p := range []struct {
-		n *Net
+		n *virtio.Net
 		d *virtiotest.Device
 	}{{na, da}, {nb, db}} {
 		if err := p.n.Init(); err != nil {
@@ -94,7 +95,7 @@ func virtioStacks(t *testing.T, queueSize int) (a, b *stack.Stack, na, nb *Net) 
 		})
 	}
 
-	return newStack(t, NewLinkEndpoint(na), na, addrA), newStack(t, NewLinkEndpoint(nb), nb, addrB), na, nb
+	return newStack(t, New(na), na, addrA), newStack(t, New(nb), nb, addrB), na, nb
 }
 
 func ping(t *testing.T, s *stack.Stack, dst tcpip.Address) {
@@ -227,7 +228,7 @@ func TestLinkVirtio(t *testing.T) {
 	t.Run("udp", func(t *testing.T) { udpExchange(t, a, b) })
 	t.Run("tcp", func(t *testing.T) { tcpEcho(t, a, b, 1<<20) })
 
-	for _, n := range []*Net{na, nb} {
+	for _, n := range []*virtio.Net{na, nb} {
 		s := n.Stats()
 		if s.RxPackets == 0 || s.TxPackets == 0 || s.RxErrors != 0 || s.TxErrors != 0 {
 			t.Errorf("stats %+v", s)
@@ -245,7 +246,7 @@ func TestLinkVirtioSmallQueues(t *testing.T) {
 
 	tcpEcho(t, a, b, 256<<10)
 
-	for _, n := range []*Net{na, nb} {
+	for _, n := range []*virtio.Net{na, nb} {
 		if s := n.Stats(); s.RX.InFlight != 8 || s.RX.Size != 8 || s.TX.Size != 8 {
 			t.Errorf("queues %+v %+v", s.RX, s.TX)
 		}
@@ -254,7 +255,7 @@ func TestLinkVirtioSmallQueues(t *testing.T) {
 
 func TestLinkFilter(t *testing.T) {
 	nicA, nicB := virtiotest.Pipe(macA, macB)
-	ep := NewLinkEndpoint(nicB)
+	ep := New(nicB)
 	newStack(t, ep, nicB, addrB)
 	defer nicA.Close()
 
@@ -264,7 +265,7 @@ func TestLinkFilter(t *testing.T) {
 	nicA.Transmit([]byte{1, 2, 3}) // runt
 
 	deadline := time.Now().Add(5 * time.Second)
-	for ep.Stats() != (LinkStats{RxDrops: 1, RxFiltered: 1}) {
+	for ep.Stats() != (Stats{RxDrops: 1, RxFiltered: 1}) {
 		if time.Now().After(deadline) {
 			t.Fatalf("stats %+v", ep.Stats())
 		}
