@@ -87,7 +87,7 @@ func New(cfg Config) (*Stack, error) {
 	}
 
 	if err := st.s.CreateNIC(nicID, st.filter); err != nil {
-		return nil, fmt.Errorf("netstack: CreateNIC: %s", err)
+		return nil, fmt.Errorf("netstack: CreateNIC: %w", asError(err))
 	}
 
 	pa := tcpip.ProtocolAddress{
@@ -98,7 +98,7 @@ func New(cfg Config) (*Stack, error) {
 		},
 	}
 	if err := st.s.AddProtocolAddress(nicID, pa, stack.AddressProperties{}); err != nil {
-		return nil, fmt.Errorf("netstack: AddProtocolAddress: %s", err)
+		return nil, fmt.Errorf("netstack: AddProtocolAddress: %w", asError(err))
 	}
 
 	routes := []tcpip.Route{
@@ -128,7 +128,7 @@ func setTCPOptions(s *stack.Stack) error {
 
 	for _, opt := range []tcpip.SettableTransportProtocolOption{&sack, &moderate, &snd, &rcv} {
 		if err := s.SetTransportProtocolOption(tcp.ProtocolNumber, opt); err != nil {
-			return fmt.Errorf("netstack: TCP option %T: %s", opt, err)
+			return fmt.Errorf("netstack: TCP option %T: %w", opt, asError(err))
 		}
 	}
 	return nil

@@ -2,7 +2,6 @@ package netstack
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -120,16 +119,16 @@ func (s *Stack) listenTCP(la tcpip.FullAddress) (net.Listener, error) {
 	wq := new(waiter.Queue)
 	ep, terr := s.s.NewEndpoint(tcp.ProtocolNumber, ipv4.ProtocolNumber, wq)
 	if terr != nil {
-		return nil, errors.New(terr.String())
+		return nil, asError(terr)
 	}
 
 	if terr := ep.Bind(la); terr != nil {
 		ep.Close()
-		return nil, opError("bind", "tcp", tcpAddr(la), errors.New(terr.String()))
+		return nil, opError("bind", "tcp", tcpAddr(la), asError(terr))
 	}
 	if terr := ep.Listen(listenBacklog); terr != nil {
 		ep.Close()
-		return nil, opError("listen", "tcp", tcpAddr(la), errors.New(terr.String()))
+		return nil, opError("listen", "tcp", tcpAddr(la), asError(terr))
 	}
 
 	return &tcpListener{ep: ep, wq: wq, closed: make(chan struct{})}, nil
@@ -158,7 +157,7 @@ func (s *Stack) udp(la, ra *tcpip.FullAddress) (*udpConn, error) {
 
 	ep, terr := s.s.NewEndpoint(udp.ProtocolNumber, ipv4.ProtocolNumber, &wq)
 	if terr != nil {
-		return nil, errors.New(terr.String())
+		return nil, asError(terr)
 	}
 
 	ep.SocketOptions().SetBroadcast(true)
@@ -167,7 +166,7 @@ func (s *Stack) udp(la, ra *tcpip.FullAddress) (*udpConn, error) {
 	if la != nil {
 		if terr := ep.Bind(*la); terr != nil {
 			ep.Close()
-			return nil, opError("bind", "udp", udpAddr(*la), errors.New(terr.String()))
+			return nil, opError("bind", "udp", udpAddr(*la), asError(terr))
 		}
 	}
 
@@ -175,7 +174,7 @@ func (s *Stack) udp(la, ra *tcpip.FullAddress) (*udpConn, error) {
 		s.local(ra)
 		if terr := ep.Connect(*ra); terr != nil {
 			ep.Close()
-			return nil, opError("connect", "udp", udpAddr(*ra), errors.New(terr.String()))
+			return nil, opError("connect", "udp", udpAddr(*ra), asError(terr))
 		}
 	}
 
@@ -231,7 +230,7 @@ func (c *udpConn) ReadFromTo(b []byte) (n int, from netip.AddrPort, to netip.Add
 		case *tcpip.ErrClosedForReceive:
 			return 0, from, to, opError("read", "udp", nil, net.ErrClosed)
 		default:
-			return 0, from, to, opError("read", "udp", c.LocalAddr(), errors.New(terr.String()))
+			return 0, from, to, opError("read", "udp", c.LocalAddr(), asError(terr))
 		}
 
 		sleep(readable, changed, dl)
@@ -321,7 +320,7 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 			return &tcpConn{TCPConn: gonet.NewTCPConn(wq, ep), ep: ep}, nil
 		case *tcpip.ErrWouldBlock:
 		default:
-			return nil, opError("accept", "tcp", l.Addr(), errors.New(terr.String()))
+			return nil, opError("accept", "tcp", l.Addr(), asError(terr))
 		}
 
 		select {
