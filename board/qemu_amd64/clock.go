@@ -14,9 +14,6 @@ const (
 	rtcRegA     = 0x0a
 	rtcRegA_UIP = 1 << 7
 
-	// A guard so a missing PIT cannot hang the boot.
-	calibrationSpin = 1 << 24
-
 	nmiDisable = 0x80 // bit 7 of the CMOS address port
 )
 

@@ -1,0 +1,76 @@
+//go:build tamago
+
+package qemu_amd64
+
+// Boot-time calibration of the TSC and the LAPIC timer against the 8254
+// PIT (Init calls calibrate).
+
+import "math"
+
+// Intel 8254 PIT (82C54 datasheet): channel 0 counts down at 1.193182 MHz.
+// QEMU computes a latched count from its virtual clock at the moment of
+// the read, so it stays exact when the host is loaded; the RTC's periodic
+// flag does not (late timer callbacks coalesce periods: calibrations on a
+// busy host came out 5-15 % off).
+const (
+	pitHz      = 1193182
+	pitCh0     = 0x40
+	pitCommand = 0x43
+	pitMode2   = 0x34 // channel 0, lobyte/hibyte, mode 2 (rate generator)
+	pitLatch   = 0x00 // counter latch command, channel 0
+
+	calibrationTicks = pitHz / 20 // 50 ms window
+	maxSampleSkew    = 12         // PIT ticks (10 µs) between paired reads
+
+	// A guard so a missing PIT cannot hang the boot.
+	calibrationSpin = 1 << 24
+)
+
+func pitCount() uint16 {
+	outb(pitCommand, pitLatch)
+	lo := inb(pitCh0)
+	hi := inb(pitCh0)
+	return uint16(lo) | uint16(hi)<<8
+}
+
+// pitSample reads the PIT, the TSC and the LAPIC timer together, retrying
+// when the vCPU was descheduled between the reads.
+func pitSample() (pit uint16, tsc uint64, lapic uint32) {
+	for i := 0; i < 1000; i++ {
+		a := pitCount()
+		tsc = AMD64.Counter()
+		lapic = lapicRead(lapicCurCount)
+		pit = pitCount()
+		if a-pit <= maxSampleSkew {
+			break
+		}
+	}
+	return
+}
+
+// calibrate measures the TSC and LAPIC timer rates against the PIT; it
+// returns zeros if the PIT does not count.
+func calibrate() (tscHz, lapicHz uint64) {
+	outb(pitCommand, pitMode2)
+	outb(pitCh0, 0) // reload 65536: one period is 54.9 ms
+	outb(pitCh0, 0)
+	lapicWrite(lapicInitCount, math.MaxUint32)
+	defer lapicWrite(lapicInitCount, 0)
+
+	p0, t0, l0 := pitSample()
+	prev, elapsed := p0, uint64(0)
+	for spin := 0; elapsed < calibrationTicks; spin++ {
+		if spin > calibrationSpin {
+			return 0, 0
+		}
+		p := pitCount()
+		elapsed += uint64(prev - p) // counts down, wraps at 0
+		prev = p
+	}
+	p1, t1, l1 := pitSample()
+	elapsed += uint64(prev - p1)
+
+	tscHz = (t1 - t0) * pitHz / elapsed
+	lapicHz = uint64(l0-l1) * pitHz / elapsed
+	return
+}
