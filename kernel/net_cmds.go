@@ -1,0 +1,29 @@
+//go:build tamago
+
+package main
+
+// The network's console commands: ifconfig, and netsvc's.
+
+import (
+	"io"
+	"net"
+
+	"fornax/drivers/virtio"
+	"fornax/kernel/netstack"
+	"fornax/kernel/netsvc"
+	"fornax/kernel/shell"
+)
+
+// netCommands registers ifconfig, for stack st over nic, and the network
+// services' commands, which use Go's net package (net.SocketFunc, set by
+// st.Install).
+func netCommands(s *system, st *netstack.Stack, nic *virtio.Net) {
+	s.shell.Register("ifconfig", "", "network address, MAC and counters", func(w io.Writer, args []string) error {
+		if len(args) > 0 {
+			return shell.ErrUsage
+		}
+		_, err := w.Write(ifconfig(st, nic))
+		return err
+	})
+	netsvc.Commands(s.shell, net.ListenPacket)
+}
