@@ -5,6 +5,8 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"fornax/internal/names"
 )
 
 // Wire constants (docs/protocol.md §1 Transport).
@@ -407,31 +409,10 @@ func (m Message) String() string {
 }
 
 // ValidID reports whether s is a node_id: exactly 8 of [0-9a-f].
-func ValidID(s string) bool {
-	if len(s) != 8 {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+func ValidID(s string) bool { return names.ValidID(s) }
 
 // ValidName reports whether s is a node name: 1–63 of [A-Za-z0-9._-].
-func ValidName(s string) bool {
-	if len(s) < 1 || len(s) > maxNameLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
+func ValidName(s string) bool { return names.ValidName(s) }
 
 // parseUint parses a canonical unsigned decimal no larger than max: digits
 // only, no sign, no leading zero unless the number is "0".

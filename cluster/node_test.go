@@ -858,18 +858,6 @@ type treeServer interface {
 
 var _ treeServer = (*Tree)(nil)
 
-func TestFormatBytes(t *testing.T) {
-	for v, want := range map[uint64]string{
-		0: "0", 512: "512", 1023: "1023", 1024: "1K", 1536: "1K", 1<<20 - 1: "1023K",
-		1 << 20: "1M", 256 << 20: "256M", 1<<30 - 1: "1023M", 1 << 30: "1G",
-		5<<30 + 1<<29: "5G", 2 << 40: "2048G", 1<<64 - 1: "17179869183G",
-	} {
-		if got := formatBytes(v); got != want {
-			t.Errorf("formatBytes(%d) = %s, want %s", v, got, want)
-		}
-	}
-}
-
 func TestConfig(t *testing.T) {
 	good := Config{ID: "0a1b2c3d", Addr: netip.MustParseAddr("10.0.2.15"), Prefix: netip.MustParsePrefix("10.0.2.15/24")}
 	n, err := New(good, newPipeConn())

@@ -6,6 +6,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"fornax/internal/ipv4"
 )
 
 // Status is a peer's liveness (docs/protocol.md §5 Membership).
@@ -124,20 +126,7 @@ func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, suspect, de
 }
 
 // broadcastAddr is the last address of an IPv4 prefix.
-func broadcastAddr(p netip.Prefix) netip.Addr {
-	a := p.Masked().Addr().As4()
-	bits := p.Bits()
-	for i := range a {
-		switch {
-		case bits >= 8:
-			bits -= 8
-		default:
-			a[i] |= byte(0xff >> bits)
-			bits = 0
-		}
-	}
-	return netip.AddrFrom4(a)
-}
+func broadcastAddr(p netip.Prefix) netip.Addr { return ipv4.Broadcast(p) }
 
 // source checks a datagram's source (docs/protocol.md §6, step 2): a
 // *net.UDPAddr holding a host address of our subnet, neither its network

@@ -6,8 +6,9 @@ import (
 	"io/fs"
 	"maps"
 	"slices"
-	"strconv"
 	"strings"
+
+	"fornax/internal/units"
 )
 
 // Errors of the tree for a directory read as a file and the reverse. They
@@ -198,7 +199,7 @@ func (n *Node) selfEntry(el []string, res Resources) (entry, bool) {
 		return file("%s\n", n.name), true
 	case "resources":
 		return file("cpus %d\nmem %s\nmem_free %s\nload %v\ncontainers %d\n",
-			res.CPUs, formatBytes(res.MemTotal), formatBytes(res.MemFree),
+			res.CPUs, units.Bytes(res.MemTotal), units.Bytes(res.MemFree),
 			LoadOf(res.Load), n.reg.Len()), true
 	}
 	return entry{}, false
@@ -229,7 +230,7 @@ func (n *Node) nodesEntry(el []string) (entry, bool) {
 		return file("%s\n", p.Name), true
 	case "resources":
 		b := fmt.Appendf(nil, "cpus %d\nmem %s\nmem_free %s\n",
-			p.CPUs, formatBytes(p.MemTotal), formatBytes(p.MemFree))
+			p.CPUs, units.Bytes(p.MemTotal), units.Bytes(p.MemFree))
 		if p.HasLoad {
 			b = fmt.Appendf(b, "load %v\n", p.Load)
 		}
@@ -290,18 +291,4 @@ func (n *Node) conflictsText() []byte {
 		}
 	}
 	return b
-}
-
-// formatBytes prints a byte count in the largest binary unit of K, M, G
-// it reaches, rounded down: 512, 1K, 256M, 2048G.
-func formatBytes(v uint64) string {
-	switch {
-	case v >= 1<<30:
-		return strconv.FormatUint(v>>30, 10) + "G"
-	case v >= 1<<20:
-		return strconv.FormatUint(v>>20, 10) + "M"
-	case v >= 1<<10:
-		return strconv.FormatUint(v>>10, 10) + "K"
-	}
-	return strconv.FormatUint(v, 10)
 }

@@ -16,6 +16,9 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+
+	"fornax/internal/ipv4"
+	"fornax/internal/names"
 )
 
 // DefaultName is the node name when none is given.
@@ -23,7 +26,7 @@ const DefaultName = "fornax"
 
 // Config is a node's boot configuration.
 type Config struct {
-	// Name is the node name: 1 to 63 of A-Z a-z 0-9 . _ -
+	// Name is the node name: 1 to 63 of A-Z a-z 0-9 . _ - (names.ValidName)
 	Name string
 	// NameSet reports whether name= gave Name; if not, Name is
 	// DefaultName and a service may choose better (the cluster names
@@ -35,7 +38,8 @@ type Config struct {
 	// Gateway is the default IPv4 gateway, inside Addr's subnet when Addr
 	// is set; the zero Addr means none.
 	Gateway netip.Addr
-	// ID is the node id, 8 lowercase hex digits, or "" if unset.
+	// ID is the node id, 8 lowercase hex digits (names.ValidID), or ""
+	// if unset.
 	ID string
 }
 
@@ -93,7 +97,7 @@ func Parse(cmdline string) (Config, []string) {
 		var err error
 		switch key {
 		case "name":
-			if err = checkName(value); err == nil {
+			if err = names.CheckName(value); err == nil {
 				c.Name, c.NameSet = value, true
 			}
 		case "ip":
@@ -101,7 +105,7 @@ func Parse(cmdline string) (Config, []string) {
 		case "gw":
 			c.Gateway, err = parseGateway(value, c.Addr)
 		case "id":
-			if err = checkID(value); err == nil {
+			if err = names.CheckID(value); err == nil {
 				c.ID = value
 			}
 		}
@@ -110,30 +114,6 @@ func Parse(cmdline string) (Config, []string) {
 		}
 	}
 	return c, warnings
-}
-
-func checkName(s string) error {
-	if len(s) < 1 || len(s) > 63 {
-		return errors.New("must be 1 to 63 characters")
-	}
-	for _, c := range []byte(s) {
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
-			return fmt.Errorf("character %q not allowed (use A-Z a-z 0-9 . _ -)", c)
-		}
-	}
-	return nil
-}
-
-func checkID(s string) error {
-	if len(s) != 8 {
-		return errors.New("must be 8 lowercase hex digits")
-	}
-	for _, c := range []byte(s) {
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return errors.New("must be 8 lowercase hex digits")
-		}
-	}
-	return nil
 }
 
 // parseIPv4 parses a dotted-quad address fit for a host or router.
@@ -185,26 +165,17 @@ func hostInSubnet(a netip.Addr, p netip.Prefix) error {
 	if !p.Contains(a) {
 		return fmt.Errorf("not in %v", p.Masked())
 	}
-	if p.Bits() >= 31 {
+	if !ipv4.HasBroadcast(p) {
 		return nil
 	}
 	network := p.Masked().Addr()
 	if a == network {
 		return fmt.Errorf("network address of %v", p.Masked())
 	}
-	if a == broadcast(p) {
+	if a == ipv4.Broadcast(p) {
 		return fmt.Errorf("broadcast address of %v", p.Masked())
 	}
 	return nil
-}
-
-func broadcast(p netip.Prefix) netip.Addr {
-	b := p.Masked().Addr().As4()
-	host := ^uint32(0) >> p.Bits()
-	for i := range b {
-		b[i] |= byte(host >> (8 * (3 - i)))
-	}
-	return netip.AddrFrom4(b)
 }
 
 // parseGateway parses a gateway address, which must be a host in the
