@@ -21,7 +21,7 @@ KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench help kernel kernel-cluster qemu run stop test test-host test-vm deps tamago check-qemu clean
+.PHONY: check vet-tamago bench help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -35,8 +35,8 @@ kernel-cluster: tamago ## build build/fornax-cluster.elf (-tags cluster)
 	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS),cluster -ldflags "$(LDFLAGS)" -o $(KERNEL_CL) ./kernel
 
 qemu: kernel check-qemu ## boot build/fornax.elf in one VM, console on this terminal (Ctrl-A X quits)
-	$(QEMU) -M microvm -global virtio-mmio.force-legacy=false -accel $(ACCEL) -cpu max -m 128M -smp 1 \
-		-nographic -no-reboot -monitor none -serial stdio -kernel $(KERNEL) -append "$(APPEND)"
+	args=$$(scripts/qemu-args --accel $(ACCEL) -- $(KERNEL) "$(APPEND)"); mapfile -t args <<< "$$args"; \
+		$(QEMU) "$${args[@]}"
 
 run: kernel-cluster check-qemu ## the main job: boot two VMs on a virtual network
 	scripts/run-two-qemu.sh -k $(KERNEL_CL) --accel $(ACCEL)

@@ -5,6 +5,7 @@
 #                           [--key FILE] [--append "WORDS"] [--detach]
 #   scripts/run-two-qemu.sh --stop [--dir DIR]
 #   scripts/run-two-qemu.sh --restart fornax-NN [--dir DIR]
+#   scripts/run-two-qemu.sh --print-qemu-args [-n COUNT] [-k KERNEL] [--dir DIR] ...
 #
 # Network namespace "fornax" holds bridge fxbr0 (10.0.0.1/24) and one tap
 # per VM; VM NN is fornax-NN at 10.0.0.(NN+1) with MAC 52:54:00:f0:00:NN.
@@ -14,6 +15,9 @@
 # as fw_cfg file opt/fornax/key, never on the command line; --append adds
 # kernel command-line words after the launcher's own. --restart boots a VM
 # with the settings of its run (kept in DIR/config; the key by its path).
+# QEMU runs with the line of scripts/qemu-args, console on the socket, plus
+# a NIC, the key and -daemonize; --print-qemu-args prints those arguments
+# for each VM, one a line, a blank line after each VM (no root needed).
 set -euo pipefail
 
 NS=fornax
@@ -30,11 +34,12 @@ KEY=
 APPEND=
 SETTINGS= # the per-run options given, refused with --restart
 QEMU=${QEMU:-qemu-system-x86_64}
+HERE=$(dirname "$(realpath "$0")")
 
 die() { echo "run-two-qemu: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -49,6 +54,7 @@ while [ $# -gt 0 ]; do
 	--detach) DETACH=1; shift ;;
 	--stop) MODE=stop; shift ;;
 	--restart) MODE=restart; TARGET=${2:?--restart needs a VM name}; shift 2 ;;
+	--print-qemu-args) MODE=print; shift ;;
 	-h|--help) usage 0 ;;
 	*) echo "run-two-qemu: unknown argument: $1" >&2; usage 2 ;;
 	esac
@@ -56,8 +62,6 @@ done
 
 [[ $COUNT =~ ^[0-9]+$ ]] && [ "$COUNT" -ge 1 ] && [ "$COUNT" -le 99 ] || die "-n takes a count from 1 to 99"
 case "$ACCEL" in tcg|kvm) ;; *) die "--accel takes tcg or kvm" ;; esac
-[ "$(id -u)" = 0 ] || die "needs root (it creates network namespace '$NS', a bridge and taps)"
-
 name() { printf 'fornax-%02d' "$1"; }
 tap() { printf 'fxtap%02d' "$1"; }
 
@@ -100,29 +104,33 @@ teardown() {
 	ip netns del "$NS" 2>/dev/null || true
 }
 
-boot_vm() { # index
-	local i=$1 n mac
+# qemu_args prints QEMU's arguments for a VM, one a line: the common line
+# (scripts/qemu-args) with the console on a socket, then this launcher's
+# own: the VM's NIC on its tap, its key, and QEMU as a daemon.
+qemu_args() { # index
+	local i=$1 n
 	n=$(name "$i")
-	mac=$(printf '52:54:00:f0:00:%02x' "$i")
+	local extra=(-netdev "tap,id=net0,ifname=$(tap "$i"),script=no,downscript=no"
+		-device "virtio-net-device,netdev=net0,mac=$(printf '52:54:00:f0:00:%02x' "$i")")
+	# QEMU's option syntax doubles a comma inside a value.
+	[ -z "$KEY" ] || extra+=(-fw_cfg "name=opt/fornax/key,file=${KEY//,/,,}")
+	extra+=(-daemonize -pidfile "$DIR/$n.pid")
+	"$HERE/qemu-args" --accel "$ACCEL" --console "$DIR/$n.sock" "$DIR/$n.log" -- \
+		"$KERNEL" "name=$n ip=$SUBNET.$((i + 1))/24 gw=$SUBNET.1${APPEND:+ $APPEND}" "${extra[@]}"
+}
+
+boot_vm() { # index
+	local i=$1 n out args
+	n=$(name "$i")
+	out=$(qemu_args "$i")
+	mapfile -t args <<< "$out"
 	ip netns exec "$NS" ip link show "$(tap "$i")" >/dev/null 2>&1 || {
 		ip netns exec "$NS" ip tuntap add dev "$(tap "$i")" mode tap
 		ip netns exec "$NS" ip link set "$(tap "$i")" master "$BRIDGE" up
 	}
 	rm -f "$DIR/$n.sock" "$DIR/$n.pid"
 	: > "$DIR/$n.log"
-	local extra=()
-	# QEMU's option syntax doubles a comma inside a value.
-	[ -z "$KEY" ] || extra+=(-fw_cfg "name=opt/fornax/key,file=${KEY//,/,,}")
-	ip netns exec "$NS" "$QEMU" -M microvm -global virtio-mmio.force-legacy=false \
-		-accel "$ACCEL" -cpu max -m 128M -smp 1 -no-reboot \
-		-display none -monitor none \
-		-chardev "socket,id=con0,path=$DIR/$n.sock,server=on,wait=off,logfile=$DIR/$n.log,logappend=on" \
-		-serial chardev:con0 \
-		-netdev "tap,id=net0,ifname=$(tap "$i"),script=no,downscript=no" \
-		-device "virtio-net-device,netdev=net0,mac=$mac" \
-		-kernel "$KERNEL" -append "name=$n ip=$SUBNET.$((i + 1))/24 gw=$SUBNET.1${APPEND:+ $APPEND}" \
-		"${extra[@]}" \
-		-daemonize -pidfile "$DIR/$n.pid" || die "QEMU failed to start $n"
+	ip netns exec "$NS" "$QEMU" "${args[@]}" || die "QEMU failed to start $n"
 }
 
 # check_key refuses a key file QEMU could not read, before any VM boots;
@@ -145,6 +153,19 @@ wait_ready() { # index...
 		echo "$n: $(grep -m1 'ready in' "$DIR/$n.log" | tr -d '\r')"
 	done
 }
+
+if [ "$MODE" = print ]; then
+	KERNEL=$(realpath -m "$KERNEL")
+	DIR=$(realpath -m "$DIR")
+	check_key
+	for i in $(seq 1 "$COUNT"); do
+		qemu_args "$i"
+		echo
+	done
+	exit 0
+fi
+
+[ "$(id -u)" = 0 ] || die "needs root (it creates network namespace '$NS', a bridge and taps)"
 
 case "$MODE" in
 stop)

@@ -11,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -28,7 +29,10 @@ type Config struct {
 	Netns  string   // run QEMU inside this network namespace
 }
 
-// QEMUArgs returns the reference command line (README, issue 2) for cfg.
+// QEMUArgs returns QEMU's arguments for cfg: the command line of
+// scripts/qemu-args (the one the README shows), console on stdio, then
+// cfg.Args. Only a broken checkout makes the script fail: QEMUArgs then
+// panics.
 func QEMUArgs(cfg Config) []string {
 	accel, mem := cfg.Accel, cfg.Memory
 	if accel == "" {
@@ -38,11 +42,21 @@ func QEMUArgs(cfg Config) []string {
 		mem = "128M"
 	}
 	appendLine := strings.Join(append([]string{"name=" + cfg.Name}, cfg.Append...), " ")
-	args := []string{"-M", "microvm", "-global", "virtio-mmio.force-legacy=false",
-		"-accel", accel, "-cpu", "max", "-m", mem, "-smp", "1",
-		"-nographic", "-no-reboot", "-monitor", "none", "-serial", "stdio",
-		"-kernel", cfg.Kernel, "-append", appendLine}
-	return append(args, cfg.Args...)
+	args := append([]string{"--accel", accel, "--mem", mem, "--", cfg.Kernel, appendLine}, cfg.Args...)
+	out, err := exec.Command(qemuArgsScript(), args...).Output()
+	if err != nil {
+		var stderr []byte
+		if ee, ok := err.(*exec.ExitError); ok {
+			stderr = ee.Stderr
+		}
+		panic(fmt.Sprintf("vmtest: scripts/qemu-args: %v: %s", err, stderr))
+	}
+	return strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+}
+
+// qemuArgsScript returns the path of scripts/qemu-args.
+func qemuArgsScript() string {
+	return filepath.Join(filepath.Dir(Script()), "qemu-args")
 }
 
 // VM is a running (or attached) Fornax VM.
