@@ -43,19 +43,13 @@ type system struct {
 	con   io.Writer
 	net   *netstack.Stack // nil when the network is off
 	// irqs are the devices' interrupts, unmasked once the vectors are
-	// installed.
-	irqs []irq
-}
-
-// An irq is a device on a global system interrupt, served on a vector.
-type irq struct {
-	gsi, vector int
-	handle      func()
+	// installed (board.ServiceInterrupts keeps the rules).
+	irqs []board.IRQ
 }
 
 // handle has the device on global system interrupt gsi served by h.
-func (s *system) handle(gsi, vector int, h func()) {
-	s.irqs = append(s.irqs, irq{gsi, vector, h})
+func (s *system) handle(gsi int, h func()) {
+	s.irqs = append(s.irqs, board.IRQ{GSI: gsi, Handle: h})
 }
 
 func main() {
@@ -107,22 +101,7 @@ func main() {
 	}
 
 	// Handlers are all registered above; irqs is read-only from here.
-	go board.ServiceInterrupts(func(vector int) {
-		for _, i := range s.irqs {
-			if i.vector == vector {
-				i.handle()
-			}
-		}
-	}, func() {
-		for _, i := range s.irqs {
-			board.EnableInterrupt(i.gsi, i.vector)
-		}
-		// An edge raised before its input was unmasked is lost: look
-		// at every device once.
-		for _, i := range s.irqs {
-			i.handle()
-		}
-	})
+	go board.ServiceInterrupts(s.irqs)
 
 	fmt.Fprintf(con, "fornax %s ready in %d ms\n", version, board.Uptime().Milliseconds())
 	s.shell.Run(con, con)

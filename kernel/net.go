@@ -13,9 +13,6 @@ import (
 	"fornax/kernel/netsvc"
 )
 
-// netVector is the interrupt vector of the virtio-net device.
-const netVector = board.DeviceVectorBase
-
 func init() {
 	services = append(services, service{10, "net", startNet})
 }
@@ -83,7 +80,7 @@ func startNet(s *system) error {
 		return err
 	}
 
-	s.handle(board.VIRTIO_NET0_GSI, netVector, nic.HandleInterrupt)
+	s.handle(board.VIRTIO_NET0_GSI, nic.HandleInterrupt)
 	st.Install()
 	s.net = st
 	netCommands(s, st, nic)

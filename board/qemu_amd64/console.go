@@ -4,7 +4,6 @@ package qemu_amd64
 
 import (
 	"time"
-	_ "unsafe"
 )
 
 // 16550 registers not named by tamago's uart package.
@@ -13,14 +12,9 @@ const (
 	uartIER_RDA = 1 << 0
 	uartIIR     = 0x02
 	COM1_IRQ    = 4    // ISA IRQ of COM1, IOAPIC0 pin 4
-	ConsoleIRQ  = 0x3f // its vector: see DeviceVectorBase
+	ConsoleIRQ  = 0x3f // its vector, the last device vector (irq.go)
 	consolePoll = 100 * time.Millisecond
 )
-
-//go:linkname printk runtime/goos.Printk
-func printk(c byte) {
-	UART0.Tx(c)
-}
 
 // Console is the serial console: Write sends to COM1, Read blocks until at
 // least one byte has arrived. Reads are woken by the COM1 receive interrupt;
@@ -36,7 +30,7 @@ func newConsole() *Console {
 }
 
 func (c *Console) enableInterrupt() {
-	IOAPIC0.EnableInterrupt(COM1_IRQ, ConsoleIRQ)
+	route(COM1_IRQ, ConsoleIRQ)
 	outb(COM1+uartIER, uartIER_RDA)
 }
 

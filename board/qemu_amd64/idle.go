@@ -9,7 +9,6 @@ import (
 	"math"
 	"sync/atomic"
 	"time"
-	_ "unsafe" // go:linkname
 
 	"github.com/usbarmory/tamago/amd64"
 )
@@ -30,10 +29,10 @@ func idle(until int64) {
 		return
 	}
 	// The scheduler chose until before it called us: an interrupt taken
-	// since has woken the service goroutine (tamago sets irqLock), and
-	// halting now would sleep through that wake-up until the old timer.
+	// since has woken the service goroutine, and halting now would sleep
+	// through that wake-up until the old timer.
 	cli()
-	if irqLock {
+	if irqPending() {
 		sti()
 		return
 	}
@@ -64,12 +63,6 @@ func idle(until int64) {
 	halt()
 	lapicWrite(lapicInitCount, 0)
 }
-
-// irqLock is set by tamago's interrupt entry when it wakes the service
-// goroutine, and cleared once the interrupt is acknowledged.
-//
-//go:linkname irqLock github.com/usbarmory/tamago/amd64.irqLock
-var irqLock bool
 
 var idleNs atomic.Int64
 

@@ -2,10 +2,6 @@
 
 package qemu_amd64
 
-import (
-	_ "unsafe"
-)
-
 // Memory layout for `-m 128M` (build with `-tags linkramstart` and link with
 // `-T 0x01010000`): the runtime owns 96 MB from 16 MB, DMA buffers (virtio
 // rings and packet buffers) the 16 MB above it. Below 16 MB sit the page
@@ -17,8 +13,5 @@ const (
 	DMASize  = 0x01000000
 )
 
-//go:linkname ramStart runtime/goos.RamStart
-var ramStart uint64 = RamStart
-
-//go:linkname ramSize runtime/goos.RamSize
-var ramSize uint64 = RamSize
+// The runtime learns RamStart and RamSize through goos.RamStart and
+// goos.RamSize (tamago_internals.go).

@@ -14,11 +14,8 @@
 package qemu_amd64
 
 import (
-	"runtime"
 	"runtime/goos"
-	"sync/atomic"
 	"time"
-	_ "unsafe"
 
 	"github.com/usbarmory/tamago/amd64"
 	"github.com/usbarmory/tamago/dma"
@@ -62,14 +59,8 @@ var (
 	wallFromRTC bool
 )
 
-//go:linkname nanotime runtime/goos.Nanotime
-func nanotime() int64 {
-	return AMD64.GetTime()
-}
-
-// Init runs early in runtime setup (goos.Hwinit1): no heap allocation here.
-//
-//go:linkname Init runtime/goos.Hwinit1
+// Init runs early in runtime setup (goos.Hwinit1, see tamago_internals.go):
+// no heap allocation here.
 func Init() {
 	AMD64.Init()
 	IOAPIC0.Init()
@@ -140,62 +131,6 @@ func ClockInfo() (kind string, tsc, lapic uint64, rtc bool) {
 
 // NumCPU returns the number of CPUs the kernel runs on.
 func NumCPU() int { return 1 }
-
-// Device interrupts use vectors DeviceVectorBase to ConsoleIRQ: one LAPIC
-// priority class (SDM Vol. 3A, 11.8.3), so that no device interrupt is
-// taken while another is in service: tamago's service goroutine handles
-// one interrupt at a time and reads its vector from a global, which a
-// nested interrupt would overwrite.
-const DeviceVectorBase = 0x30
-
-var interruptsOn atomic.Bool
-
-// ServiceInterrupts installs the interrupt vectors and services them on
-// the calling goroutine, passing device vectors to isr; it does not
-// return. Once the vectors are in place it calls ready, on another
-// goroutine: devices must not be routed (EnableInterrupt) before, as a
-// vector without its IDT entry faults. Until then the idle governor cannot
-// arm the LAPIC timer (vector 255) and spins instead.
-func ServiceInterrupts(isr func(vector int), ready func()) {
-	go func() {
-		// tamago's ServiceInterrupts fills the IDT, then sleeps: wait
-		// for the sleep, as tamago's own ClearInterrupt does (the IDT
-		// fill allocates, so it may yield to us half way).
-		for irqHandlerG == 0 || !runtime.Asleep(irqHandlerG) {
-			runtime.Gosched()
-		}
-		interruptsOn.Store(true)
-		Serial.enableInterrupt()
-		if ready != nil {
-			ready()
-		}
-	}()
-	AMD64.ServiceInterrupts(func(vector int) {
-		// Vector 255 (LAPIC timer) never gets here: tamago's entry
-		// for it only acknowledges it.
-		if vector == ConsoleIRQ {
-			Serial.interrupt()
-			return
-		}
-		if isr != nil {
-			isr(vector)
-		}
-	})
-}
-
-// irqHandlerG is the goroutine tamago services interrupts on.
-//
-//go:linkname irqHandlerG github.com/usbarmory/tamago/amd64.irqHandlerG
-var irqHandlerG uint
-
-// EnableInterrupt routes a global system interrupt to vector.
-func EnableInterrupt(gsi, vector int) {
-	if gsi < IOAPIC1.GSIBase {
-		IOAPIC0.EnableInterrupt(gsi, vector)
-	} else {
-		IOAPIC1.EnableInterrupt(gsi, vector)
-	}
-}
 
 // Halt stops the machine: with -no-reboot QEMU exits.
 func Halt() {
