@@ -20,6 +20,7 @@ var (
 
 // Tree is a node's /cluster file tree (docs/protocol.md §8):
 //
+//	conflicts
 //	ctl
 //	nodes/<id>/{addr,containers/,name,resources,status}
 //	self/{addr,containers/,id,name,resources}
@@ -28,48 +29,201 @@ var (
 // Its methods match the kernel's name-space Server interface. Names are
 // relative to /cluster in io/fs.ValidPath form, "." being the root. Every
 // read is a snapshot, made under the node's lock.
+//
+// Each directory is one table of entries (see dirent), as in Plan 9's
+// Dirtab: listing a directory and looking a name up in it read the same
+// table, so the two cannot disagree.
 type Tree struct{ n *Node }
 
-// entry is a resolved name: a directory's listing or a file's content.
-type entry struct {
-	dir  bool
-	list []string
-	data []byte
+// dirent is one entry of a directory's table. Exactly one of dir and read
+// is set.
+type dirent struct {
+	name string
+	// dir makes the entry a directory: it returns the directory's
+	// entries, sorted by name. It runs under the node's lock.
+	dir func(v *view) []dirent
+	// read makes the entry a file: it returns a snapshot of the content.
+	// It runs under the node's lock.
+	read func(v *view) []byte
+	// write, where set, takes a write to the file. It runs without the
+	// node's lock. A file without it is read-only.
+	write func(n *Node, data []byte) error
+	// res says read wants v.res: the node's resources, which come from
+	// the caller's code and so are fetched before the lock is taken.
+	res bool
 }
 
-func dir(names ...string) entry { return entry{dir: true, list: names} }
-func file(format string, args ...any) entry {
-	return entry{data: fmt.Appendf(nil, format, args...)}
+// view is what the tables are made from: the node, seen under its lock.
+type view struct {
+	n      *Node
+	res    Resources
+	hasRes bool
+}
+
+// root is the entry of the tree's root, ".".
+var root = dirent{name: ".", dir: func(*view) []dirent { return rootTab }}
+
+var rootTab = []dirent{
+	{name: "conflicts", read: func(v *view) []byte { return v.n.conflictsText() }},
+	{name: "ctl", read: func(v *view) []byte { return v.n.ctlText() }, write: writeCtl},
+	{name: "nodes", dir: nodesTab},
+	{name: "self", dir: func(*view) []dirent { return selfTab }},
+	{name: "stats", read: func(v *view) []byte { return v.n.statsText() }},
+}
+
+var selfTab = []dirent{
+	{name: "addr", read: func(v *view) []byte { return fmt.Appendf(nil, "%v\n", v.n.cfg.Addr) }},
+	{name: "containers", dir: containersTab},
+	{name: "id", read: func(v *view) []byte { return fmt.Appendf(nil, "%s\n", v.n.cfg.ID) }},
+	{name: "name", read: func(v *view) []byte { return fmt.Appendf(nil, "%s\n", v.n.name) }},
+	{name: "resources", res: true, read: func(v *view) []byte {
+		res := v.res
+		return fmt.Appendf(nil, "cpus %d\nmem %s\nmem_free %s\nload %v\ncontainers %d\n",
+			res.CPUs, units.Bytes(res.MemTotal), units.Bytes(res.MemFree),
+			LoadOf(res.Load), v.n.reg.Len())
+	}},
+}
+
+// containersTab is self/containers: one empty file per registered
+// container.
+func containersTab(v *view) []dirent {
+	l := v.n.reg.List()
+	tab := make([]dirent, len(l))
+	for i, name := range l {
+		tab[i] = dirent{name: name, read: func(*view) []byte { return []byte{} }}
+	}
+	return tab
+}
+
+// nodesTab is nodes: one directory per peer, named by its id.
+func nodesTab(v *view) []dirent {
+	ps := v.n.tab.list()
+	tab := make([]dirent, len(ps))
+	for i, p := range ps {
+		tab[i] = dirent{name: p.ID, dir: func(*view) []dirent { return peerTab(&p) }}
+	}
+	return tab
+}
+
+// peerTab is nodes/<id> of peer p.
+func peerTab(p *Peer) []dirent {
+	return []dirent{
+		{name: "addr", read: func(*view) []byte { return fmt.Appendf(nil, "%v\n", p.Addr) }},
+		// The protocol carries only the count.
+		{name: "containers", dir: func(*view) []dirent { return nil }},
+		{name: "name", read: func(*view) []byte { return fmt.Appendf(nil, "%s\n", p.Name) }},
+		{name: "resources", read: func(*view) []byte {
+			b := fmt.Appendf(nil, "cpus %d\nmem %s\nmem_free %s\n",
+				p.CPUs, units.Bytes(p.MemTotal), units.Bytes(p.MemFree))
+			if p.HasLoad {
+				b = fmt.Appendf(b, "load %v\n", p.Load)
+			}
+			return fmt.Appendf(b, "containers %d\n", p.Containers)
+		}},
+		{name: "status", read: func(*view) []byte { return fmt.Appendf(nil, "%v\n", p.Status) }},
+	}
+}
+
+// walk finds name, a valid path, in the tables. The caller holds the
+// node's lock.
+func (v *view) walk(name string) (dirent, bool) {
+	e := root
+	if name == "." {
+		return e, true
+	}
+	for elem := range strings.SplitSeq(name, "/") {
+		if e.dir == nil {
+			return dirent{}, false
+		}
+		tab := e.dir(v)
+		i, ok := slices.BinarySearchFunc(tab, elem, func(d dirent, name string) int {
+			return strings.Compare(d.name, name)
+		})
+		if !ok {
+			return dirent{}, false
+		}
+		e = tab[i]
+	}
+	return e, true
+}
+
+// look finds name and, while the node's lock is still held, calls use
+// with what it found, unless use is nil. Before any use of a file whose
+// read wants the node's resources, it fetches them outside the lock and
+// looks again.
+func (t *Tree) look(op, name string, use func(v *view, e dirent)) (dirent, error) {
+	if !fs.ValidPath(name) {
+		return dirent{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
+	}
+	n := t.n
+	v := &view{n: n}
+	for {
+		now := n.clock.Now()
+		n.mu.Lock()
+		n.tickLocked(now, false)
+		e, ok := v.walk(name)
+		if ok && use != nil && e.res && !v.hasRes {
+			n.unlock()
+			v.res, v.hasRes = n.resources(), true // not under mu: it is the caller's code
+			continue
+		}
+		if ok && use != nil {
+			use(v, e)
+		}
+		n.unlock()
+		if !ok {
+			return dirent{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+		}
+		return e, nil
+	}
 }
 
 // Stat reports whether name exists and whether it is a directory.
 func (t *Tree) Stat(name string) (isDir bool, err error) {
-	e, err := t.resolve("stat", name)
-	return e.dir, err
+	e, err := t.look("stat", name, nil)
+	return e.dir != nil, err
 }
 
 // ReadDir lists a directory in sorted order; subdirectories end in "/".
 func (t *Tree) ReadDir(name string) ([]string, error) {
-	e, err := t.resolve("readdir", name)
+	var list []string
+	e, err := t.look("readdir", name, func(v *view, e dirent) {
+		if e.dir == nil {
+			return
+		}
+		tab := e.dir(v)
+		list = make([]string, len(tab))
+		for i, d := range tab {
+			list[i] = d.name
+			if d.dir != nil {
+				list[i] += "/"
+			}
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	if !e.dir {
+	if e.dir == nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: ErrNotDir}
 	}
-	return e.list, nil
+	return list, nil
 }
 
 // ReadFile returns a snapshot of a file's content.
 func (t *Tree) ReadFile(name string) ([]byte, error) {
-	e, err := t.resolve("read", name)
+	var data []byte
+	e, err := t.look("read", name, func(v *view, e dirent) {
+		if e.read != nil {
+			data = e.read(v)
+		}
+	})
 	if err != nil {
 		return nil, err
 	}
-	if e.dir {
+	if e.dir != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: ErrIsDir}
 	}
-	return e.data, nil
+	return data, nil
 }
 
 // MaxCtlWrite bounds a ctl write; longer ones are refused unread.
@@ -78,16 +232,22 @@ const MaxCtlWrite = 1024
 // WriteFile writes ctl (docs/protocol.md §8.1); every other name is
 // read-only.
 func (t *Tree) WriteFile(name string, data []byte) error {
-	if name == "ctl" {
-		if len(data) > MaxCtlWrite {
-			return fmt.Errorf("ctl message too long: %d bytes, limit %d", len(data), MaxCtlWrite)
-		}
-		return t.n.ctl(data)
-	}
-	if _, err := t.resolve("write", name); err != nil {
+	e, err := t.look("write", name, nil)
+	if err != nil {
 		return err
 	}
-	return &fs.PathError{Op: "write", Path: name, Err: fs.ErrPermission}
+	if e.write == nil {
+		return &fs.PathError{Op: "write", Path: name, Err: fs.ErrPermission}
+	}
+	return e.write(t.n, data)
+}
+
+// writeCtl takes a write to ctl.
+func writeCtl(n *Node, data []byte) error {
+	if len(data) > MaxCtlWrite {
+		return fmt.Errorf("ctl message too long: %d bytes, limit %d", len(data), MaxCtlWrite)
+	}
+	return n.ctl(data)
 }
 
 // ctl carries out one control message (docs/protocol.md §8.1), one
@@ -134,112 +294,6 @@ func (n *Node) keyCtl(arg string) error {
 		return n.RemoveKey(val)
 	}
 	return errors.New("bad key message: want key add <64 hex digits>, key use <fingerprint> or key remove <fingerprint>")
-}
-
-func (t *Tree) resolve(op, name string) (entry, error) {
-	if !fs.ValidPath(name) {
-		return entry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
-	}
-	n := t.n
-	var res Resources
-	if name == "self/resources" {
-		res = n.resources() // not under mu: it is the caller's code
-	}
-	now := n.clock.Now()
-	n.mu.Lock()
-	defer n.unlock()
-	n.tickLocked(now, false)
-	el := strings.Split(name, "/")
-	var e entry
-	ok := true
-	switch el[0] {
-	case ".":
-		e = dir("conflicts", "ctl", "nodes/", "self/", "stats")
-	case "ctl":
-		ok = len(el) == 1
-		e = entry{data: n.ctlText()}
-	case "conflicts":
-		ok = len(el) == 1
-		e = entry{data: n.conflictsText()}
-	case "stats":
-		ok = len(el) == 1
-		e = entry{data: n.statsText()}
-	case "self":
-		e, ok = n.selfEntry(el[1:], res)
-	case "nodes":
-		e, ok = n.nodesEntry(el[1:])
-	default:
-		ok = false
-	}
-	if !ok {
-		return entry{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
-	}
-	return e, nil
-}
-
-func (n *Node) selfEntry(el []string, res Resources) (entry, bool) {
-	if len(el) == 0 {
-		return dir("addr", "containers/", "id", "name", "resources"), true
-	}
-	if len(el) > 1 {
-		if el[0] == "containers" && len(el) == 2 && n.reg.has(el[1]) {
-			return entry{data: []byte{}}, true
-		}
-		return entry{}, false
-	}
-	switch el[0] {
-	case "addr":
-		return file("%v\n", n.cfg.Addr), true
-	case "containers":
-		l := n.reg.List()
-		return dir(l...), true
-	case "id":
-		return file("%s\n", n.cfg.ID), true
-	case "name":
-		return file("%s\n", n.name), true
-	case "resources":
-		return file("cpus %d\nmem %s\nmem_free %s\nload %v\ncontainers %d\n",
-			res.CPUs, units.Bytes(res.MemTotal), units.Bytes(res.MemFree),
-			LoadOf(res.Load), n.reg.Len()), true
-	}
-	return entry{}, false
-}
-
-func (n *Node) nodesEntry(el []string) (entry, bool) {
-	if len(el) == 0 {
-		ps := n.tab.list()
-		l := make([]string, len(ps))
-		for i, p := range ps {
-			l[i] = p.ID + "/"
-		}
-		return dir(l...), true
-	}
-	p, ok := n.tab.get(el[0])
-	if !ok || len(el) > 2 {
-		return entry{}, false
-	}
-	if len(el) == 1 {
-		return dir("addr", "containers/", "name", "resources", "status"), true
-	}
-	switch el[1] {
-	case "addr":
-		return file("%v\n", p.Addr), true
-	case "containers":
-		return dir(), true // the protocol carries only the count
-	case "name":
-		return file("%s\n", p.Name), true
-	case "resources":
-		b := fmt.Appendf(nil, "cpus %d\nmem %s\nmem_free %s\n",
-			p.CPUs, units.Bytes(p.MemTotal), units.Bytes(p.MemFree))
-		if p.HasLoad {
-			b = fmt.Appendf(b, "load %v\n", p.Load)
-		}
-		b = fmt.Appendf(b, "containers %d\n", p.Containers)
-		return entry{data: b}, true
-	case "status":
-		return file("%v\n", p.Status), true
-	}
-	return entry{}, false
 }
 
 // statsText is the stats file (docs/protocol.md §8.2).
