@@ -199,8 +199,9 @@ func (ns *Namespace) ReadDir(name string) ([]string, error) {
 	if len(t.below) == 0 {
 		return names, nil
 	}
-	// A mount point shadows a server entry of the same name.
-	names = slices.DeleteFunc(names, func(n string) bool {
+	// A mount point shadows a server entry of the same name. The server
+	// may keep the slice it returned: work on a copy.
+	names = slices.DeleteFunc(slices.Clone(names), func(n string) bool {
 		_, found := slices.BinarySearch(t.below, strings.TrimSuffix(n, "/")+"/")
 		return found
 	})

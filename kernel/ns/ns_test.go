@@ -429,3 +429,37 @@ func TestConcurrentBuild(t *testing.T) {
 	})
 	wg.Wait()
 }
+
+// listing is a server whose ReadDir returns the same slice every time, as
+// a server with a fixed listing may.
+type listing struct {
+	Server
+	names []string
+}
+
+func (l listing) ReadDir(string) ([]string, error) { return l.names, nil }
+
+// TestReadDirKeepsServerSlice checks that merging mount points into a
+// listing leaves the slice the server returned as it was.
+func TestReadDirKeepsServerSlice(t *testing.T) {
+	names := make([]string, 3, 8)
+	copy(names, []string{"a", "dev/", "z"})
+	ns := New()
+	if err := ns.Mount("/", listing{NewDir(), names}); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range []string{"/dev", "/net"} {
+		if err := ns.Mount(m, NewDir()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		got, err := ns.ReadDir("/")
+		if want := []string{"a", "z", "dev/", "net/"}; err != nil || !slices.Equal(got, want) {
+			t.Errorf("ReadDir(/) = %q, %v, want %q", got, err, want)
+		}
+	}
+	if want := []string{"a", "dev/", "z"}; !slices.Equal(names, want) || !slices.Equal(names[:4], []string{"a", "dev/", "z", ""}) {
+		t.Errorf("server's slice is now %q (cap %q), want %q", names, names[:4], want)
+	}
+}
