@@ -5,8 +5,8 @@ import (
 	"strings"
 )
 
-// Command is a parsed command line.
-type Command struct {
+// Line is a parsed command line.
+type Line struct {
 	Args     []string // the command name and its arguments
 	Redirect string   // file to receive the output, or ""
 }
@@ -23,10 +23,10 @@ var (
 // unquoted text next to each other form one word, and "" is an empty word.
 // There are no escapes. An unquoted '#' at the start of a word begins a
 // comment. An unquoted '>' sends the output to the one word after it, which
-// must end the line. A blank line gives the zero Command.
-func Parse(line string) (Command, error) {
+// must end the line. A blank line gives the zero Line.
+func Parse(line string) (Line, error) {
 	var (
-		cmd      Command
+		cmd      Line
 		words    []string
 		word     strings.Builder
 		inWord   bool // word holds a word, possibly empty and quoted
@@ -51,7 +51,7 @@ loop:
 		case c == '"' || c == '\'':
 			j := strings.IndexByte(line[i+1:], c)
 			if j < 0 {
-				return Command{}, errQuote
+				return Line{}, errQuote
 			}
 			word.WriteString(line[i+1 : i+1+j])
 			inWord = true
@@ -61,9 +61,9 @@ loop:
 			end()
 			if redirect {
 				if len(words) == 0 {
-					return Command{}, errNoFile
+					return Line{}, errNoFile
 				}
-				return Command{}, errAfterFile
+				return Line{}, errAfterFile
 			}
 			redirect = true
 			cmd.Args, words = words, nil
@@ -80,11 +80,11 @@ loop:
 	}
 	switch {
 	case len(words) == 0 || words[0] == "":
-		return Command{}, errNoFile
+		return Line{}, errNoFile
 	case len(words) > 1:
-		return Command{}, errAfterFile
+		return Line{}, errAfterFile
 	case len(cmd.Args) == 0:
-		return Command{}, errNoCommandOut
+		return Line{}, errNoCommandOut
 	}
 	cmd.Redirect = words[0]
 	return cmd, nil

@@ -33,9 +33,40 @@ var ErrExit = errors.New("exit")
 // the command's usage line.
 var ErrUsage = errors.New("usage")
 
-type command struct {
-	usage, help string
-	fn          func(w io.Writer, args []string) error
+// Command is a shell command: its name, what help says of it, how many
+// arguments it takes and the function that runs it. The shell checks
+// the number of arguments before Run is called and, when it is wrong,
+// prints the usage line, "usage: NAME USAGE", as it does when Run
+// returns ErrUsage: one shape for every command's usage errors.
+type Command struct {
+	// Name is the word that runs the command.
+	Name string
+	// Usage describes the arguments only, as "[path...]"; "" for none.
+	Usage string
+	// Help is a one-line description, for help.
+	Help string
+	// MinArgs and MaxArgs bound the number of arguments, the words after
+	// the name; a MaxArgs of Many sets no upper bound. The zero values
+	// make a command that takes none.
+	MinArgs, MaxArgs int
+	// Run carries the command out: it gets the arguments and writes its
+	// output to w. Returning ErrUsage (possibly wrapped) prints the usage
+	// line; returning ErrExit ends Run's loop; other errors are printed
+	// after the command's name, one line each.
+	Run func(w io.Writer, args []string) error
+}
+
+// Many, as a Command's MaxArgs, lets it take any number of arguments.
+const Many = -1
+
+// usage is the command's usage line: "usage: ls [path...]".
+func (c *Command) usage() string {
+	return "usage: " + strings.TrimSpace(c.Name+" "+c.Usage)
+}
+
+// argsOK reports whether n arguments are within c's bounds.
+func (c *Command) argsOK(n int) bool {
+	return n >= c.MinArgs && (c.MaxArgs == Many || n <= c.MaxArgs)
 }
 
 // Shell runs command lines against a table of commands. It is safe for
@@ -45,7 +76,7 @@ type Shell struct {
 	prompt func() string
 
 	mu   sync.RWMutex
-	cmds map[string]command
+	cmds map[string]*Command
 }
 
 // New returns a shell over fsys with the built-in commands help, ls, cat
@@ -54,28 +85,37 @@ func New(fsys FS, prompt func() string) *Shell {
 	if prompt == nil {
 		prompt = func() string { return "> " }
 	}
-	s := &Shell{fsys: fsys, prompt: prompt, cmds: make(map[string]command)}
-	s.Register("help", "", "list commands", s.help)
-	s.Register("ls", "[path...]", "list directories (default /)", s.ls)
-	s.Register("cat", "path...", "print files", s.cat)
-	s.Register("echo", "[word...]", "print words and a newline", echo)
+	s := &Shell{fsys: fsys, prompt: prompt, cmds: make(map[string]*Command)}
+	// help takes and ignores any arguments, as it always has.
+	s.Add(Command{Name: "help", Help: "list commands", MaxArgs: Many, Run: s.help})
+	s.Add(Command{Name: "ls", Usage: "[path...]", Help: "list directories (default /)", MaxArgs: Many, Run: s.ls})
+	s.Add(Command{Name: "cat", Usage: "path...", Help: "print files", MinArgs: 1, MaxArgs: Many, Run: s.cat})
+	s.Add(Command{Name: "echo", Usage: "[word...]", Help: "print words and a newline", MaxArgs: Many, Run: echo})
 	return s
 }
 
-// Register adds a command. fn gets the words after the command name and
-// writes its output to w. usage describes the arguments only, as in
-// "[path...]"; help is a one-line description. Registering a name twice
-// panics: the command table is built in code.
-func (s *Shell) Register(name, usage, help string, fn func(w io.Writer, args []string) error) {
-	if name == "" || fn == nil {
-		panic(fmt.Sprintf("shell: bad registration of %q", name))
+// Add adds a command. A bad Command (no name, a name with a blank, no
+// Run, bounds that admit no count) or a name added twice panics: the
+// command table is built in code.
+func (s *Shell) Add(c Command) {
+	switch {
+	case c.Name == "" || strings.ContainsAny(c.Name, " \t") || c.Run == nil:
+		panic(fmt.Sprintf("shell: bad command %q", c.Name))
+	case c.MinArgs < 0 || c.MaxArgs < Many || c.MaxArgs != Many && c.MaxArgs < c.MinArgs:
+		panic(fmt.Sprintf("shell: command %q: bad argument bounds %d, %d", c.Name, c.MinArgs, c.MaxArgs))
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if _, ok := s.cmds[name]; ok {
-		panic(fmt.Sprintf("shell: command %q registered twice", name))
+	if _, ok := s.cmds[c.Name]; ok {
+		panic(fmt.Sprintf("shell: command %q registered twice", c.Name))
 	}
-	s.cmds[name] = command{usage: usage, help: help, fn: fn}
+	s.cmds[c.Name] = &c
+}
+
+// Register adds a command that checks its own arguments: Add of a
+// Command with no bounds on their number. New code should call Add.
+func (s *Shell) Register(name, usage, help string, fn func(w io.Writer, args []string) error) {
+	s.Add(Command{Name: name, Usage: usage, Help: help, MaxArgs: Many, Run: fn})
 }
 
 // Exec runs one command line, writing its output and any error to w. With
@@ -107,17 +147,22 @@ func (s *Shell) exec(line string, w io.Writer) (exit bool) {
 		return false
 	}
 
+	args := cmd.Args[1:]
+	if !c.argsOK(len(args)) {
+		fmt.Fprintln(w, c.usage())
+		return false
+	}
 	out := w
 	var buf bytes.Buffer
 	if cmd.Redirect != "" {
 		out = &buf
 	}
-	err = c.fn(out, cmd.Args[1:])
+	err = c.Run(out, args)
 	switch {
 	case errors.Is(err, ErrExit):
 		return true
 	case errors.Is(err, ErrUsage):
-		fmt.Fprintf(w, "usage: %s\n", strings.TrimSpace(name+" "+c.usage))
+		fmt.Fprintln(w, c.usage())
 		return false
 	case err != nil:
 		// One line per error, so each carries the command name.
@@ -181,19 +226,18 @@ func pathError(p string, err error) error {
 
 func (s *Shell) help(w io.Writer, args []string) error {
 	s.mu.RLock()
-	names := make([]string, 0, len(s.cmds))
+	cmds := make([]*Command, 0, len(s.cmds))
 	width := 0
-	for name, c := range s.cmds {
-		names = append(names, name)
-		width = max(width, len(strings.TrimSpace(name+" "+c.usage)))
-	}
-	slices.Sort(names)
-	var b strings.Builder
-	for _, name := range names {
-		c := s.cmds[name]
-		fmt.Fprintf(&b, "%-*s  %s\n", width, strings.TrimSpace(name+" "+c.usage), c.help)
+	for _, c := range s.cmds {
+		cmds = append(cmds, c)
+		width = max(width, len(strings.TrimSpace(c.Name+" "+c.Usage)))
 	}
 	s.mu.RUnlock()
+	slices.SortFunc(cmds, func(a, b *Command) int { return strings.Compare(a.Name, b.Name) })
+	var b strings.Builder
+	for _, c := range cmds {
+		fmt.Fprintf(&b, "%-*s  %s\n", width, strings.TrimSpace(c.Name+" "+c.Usage), c.Help)
+	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
@@ -233,9 +277,6 @@ func (s *Shell) ls(w io.Writer, args []string) error {
 // cat prints files as they are, adding a newline to one that lacks it so
 // the next output starts on its own line.
 func (s *Shell) cat(w io.Writer, args []string) error {
-	if len(args) == 0 {
-		return ErrUsage
-	}
 	var errs []error
 	for _, p := range args {
 		b, err := s.fsys.ReadFile(abs(p))
