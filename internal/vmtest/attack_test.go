@@ -23,28 +23,28 @@ import (
 // no longer forge or replay anything; keys can be rotated, and a keyless
 // cluster moved to keys, without a member ever turning suspect.
 
-// bcastTo is where the cluster's datagrams go on the test LAN.
-var bcastTo = netip.MustParseAddrPort("10.0.0.255:9710")
+// clusterBcast is where the cluster's datagrams go on the test LAN.
+var clusterBcast = netip.MustParseAddrPort("10.0.0.255:9710")
 
-// forge returns a broadcast frame carrying payload to port 9710, from
+// forgeFrame returns a broadcast frame carrying payload to port 9710, from
 // src port 9710 and source MAC mac.
-func forge(src string, mac net.HardwareAddr, payload []byte) []byte {
+func forgeFrame(src string, mac net.HardwareAddr, payload []byte) []byte {
 	return UDPFrame(Ethernet{Dst: BroadcastMAC, Src: mac},
-		netip.AddrPortFrom(netip.MustParseAddr(src), 9710), bcastTo, payload)
+		netip.AddrPortFrom(netip.MustParseAddr(src), 9710), clusterBcast, payload)
 }
 
-func announce(id, addr, name string) cluster.Message {
+func announceMsg(id, addr, name string) cluster.Message {
 	return cluster.Message{Kind: cluster.Announce, ID: id, Addr: netip.MustParseAddr(addr), Name: name,
 		CPUs: 1, MemTotal: 128 << 20, MemFree: 64 << 20}
 }
 
-func heartbeat(id string) cluster.Message {
+func heartbeatMsg(id string) cluster.Message {
 	return cluster.Message{Kind: cluster.Heartbeat, ID: id, Load: 1, MemFree: 64 << 20}
 }
 
-func leave(id string) cluster.Message { return cluster.Message{Kind: cluster.Leave, ID: id} }
+func leaveMsg(id string) cluster.Message { return cluster.Message{Kind: cluster.Leave, ID: id} }
 
-func send(t *testing.T, r *RawSocket, frames ...[]byte) {
+func sendFrames(t *testing.T, r *RawSocket, frames ...[]byte) {
 	t.Helper()
 	for _, f := range frames {
 		if err := r.Send(f); err != nil {
@@ -54,14 +54,14 @@ func send(t *testing.T, r *RawSocket, frames ...[]byte) {
 	}
 }
 
-var statRE = regexp.MustCompile(`(?m)^(\w+) (\d+)$`)
+var clusterStatRE = regexp.MustCompile(`(?m)^(\w+) (\d+)$`)
 
-// statsOf reads a VM's /cluster/stats.
-func statsOf(t *testing.T, vm *VM) map[string]int {
+// clusterStats reads a VM's /cluster/stats.
+func clusterStats(t *testing.T, vm *VM) map[string]int {
 	t.Helper()
 	out := command(t, vm, "cat /cluster/stats")
 	m := map[string]int{}
-	for _, f := range statRE.FindAllStringSubmatch(out, -1) {
+	for _, f := range clusterStatRE.FindAllStringSubmatch(out, -1) {
 		m[f[1]], _ = strconv.Atoi(f[2])
 	}
 	if _, ok := m["received"]; !ok {
@@ -70,22 +70,22 @@ func statsOf(t *testing.T, vm *VM) map[string]int {
 	return m
 }
 
-func allStats(t *testing.T, lan *LAN) []map[string]int {
+func clusterStatsAll(t *testing.T, lan *LAN) []map[string]int {
 	t.Helper()
-	return statsOfAll(t, lan.VMs)
+	return clusterStatsOf(t, lan.VMs)
 }
 
-func statsOfAll(t *testing.T, vms []*VM) []map[string]int {
+func clusterStatsOf(t *testing.T, vms []*VM) []map[string]int {
 	t.Helper()
 	s := make([]map[string]int, len(vms))
 	for i, vm := range vms {
-		s[i] = statsOf(t, vm)
+		s[i] = clusterStats(t, vm)
 	}
 	return s
 }
 
-// delta returns after[name]-before[name] for each VM.
-func delta(before, after []map[string]int, name string) []int {
+// statDelta returns after[name]-before[name] for each VM.
+func statDelta(before, after []map[string]int, name string) []int {
 	d := make([]int, len(before))
 	for i := range before {
 		d[i] = after[i][name] - before[i][name]
@@ -93,8 +93,8 @@ func delta(before, after []map[string]int, name string) []int {
 	return d
 }
 
-// ids reads each VM's node id.
-func nodeIDs(t *testing.T, lan *LAN) []string {
+// vmNodeIDs reads each VM's node id.
+func vmNodeIDs(t *testing.T, lan *LAN) []string {
 	t.Helper()
 	ids := make([]string, len(lan.VMs))
 	for i, vm := range lan.VMs {
@@ -106,8 +106,8 @@ func nodeIDs(t *testing.T, lan *LAN) []string {
 	return ids
 }
 
-// others returns the ids of every VM but i (0-based).
-func others(ids []string, i int) []string {
+// otherIDs returns the ids of every VM but i (0-based).
+func otherIDs(ids []string, i int) []string {
 	var o []string
 	for j, id := range ids {
 		if j != i {
@@ -117,13 +117,13 @@ func others(ids []string, i int) []string {
 	return o
 }
 
-// waitMesh waits until every VM lists every other as online.
-func waitMesh(t *testing.T, lan *LAN, ids []string, timeout time.Duration) {
+// waitMeshOnline waits until every VM lists every other as online.
+func waitMeshOnline(t *testing.T, lan *LAN, ids []string, timeout time.Duration) {
 	t.Helper()
 	t0 := time.Now()
 	var took []string
 	for i, vm := range lan.VMs {
-		line, want := peerStatus(ids, i)
+		line, want := peerStatusLine(ids, i)
 		at, _ := poll(t, vm, line, timeout, 100*time.Millisecond, equals(want))
 		took = append(took, fmt.Sprintf("%s %v", vm.Name, at.Sub(t0).Round(time.Millisecond)))
 		if at.Sub(t0) > 3*time.Second {
@@ -133,34 +133,34 @@ func waitMesh(t *testing.T, lan *LAN, ids []string, timeout time.Duration) {
 	t.Logf("all %d VMs list each other online (%s after the last prompt)", len(lan.VMs), strings.Join(took, ", "))
 }
 
-// peerStatus is the command that prints VM i's view of the status of the
+// peerStatusLine is the command that prints VM i's view of the status of the
 // others, and what it prints when all are online.
-func peerStatus(ids []string, i int) (line, want string) {
+func peerStatusLine(ids []string, i int) (line, want string) {
 	line = "cat"
-	for _, id := range others(ids, i) {
+	for _, id := range otherIDs(ids, i) {
 		line += " /cluster/nodes/" + id + "/status"
 		want += "online\n"
 	}
 	return line, want
 }
 
-// capture keeps the cluster datagrams the VMs send, as seen on the
+// bridgeCapture keeps the cluster datagrams the VMs send, as seen on the
 // bridge, with the time each arrived.
-type capture struct {
+type bridgeCapture struct {
 	mu     sync.Mutex
-	frames []captured
+	frames []capturedFrame
 	stop   chan struct{}
 	done   chan struct{}
 }
 
-type captured struct {
+type capturedFrame struct {
 	at time.Time
 	p  Packet
 }
 
-func startCapture(t *testing.T) *capture {
+func startBridgeCapture(t *testing.T) *bridgeCapture {
 	r := openRaw(t, Bridge)
-	c := &capture{stop: make(chan struct{}), done: make(chan struct{})}
+	c := &bridgeCapture{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(c.done)
 		for {
@@ -177,7 +177,7 @@ func startCapture(t *testing.T) *capture {
 				p.Payload = bytes.Clone(p.Payload)
 				p.EtherSrc, p.EtherDst = bytes.Clone(p.EtherSrc), bytes.Clone(p.EtherDst)
 				c.mu.Lock()
-				c.frames = append(c.frames, captured{time.Now(), p})
+				c.frames = append(c.frames, capturedFrame{time.Now(), p})
 				c.mu.Unlock()
 			})
 			if err != nil {
@@ -193,11 +193,11 @@ func startCapture(t *testing.T) *capture {
 
 // from returns the datagrams from addr received in [since, until) (a zero
 // until: no end), oldest first.
-func (c *capture) from(addr string, since, until time.Time) []captured {
+func (c *bridgeCapture) from(addr string, since, until time.Time) []capturedFrame {
 	a := netip.MustParseAddr(addr)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var l []captured
+	var l []capturedFrame
 	for _, f := range c.frames {
 		if f.p.Src == a && !f.at.Before(since) && (until.IsZero() || f.at.Before(until)) {
 			l = append(l, f)
@@ -206,8 +206,8 @@ func (c *capture) from(addr string, since, until time.Time) []captured {
 	return l
 }
 
-// parsed decodes a captured datagram.
-func (f captured) msg(t *testing.T) cluster.Message {
+// msg decodes a captured datagram.
+func (f capturedFrame) msg(t *testing.T) cluster.Message {
 	t.Helper()
 	m, err := cluster.Parse(f.p.Payload)
 	if err != nil {
@@ -218,25 +218,25 @@ func (f captured) msg(t *testing.T) cluster.Message {
 
 // replay rebuilds a captured datagram's frame: same source MAC, address
 // and port, same bytes (checksums recomputed).
-func (f captured) replay() []byte {
+func (f capturedFrame) replay() []byte {
 	return UDPFrame(Ethernet{Dst: BroadcastMAC, Src: f.p.EtherSrc},
 		netip.AddrPortFrom(f.p.Src, f.p.SrcPort), netip.AddrPortFrom(f.p.Dst, f.p.DstPort), f.p.Payload)
 }
 
-// sentFrames counts the frames a VM sent, by kind.
-type sentFrames struct {
+// vmSentFrames counts the frames a VM sent, by kind.
+type vmSentFrames struct {
 	Bcast, Unicast int // UDP to port 9710: broadcast, or to one address
 	ARP            int
 	Other          int
 }
 
-func (s sentFrames) total() int { return s.Bcast + s.Unicast + s.ARP + s.Other }
+func (s vmSentFrames) total() int { return s.Bcast + s.Unicast + s.ARP + s.Other }
 
-// countSent watches each VM's tap for d while during runs (it starts
+// countSentFrames watches each VM's tap for d while during runs (it starts
 // once the watchers read) and counts what each VM sent.
-func countSent(t *testing.T, taps []*RawSocket, d time.Duration, during func()) []sentFrames {
+func countSentFrames(t *testing.T, taps []*RawSocket, d time.Duration, during func()) []vmSentFrames {
 	t.Helper()
-	counts := make([]sentFrames, len(taps))
+	counts := make([]vmSentFrames, len(taps))
 	var wg sync.WaitGroup
 	for i, tap := range taps {
 		wg.Add(1)
@@ -269,16 +269,16 @@ func countSent(t *testing.T, taps []*RawSocket, d time.Duration, during func()) 
 	return counts
 }
 
-// clocks records each VM's uptime (/dev/time, third field, ns) and the
+// guestClocks records each VM's uptime (/dev/time, third field, ns) and the
 // host's time around the read, so that a test can tell at its end
 // whether the VMs' clocks kept time: the cluster's timing (periodic
 // messages, suspect and dead ages) runs on them.
-type clocks struct {
+type guestClocks struct {
 	guest      []int64
 	sent, back []time.Time
 }
 
-func readClock(t *testing.T, vm *VM) (guest int64, sent, back time.Time) {
+func readGuestClock(t *testing.T, vm *VM) (guest int64, sent, back time.Time) {
 	t.Helper()
 	sent = time.Now()
 	out := command(t, vm, "cat /dev/time")
@@ -291,11 +291,11 @@ func readClock(t *testing.T, vm *VM) (guest int64, sent, back time.Time) {
 	return guest, sent, back
 }
 
-func markClocks(t *testing.T, lan *LAN) *clocks {
+func markGuestClocks(t *testing.T, lan *LAN) *guestClocks {
 	t.Helper()
-	c := &clocks{}
+	c := &guestClocks{}
 	for _, vm := range lan.VMs {
-		g, s, b := readClock(t, vm)
+		g, s, b := readGuestClock(t, vm)
 		c.guest, c.sent, c.back = append(c.guest, g), append(c.sent, s), append(c.back, b)
 	}
 	return c
@@ -304,11 +304,11 @@ func markClocks(t *testing.T, lan *LAN) *clocks {
 // check compares the first n VMs' clocks with the host's since mark: a
 // rate off by more than 2 % (TestClock's bound) fails the test, whatever
 // else passed.
-func (c *clocks) check(t *testing.T, lan *LAN, n int) {
+func (c *guestClocks) check(t *testing.T, lan *LAN, n int) {
 	t.Helper()
 	var rates []string
 	for i, vm := range lan.VMs[:n] {
-		g, s, b := readClock(t, vm)
+		g, s, b := readGuestClock(t, vm)
 		dg := float64(g-c.guest[i]) / 1e9
 		lo, hi := s.Sub(c.back[i]).Seconds(), b.Sub(c.sent[i]).Seconds()
 		rates = append(rates, fmt.Sprintf("%s %.3f s in %.3f..%.3f s", vm.Name, dg, lo, hi))
@@ -321,8 +321,8 @@ func (c *clocks) check(t *testing.T, lan *LAN, n int) {
 	t.Logf("guest clocks: %s", strings.Join(rates, "; "))
 }
 
-// freshID returns a made-up id that no VM has.
-func freshID(ids []string, base uint32, i int) string {
+// freshNodeID returns a made-up id that no VM has.
+func freshNodeID(ids []string, base uint32, i int) string {
 	for {
 		id := fmt.Sprintf("%08x", base+uint32(i))
 		clash := false
@@ -339,10 +339,10 @@ func freshID(ids []string, base uint32, i int) string {
 // TestAttackKeyless: three VMs without a key, and an attacker on the LAN.
 func TestAttackKeyless(t *testing.T) {
 	lan := startLAN(t, kernel(t, "FORNAX_KERNEL_CLUSTER"), 3)
-	ids := nodeIDs(t, lan)
-	clk := markClocks(t, lan)
+	ids := vmNodeIDs(t, lan)
+	clk := markGuestClocks(t, lan)
 	t.Cleanup(func() { clk.check(t, lan, 3) })
-	waitMesh(t, lan, ids, 20*time.Second)
+	waitMeshOnline(t, lan, ids, 20*time.Second)
 	raw := openRaw(t, Bridge)
 	vm1, vm2, vm3 := lan.VMs[0], lan.VMs[1], lan.VMs[2]
 
@@ -350,16 +350,16 @@ func TestAttackKeyless(t *testing.T) {
 	// id from 10.0.0.51, once a second for 10 s: nobody moves them, and
 	// each victim refutes.
 	t.Run("Hijack", func(t *testing.T) {
-		before := allStats(t, lan)
-		hijack := forge("10.0.0.50", forgedMAC, announce(ids[1], "10.0.0.50", "evil").Append(nil))
-		claim := forge("10.0.0.51", forgedMAC, announce(ids[0], "10.0.0.51", "evil").Append(nil))
+		before := clusterStatsAll(t, lan)
+		hijack := forgeFrame("10.0.0.50", forgedMAC, announceMsg(ids[1], "10.0.0.50", "evil").Append(nil))
+		claim := forgeFrame("10.0.0.51", forgedMAC, announceMsg(ids[0], "10.0.0.51", "evil").Append(nil))
 		const rounds = 10
 		done, quit := make(chan struct{}), make(chan struct{})
 		defer func() { close(quit); <-done }()
 		go func() {
 			defer close(done)
 			for k := 0; k < rounds; k++ {
-				send(t, raw, hijack, claim)
+				sendFrames(t, raw, hijack, claim)
 				select {
 				case <-quit:
 					return
@@ -387,8 +387,8 @@ func TestAttackKeyless(t *testing.T) {
 			time.Sleep(300 * time.Millisecond)
 		}
 		time.Sleep(300 * time.Millisecond)
-		after := allStats(t, lan)
-		conflict, ownID, refutes := delta(before, after, "dropped_addr_conflict"), delta(before, after, "dropped_own_id"), delta(before, after, "refutes")
+		after := clusterStatsAll(t, lan)
+		conflict, ownID, refutes := statDelta(before, after, "dropped_addr_conflict"), statDelta(before, after, "dropped_own_id"), statDelta(before, after, "refutes")
 		t.Logf("%d rounds of checks; per VM: dropped_addr_conflict +%v, dropped_own_id +%v, refutes +%v", checks, conflict, ownID, refutes)
 		// fornax-01 hears the claim on its own id and the hijack of
 		// fornax-02's; fornax-02 the reverse; fornax-03 both hijacks.
@@ -417,26 +417,26 @@ func TestAttackKeyless(t *testing.T) {
 	// grows by one entry at most; a member that leaves and rejoins right
 	// after is seen again at once.
 	t.Run("CrowdOut", func(t *testing.T) {
-		before := allStats(t, lan)
+		before := clusterStatsAll(t, lan)
 		const total, batch = 100000, 250
 		t0 := time.Now()
 		buf := make([][]byte, 0, batch)
 		for k := 0; k < total; k += batch {
 			buf = buf[:0]
 			for j := k; j < k+batch && j < total; j++ {
-				id := freshID(ids, 0xa0000000, j)
-				buf = append(buf, forge("10.0.0.60", forgedMAC, announce(id, "10.0.0.60", "crowd-"+id).Append(nil)))
+				id := freshNodeID(ids, 0xa0000000, j)
+				buf = append(buf, forgeFrame("10.0.0.60", forgedMAC, announceMsg(id, "10.0.0.60", "crowd-"+id).Append(nil)))
 			}
-			send(t, raw, buf...)
+			sendFrames(t, raw, buf...)
 			time.Sleep(10 * time.Millisecond)
 		}
 		sendTime := time.Since(t0)
 		time.Sleep(time.Second)
-		after := allStats(t, lan)
+		after := clusterStatsAll(t, lan)
 		t.Logf("sent %d ANNOUNCEs from 10.0.0.60 in %v (%.0f/s); per VM: received +%v, accepted +%v, answers +%v, log_held +%v; peers %v -> %v",
 			total, sendTime.Round(time.Millisecond), float64(total)/sendTime.Seconds(),
-			delta(before, after, "received"), delta(before, after, "accepted"), delta(before, after, "answers"),
-			delta(before, after, "log_held"), []int{before[0]["peers"], before[1]["peers"], before[2]["peers"]},
+			statDelta(before, after, "received"), statDelta(before, after, "accepted"), statDelta(before, after, "answers"),
+			statDelta(before, after, "log_held"), []int{before[0]["peers"], before[1]["peers"], before[2]["peers"]},
 			[]int{after[0]["peers"], after[1]["peers"], after[2]["peers"]})
 		for i := range lan.VMs {
 			if g := after[i]["peers"] - before[i]["peers"]; g > 1 {
@@ -450,7 +450,7 @@ func TestAttackKeyless(t *testing.T) {
 			}
 		}
 		for i, vm := range lan.VMs {
-			line, want := peerStatus(ids, i)
+			line, want := peerStatusLine(ids, i)
 			if got := command(t, vm, line); got != want {
 				t.Errorf("%s after the flood: %q, want %q", vm.Name, got, want)
 			}
@@ -501,30 +501,30 @@ func TestAttackKeyless(t *testing.T) {
 	// ARP included, does each forged datagram draw?
 	t.Run("Amplification", func(t *testing.T) {
 		taps := []*RawSocket{openRaw(t, TapName(1)), openRaw(t, TapName(2)), openRaw(t, TapName(3))}
-		phase := func(name string, perSecond, seconds int, src func(k int) string, idBase uint32, after time.Duration) (ratio float64, sent []sentFrames) {
-			before := allStats(t, lan)
+		phase := func(name string, perSecond, seconds int, src func(k int) string, idBase uint32, after time.Duration) (ratio float64, sent []vmSentFrames) {
+			before := clusterStatsAll(t, lan)
 			n := 0
 			var took time.Duration
 			d := time.Duration(seconds)*time.Second + after
-			sent = countSent(t, taps, d, func() {
+			sent = countSentFrames(t, taps, d, func() {
 				t0 := time.Now()
 				for k := 0; k < perSecond*seconds; k++ {
-					id := freshID(ids, idBase, k)
+					id := freshNodeID(ids, idBase, k)
 					a := src(k)
-					send(t, raw, forge(a, forgedMAC, announce(id, a, "amp-"+id).Append(nil)))
+					sendFrames(t, raw, forgeFrame(a, forgedMAC, announceMsg(id, a, "amp-"+id).Append(nil)))
 					n++
 					time.Sleep(time.Until(t0.Add(time.Duration(k+1) * time.Second / time.Duration(perSecond))))
 				}
 				took = time.Since(t0)
 			})
-			after2 := allStats(t, lan)
+			after2 := clusterStatsAll(t, lan)
 			total := 0
 			for _, s := range sent {
 				total += s.total()
 			}
 			ratio = float64(total) / float64(n)
 			t.Logf("%s: %d forged ANNOUNCEs in %v; frames the VMs sent in the %v from the first: %+v = %d, %.3f per forged datagram; answers +%v, peers %v",
-				name, n, took.Round(time.Millisecond), d, sent, total, ratio, delta(before, after2, "answers"),
+				name, n, took.Round(time.Millisecond), d, sent, total, ratio, statDelta(before, after2, "answers"),
 				[]int{after2[0]["peers"], after2[1]["peers"], after2[2]["peers"]})
 			return ratio, sent
 		}
@@ -571,7 +571,7 @@ func TestAttackKeyless(t *testing.T) {
 			if !strings.Contains(km, want) {
 				t.Errorf("%s: kmesg lacks %q after the floods:\n%s", vm.Name, want, km)
 			}
-			st := statsOf(t, vm)
+			st := clusterStats(t, vm)
 			t.Logf("%s: kmesg %d lines, log_held %d", vm.Name, strings.Count(km, "\n"), st["log_held"])
 		}
 	})
@@ -599,10 +599,10 @@ func TestAttackKeyless(t *testing.T) {
 func TestAttackKeyed(t *testing.T) {
 	key := newClusterKey(t)
 	lan := startLANOpts(t, kernel(t, "FORNAX_KERNEL_CLUSTER"), 3, Options{KeyFile: key.path})
-	ids := nodeIDs(t, lan)
-	c := startCapture(t)
-	clk := markClocks(t, lan)
-	waitMesh(t, lan, ids, 20*time.Second)
+	ids := vmNodeIDs(t, lan)
+	c := startBridgeCapture(t)
+	clk := markGuestClocks(t, lan)
+	waitMeshOnline(t, lan, ids, 20*time.Second)
 	raw := openRaw(t, Bridge)
 	vm1, vm2, vm3 := lan.VMs[0], lan.VMs[1], lan.VMs[2]
 	for _, vm := range lan.VMs {
@@ -644,16 +644,16 @@ func TestAttackKeyed(t *testing.T) {
 				}
 			}
 		}
-		before := allStats(t, lan)
+		before := clusterStatsAll(t, lan)
 		for _, f := range frames {
-			send(t, raw, f)
+			sendFrames(t, raw, f)
 			time.Sleep(50 * time.Millisecond)
 		}
 		time.Sleep(300 * time.Millisecond)
-		after := allStats(t, lan)
-		d := delta(before, after, "dropped_"+reason)
+		after := clusterStatsAll(t, lan)
+		d := statDelta(before, after, "dropped_"+reason)
 		t.Logf("%d forged datagrams: dropped_%s +%v (want %v), dropped +%v, accepted +%v", len(frames), reason, d, want,
-			delta(before, after, "dropped"), delta(before, after, "accepted"))
+			statDelta(before, after, "dropped"), statDelta(before, after, "accepted"))
 		for i := range d {
 			if d[i] != want[i] {
 				t.Errorf("%s: dropped_%s grew by %d, want %d", lan.VMs[i].Name, reason, d[i], want[i])
@@ -663,19 +663,19 @@ func TestAttackKeyed(t *testing.T) {
 
 	// (a) a plain LEAVE of fornax-02 from its address and MAC.
 	t.Run("PlainLeave", func(t *testing.T) {
-		expect(t, "unkeyed", forge(Addr(2), VMMAC(2), leave(ids[1]).Append(nil)))
+		expect(t, "unkeyed", forgeFrame(Addr(2), VMMAC(2), leaveMsg(ids[1]).Append(nil)))
 		listed(t, ids[1])
 	})
 
 	// (b) a plain hijack of fornax-02's id, zombie HEARTBEATs for it
 	// from its address, and a plain newcomer.
 	t.Run("PlainForgeries", func(t *testing.T) {
-		newID := freshID(ids, 0xc0000000, 0)
+		newID := freshNodeID(ids, 0xc0000000, 0)
 		expect(t, "unkeyed",
-			forge("10.0.0.50", forgedMAC, announce(ids[1], "10.0.0.50", "evil").Append(nil)),
-			forge(Addr(2), VMMAC(2), heartbeat(ids[1]).Append(nil)),
-			forge(Addr(2), VMMAC(2), heartbeat(ids[1]).Append(nil)),
-			forge("10.0.0.52", forgedMAC, announce(newID, "10.0.0.52", "evil").Append(nil)))
+			forgeFrame("10.0.0.50", forgedMAC, announceMsg(ids[1], "10.0.0.50", "evil").Append(nil)),
+			forgeFrame(Addr(2), VMMAC(2), heartbeatMsg(ids[1]).Append(nil)),
+			forgeFrame(Addr(2), VMMAC(2), heartbeatMsg(ids[1]).Append(nil)),
+			forgeFrame("10.0.0.52", forgedMAC, announceMsg(newID, "10.0.0.52", "evil").Append(nil)))
 		listed(t, ids[1])
 		for _, vm := range []*VM{vm1, vm3} {
 			if got := command(t, vm, "cat /cluster/nodes/"+ids[1]+"/addr"); got != Addr(2)+"\n" {
@@ -691,11 +691,11 @@ func TestAttackKeyed(t *testing.T) {
 	t.Run("BadSignatures", func(t *testing.T) {
 		other := make([]byte, cluster.KeySize)
 		crand.Read(other)
-		newID := freshID(ids, 0xc0000000, 1)
+		newID := freshNodeID(ids, 0xc0000000, 1)
 		now := uint64(time.Now().UnixMilli())
-		m := announce(newID, "10.0.0.53", "evil")
+		m := announceMsg(newID, "10.0.0.53", "evil")
 		m.Sign(other, now-1000, now)
-		expect(t, "unknown_key", forge("10.0.0.53", forgedMAC, m.Append(nil)))
+		expect(t, "unknown_key", forgeFrame("10.0.0.53", forgedMAC, m.Append(nil)))
 
 		m.Sign(key.raw, now-1000, now)
 		tag := []byte(m.Tag)
@@ -705,15 +705,15 @@ func TestAttackKeyed(t *testing.T) {
 			tag[7] = '0'
 		}
 		m.Tag = string(tag)
-		hb := heartbeat(ids[1])
+		hb := heartbeatMsg(ids[1])
 		hb.Sign(key.raw, now-1000, now)
 		hb.Tag = strings.Repeat("0", 32)
-		expect(t, "bad_tag", forge("10.0.0.53", forgedMAC, m.Append(nil)), forge(Addr(2), VMMAC(2), hb.Append(nil)))
+		expect(t, "bad_tag", forgeFrame("10.0.0.53", forgedMAC, m.Append(nil)), forgeFrame(Addr(2), VMMAC(2), hb.Append(nil)))
 
 		m.Sign(key.raw, now-70000, now-60000)
 		m2 := m
 		m2.Sign(key.raw, now, now+60000)
-		expect(t, "stale", forge("10.0.0.53", forgedMAC, m.Append(nil)), forge("10.0.0.53", forgedMAC, m2.Append(nil)))
+		expect(t, "stale", forgeFrame("10.0.0.53", forgedMAC, m.Append(nil)), forgeFrame("10.0.0.53", forgedMAC, m2.Append(nil)))
 		notListed(t, newID)
 		listed(t, ids[1])
 	})
@@ -722,7 +722,7 @@ func TestAttackKeyed(t *testing.T) {
 	t.Run("ReplayLeave", func(t *testing.T) {
 		t0 := time.Now()
 		command(t, vm3, "echo leave > /cluster/ctl")
-		var lv []captured
+		var lv []capturedFrame
 		for time.Since(t0) < 5*time.Second && len(lv) == 0 {
 			time.Sleep(50 * time.Millisecond)
 			lv = nil
@@ -754,12 +754,12 @@ func TestAttackKeyed(t *testing.T) {
 			t.Errorf("the rejoined fornax-03 listed the others only after %v, want about 1.2 s", d)
 		}
 		time.Sleep(5*time.Second - time.Since(at))
-		before := allStats(t, lan)
-		send(t, raw, lv[0].replay())
+		before := clusterStatsAll(t, lan)
+		sendFrames(t, raw, lv[0].replay())
 		time.Sleep(500 * time.Millisecond)
-		after := allStats(t, lan)
+		after := clusterStatsAll(t, lan)
 		listed(t, ids[2])
-		d := delta(before, after, "dropped_replay")
+		d := statDelta(before, after, "dropped_replay")
 		t.Logf("LEAVE replayed %v after it was sent: dropped_replay +%v", time.Since(lv[0].at).Round(time.Millisecond), d)
 		if d[0] != 1 || d[1] != 1 {
 			t.Errorf("dropped_replay grew by %v, want 1 on fornax-01 and fornax-02", d)
@@ -769,7 +769,7 @@ func TestAttackKeyed(t *testing.T) {
 	// (d) fornax-03 dies; its recorded messages, replayed every 5 s, do
 	// not keep it alive.
 	t.Run("Zombie", func(t *testing.T) {
-		var rec []captured
+		var rec []capturedFrame
 		for t0 := time.Now(); len(rec) < 3 && time.Since(t0) < 10*time.Second; time.Sleep(100 * time.Millisecond) {
 			rec = nil
 			for _, f := range c.from(Addr(3), time.Time{}, time.Time{}) {
@@ -787,7 +787,7 @@ func TestAttackKeyed(t *testing.T) {
 			t.Fatalf("captured only %d signed messages of fornax-03", len(rec))
 		}
 		rec = rec[len(rec)-3:]
-		before := statsOfAll(t, lan.VMs[:2])
+		before := clusterStatsOf(t, lan.VMs[:2])
 		clk.check(t, lan, 3)
 		if err := lan.Kill(3); err != nil {
 			t.Fatal(err)
@@ -812,7 +812,7 @@ func TestAttackKeyed(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for k := 0; ; k++ {
-				send(t, raw, rec[k%len(rec)].replay())
+				sendFrames(t, raw, rec[k%len(rec)].replay())
 				replays++
 				select {
 				case <-stop:
@@ -828,9 +828,9 @@ func TestAttackKeyed(t *testing.T) {
 		wg.Wait()
 		stopped = true
 		time.Sleep(200 * time.Millisecond)
-		after := statsOfAll(t, lan.VMs[:2])
+		after := clusterStatsOf(t, lan.VMs[:2])
 		t.Logf("with %d replays, fornax-01 marks fornax-03 suspect at %.2f s and dead at %.2f s after its last datagram; dropped_replay +%v, dropped_stale +%v",
-			replays, ts.Sub(last).Seconds(), td.Sub(last).Seconds(), delta(before, after, "dropped_replay"), delta(before, after, "dropped_stale"))
+			replays, ts.Sub(last).Seconds(), td.Sub(last).Seconds(), statDelta(before, after, "dropped_replay"), statDelta(before, after, "dropped_stale"))
 		if s := ts.Sub(last).Seconds(); s < 14.5 || s > 17 {
 			t.Errorf("suspect at %.2f s, want 15 s", s)
 		}
@@ -849,9 +849,9 @@ func TestAttackKeyed(t *testing.T) {
 	})
 }
 
-// watcher checks, as often as it is asked, that every VM lists the others
+// onlineWatcher checks, as often as it is asked, that every VM lists the others
 // online, and counts the checks.
-type watcher struct {
+type onlineWatcher struct {
 	t      *testing.T
 	lan    *LAN
 	ids    []string
@@ -859,10 +859,10 @@ type watcher struct {
 	bad    int
 }
 
-func (w *watcher) check() {
+func (w *onlineWatcher) check() {
 	w.t.Helper()
 	for i, vm := range w.lan.VMs {
-		line, want := peerStatus(w.ids, i)
+		line, want := peerStatusLine(w.ids, i)
 		if got := command(w.t, vm, line); got != want {
 			w.bad++
 			w.t.Errorf("%s at %s: peers %q, want all online", vm.Name, time.Now().Format("15:04:05.000"), got)
@@ -872,7 +872,7 @@ func (w *watcher) check() {
 }
 
 // hold checks every 0.5 s for d.
-func (w *watcher) hold(d time.Duration) {
+func (w *onlineWatcher) hold(d time.Duration) {
 	w.t.Helper()
 	for end := time.Now().Add(d); ; {
 		t0 := time.Now()
@@ -884,8 +884,8 @@ func (w *watcher) hold(d time.Duration) {
 	}
 }
 
-// ctl writes a control message on vm, which must succeed silently.
-func ctl(t *testing.T, vm *VM, msg string) time.Time {
+// ctlWrite writes a control message on vm, which must succeed silently.
+func ctlWrite(t *testing.T, vm *VM, msg string) time.Time {
 	t.Helper()
 	at := time.Now()
 	if out := command(t, vm, "echo "+msg+" > /cluster/ctl"); out != "" {
@@ -894,9 +894,9 @@ func ctl(t *testing.T, vm *VM, msg string) time.Time {
 	return at
 }
 
-// sentSince checks what each VM sent after since[i]: at least one
+// sentSinceWithKey checks what each VM sent after since[i]: at least one
 // datagram, each signed with key fp ("" for plain).
-func sentSince(t *testing.T, c *capture, since []time.Time, fp string) {
+func sentSinceWithKey(t *testing.T, c *bridgeCapture, since []time.Time, fp string) {
 	t.Helper()
 	for i, s := range since {
 		l := c.from(Addr(i+1), s.Add(100*time.Millisecond), time.Time{})
@@ -912,19 +912,19 @@ func sentSince(t *testing.T, c *capture, since []time.Time, fp string) {
 	}
 }
 
-// noBadDrops checks that no VM dropped anything for a signature reason.
-func noBadDrops(t *testing.T, before, after []map[string]int) {
+// noSignatureDrops checks that no VM dropped anything for a signature reason.
+func noSignatureDrops(t *testing.T, before, after []map[string]int) {
 	t.Helper()
 	for _, r := range []string{"unkeyed", "unknown_key", "bad_tag", "stale", "replay", "dropped"} {
 		name := "dropped_" + r
 		if r == "dropped" {
 			name = r
 		}
-		if d := delta(before, after, name); fmt.Sprint(d) != "[0 0 0]" {
+		if d := statDelta(before, after, name); fmt.Sprint(d) != "[0 0 0]" {
 			t.Errorf("%s grew by %v", name, d)
 		}
 	}
-	t.Logf("accepted +%v, dropped +%v", delta(before, after, "accepted"), delta(before, after, "dropped"))
+	t.Logf("accepted +%v, dropped +%v", statDelta(before, after, "accepted"), statDelta(before, after, "dropped"))
 }
 
 // TestKeyRotation: three VMs on key K1 move to K2, one step at a time,
@@ -933,16 +933,16 @@ func TestKeyRotation(t *testing.T) {
 	k1 := newClusterKey(t)
 	k2 := newClusterKey(t)
 	lan := startLANOpts(t, kernel(t, "FORNAX_KERNEL_CLUSTER"), 3, Options{KeyFile: k1.path})
-	ids := nodeIDs(t, lan)
-	c := startCapture(t)
-	clk := markClocks(t, lan)
+	ids := vmNodeIDs(t, lan)
+	c := startBridgeCapture(t)
+	clk := markGuestClocks(t, lan)
 	t.Cleanup(func() { clk.check(t, lan, 3) })
-	waitMesh(t, lan, ids, 20*time.Second)
+	waitMeshOnline(t, lan, ids, 20*time.Second)
 	if fp := cluster.Fingerprint(k2.raw); fp != k2.fp {
 		t.Fatalf("fingerprint %s, cluster.Fingerprint says %s", k2.fp, fp)
 	}
-	w := &watcher{t: t, lan: lan, ids: ids}
-	before := allStats(t, lan)
+	w := &onlineWatcher{t: t, lan: lan, ids: ids}
+	before := clusterStatsAll(t, lan)
 	start := time.Now()
 	var outputs []string
 	ctlText := func(vm *VM) string {
@@ -952,7 +952,7 @@ func TestKeyRotation(t *testing.T) {
 	}
 
 	for _, vm := range lan.VMs {
-		ctl(t, vm, "key add "+k2.hex)
+		ctlWrite(t, vm, "key add "+k2.hex)
 		if got, want := ctlText(vm), "joined\nauth keyed\nkey "+k1.fp+" primary\nkey "+k2.fp+"\n"; got != want {
 			t.Errorf("%s after key add: ctl %q, want %q", vm.Name, got, want)
 		}
@@ -960,25 +960,25 @@ func TestKeyRotation(t *testing.T) {
 	}
 	used := make([]time.Time, 3)
 	for i, vm := range lan.VMs {
-		used[i] = ctl(t, vm, "key use "+k2.fp)
+		used[i] = ctlWrite(t, vm, "key use "+k2.fp)
 		if got, want := ctlText(vm), "joined\nauth keyed\nkey "+k2.fp+" primary\nkey "+k1.fp+"\n"; got != want {
 			t.Errorf("%s after key use: ctl %q, want %q", vm.Name, got, want)
 		}
 		w.hold(1500 * time.Millisecond)
 	}
 	w.hold(4 * time.Second)
-	sentSince(t, c, used, k2.fp)
+	sentSinceWithKey(t, c, used, k2.fp)
 	for _, vm := range lan.VMs {
-		ctl(t, vm, "key remove "+k1.fp)
+		ctlWrite(t, vm, "key remove "+k1.fp)
 		if got, want := ctlText(vm), "joined\nauth keyed\nkey "+k2.fp+" primary\n"; got != want {
 			t.Errorf("%s after key remove: ctl %q, want %q", vm.Name, got, want)
 		}
 		w.hold(time.Second)
 	}
 	w.hold(5 * time.Second)
-	after := allStats(t, lan)
+	after := clusterStatsAll(t, lan)
 	t.Logf("rotation took %v; %d rounds of checks of the 3 VMs, %d bad", time.Since(start).Round(time.Millisecond), w.checks, w.bad)
-	noBadDrops(t, before, after)
+	noSignatureDrops(t, before, after)
 	for _, vm := range lan.VMs {
 		outputs = append(outputs, command(t, vm, "cat /dev/kmesg"))
 	}
@@ -993,20 +993,20 @@ func TestKeyRotation(t *testing.T) {
 // key add (still plain), auth mixed (signs, accepts both), auth keyed.
 func TestKeylessToKeyed(t *testing.T) {
 	lan := startLAN(t, kernel(t, "FORNAX_KERNEL_CLUSTER"), 3)
-	ids := nodeIDs(t, lan)
-	c := startCapture(t)
-	clk := markClocks(t, lan)
+	ids := vmNodeIDs(t, lan)
+	c := startBridgeCapture(t)
+	clk := markGuestClocks(t, lan)
 	t.Cleanup(func() { clk.check(t, lan, 3) })
-	waitMesh(t, lan, ids, 20*time.Second)
+	waitMeshOnline(t, lan, ids, 20*time.Second)
 	k := newClusterKey(t)
-	w := &watcher{t: t, lan: lan, ids: ids}
-	before := allStats(t, lan)
+	w := &onlineWatcher{t: t, lan: lan, ids: ids}
+	before := clusterStatsAll(t, lan)
 	start := time.Now()
 	var outputs []string
 	step := func(msg, wantCtl, wantFP string) {
 		at := make([]time.Time, 3)
 		for i, vm := range lan.VMs {
-			at[i] = ctl(t, vm, msg)
+			at[i] = ctlWrite(t, vm, msg)
 			got := command(t, vm, "cat /cluster/ctl")
 			outputs = append(outputs, got)
 			if got != wantCtl {
@@ -1015,14 +1015,14 @@ func TestKeylessToKeyed(t *testing.T) {
 			w.hold(time.Second)
 		}
 		w.hold(4500 * time.Millisecond)
-		sentSince(t, c, at, wantFP)
+		sentSinceWithKey(t, c, at, wantFP)
 	}
 	step("key add "+k.hex, "joined\nauth plain\nkey "+k.fp+" primary\n", "")
 	step("auth mixed", "joined\nauth mixed\nkey "+k.fp+" primary\n", k.fp)
 	step("auth keyed", "joined\nauth keyed\nkey "+k.fp+" primary\n", k.fp)
-	after := allStats(t, lan)
+	after := clusterStatsAll(t, lan)
 	t.Logf("migration took %v; %d rounds of checks of the 3 VMs, %d bad", time.Since(start).Round(time.Millisecond), w.checks, w.bad)
-	noBadDrops(t, before, after)
+	noSignatureDrops(t, before, after)
 	for _, vm := range lan.VMs {
 		outputs = append(outputs, command(t, vm, "cat /dev/kmesg"))
 	}
@@ -1035,14 +1035,14 @@ func TestKeylessToKeyed(t *testing.T) {
 	// Now plain forgeries are dropped: a LEAVE of fornax-02 from its
 	// address and MAC, and a newcomer.
 	raw := openRaw(t, Bridge)
-	newID := freshID(ids, 0xd0000000, 0)
-	before = allStats(t, lan)
-	send(t, raw, forge(Addr(2), VMMAC(2), leave(ids[1]).Append(nil)))
+	newID := freshNodeID(ids, 0xd0000000, 0)
+	before = clusterStatsAll(t, lan)
+	sendFrames(t, raw, forgeFrame(Addr(2), VMMAC(2), leaveMsg(ids[1]).Append(nil)))
 	time.Sleep(50 * time.Millisecond)
-	send(t, raw, forge("10.0.0.70", forgedMAC, announce(newID, "10.0.0.70", "evil").Append(nil)))
+	sendFrames(t, raw, forgeFrame("10.0.0.70", forgedMAC, announceMsg(newID, "10.0.0.70", "evil").Append(nil)))
 	time.Sleep(500 * time.Millisecond)
-	after = allStats(t, lan)
-	d := delta(before, after, "dropped_unkeyed")
+	after = clusterStatsAll(t, lan)
+	d := statDelta(before, after, "dropped_unkeyed")
 	t.Logf("forged plain LEAVE and ANNOUNCE: dropped_unkeyed +%v", d)
 	// fornax-02's IP stack drops the LEAVE from its own address before
 	// the cluster sees it.
