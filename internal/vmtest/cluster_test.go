@@ -1,7 +1,6 @@
 package vmtest
 
 import (
-	"net"
 	"os/exec"
 	"regexp"
 	"strings"
@@ -35,33 +34,44 @@ func contains(s string) func(string) bool {
 func lacks(s string) func(string) bool  { return func(o string) bool { return !strings.Contains(o, s) } }
 func equals(s string) func(string) bool { return func(o string) bool { return o == s } }
 
-// sniffer records when datagrams from each source reach port 9710 on the
-// namespace's host side.
+// sniffer records when each VM last sent a datagram from port 9710,
+// broadcast or unicast (fast-join answers go to one node), as seen on
+// the VMs' taps.
 type sniffer struct {
-	c    *net.UDPConn
 	mu   sync.Mutex
 	last map[string]time.Time
 }
 
-func sniff(t *testing.T) *sniffer {
-	c, err := ListenUDPIn(Namespace, "0.0.0.0:9710")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &sniffer{c: c, last: map[string]time.Time{}}
-	go func() {
-		buf := make([]byte, 2048)
-		for {
-			_, from, err := c.ReadFromUDP(buf)
-			if err != nil {
-				return
-			}
-			s.mu.Lock()
-			s.last[from.IP.String()] = time.Now()
-			s.mu.Unlock()
+func sniff(t *testing.T, vms int) *sniffer {
+	s := &sniffer{last: map[string]time.Time{}}
+	for i := 1; i <= vms; i++ {
+		r, err := OpenRaw(Namespace, TapName(i))
+		if err != nil {
+			t.Fatal(err)
 		}
-	}()
-	t.Cleanup(func() { c.Close() })
+		stop, done := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(done)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				err := r.Watch(200*time.Millisecond, func(f []byte) {
+					if p, ok := ParseFrame(f); ok && p.Proto == 17 && p.SrcPort == 9710 {
+						s.mu.Lock()
+						s.last[p.Src.String()] = time.Now()
+						s.mu.Unlock()
+					}
+				})
+				if err != nil { // the tap went away (a restart)
+					return
+				}
+			}
+		}()
+		t.Cleanup(func() { close(stop); <-done; r.Close() })
+	}
 	return s
 }
 
@@ -76,7 +86,7 @@ func (s *sniffer) lastFrom(ip string) time.Time {
 func TestCluster(t *testing.T) {
 	lan := startLAN(t, kernel(t, "FORNAX_KERNEL_CLUSTER"), 2)
 	up := time.Now() // both prompts are up: the launcher waited for them
-	sn := sniff(t)
+	sn := sniff(t, 2)
 	vm1, vm2 := lan.VMs[0], lan.VMs[1]
 	id1 := strings.TrimSpace(command(t, vm1, "cat /cluster/self/id"))
 	id2 := strings.TrimSpace(command(t, vm2, "cat /cluster/self/id"))
