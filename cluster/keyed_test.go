@@ -172,3 +172,18 @@ func TestKeyRotationOutOfOrder(t *testing.T) {
 		t.Errorf("b sees a %s\n%s", b.status(a), b.read("stats"))
 	}
 }
+
+func TestCtlNeverQuotesAKey(t *testing.T) {
+	sm := newSim(t)
+	a := sm.start(1, nil)
+	k := hex.EncodeToString(testKey2)
+	for _, msg := range []string{"kye add " + k, "key ad " + k, "key add " + k + "x", "key add " + k[:62], "auth " + k, "name " + k + "-x"} {
+		err := a.Tree().WriteFile("ctl", []byte(msg))
+		if err == nil || strings.Contains(err.Error(), k[:16]) || strings.Contains(err.Error(), k[40:56]) {
+			t.Errorf("%q: %v", msg[:10], err)
+		}
+	}
+	if got := redactKeys("x " + k + " y 0123"); got != "x <redacted> y 0123" {
+		t.Errorf("redactKeys: %q", got)
+	}
+}

@@ -182,8 +182,37 @@ func (s *signer) verify(m *Message) bool {
 // TagSize is the tag's size in bytes: 128 bits of HMAC-SHA256.
 const TagSize = 16
 
-// clip quotes at most 64 bytes of what a user wrote.
+// redactKeys replaces each run of 32 or more hex digits (a key, or most
+// of one, typed into the wrong command) with "<redacted>", so that an
+// error message never repeats a key.
+func redactKeys(s string) string {
+	var b strings.Builder
+	run := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && isHexDigit(s[i]) {
+			run++
+			continue
+		}
+		if run >= 32 {
+			b.WriteString("<redacted>")
+		} else {
+			b.WriteString(s[i-run : i])
+		}
+		run = 0
+		if i < len(s) {
+			b.WriteByte(s[i])
+		}
+	}
+	return b.String()
+}
+
+func isHexDigit(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// clip quotes at most 64 bytes of what a user wrote, keys redacted.
 func clip(s string) string {
+	s = redactKeys(s)
 	if len(s) > 64 {
 		return s[:64] + "..."
 	}
