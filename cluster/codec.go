@@ -19,7 +19,6 @@ const (
 
 // Field bounds (docs/protocol.md §3 Fields).
 const (
-	maxNameLen    = 63
 	maxCPUs       = 65535
 	maxContainers = 65535
 	maxLoadInt    = 65535

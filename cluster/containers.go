@@ -61,11 +61,3 @@ func (c *Containers) Len() int {
 	defer c.mu.Unlock()
 	return len(c.names)
 }
-
-// has reports whether name is registered.
-func (c *Containers) has(name string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	_, ok := c.names[name]
-	return ok
-}

@@ -75,10 +75,7 @@ func startCluster(s *system) error {
 	// The node's name is the system's name: a rename through
 	// /cluster/ctl shows in /dev/sysname and the prompt.
 	s.kern.SetNameFunc(node.Name)
-	s.shell.Register("container", "add|rm name", "register or unregister a running container (advertised to peers)", func(w io.Writer, args []string) error {
-		if len(args) != 2 {
-			return shell.ErrUsage
-		}
+	s.shell.Add(shell.Command{Name: "container", Usage: "add|rm name", Help: "register or unregister a running container (advertised to peers)", MinArgs: 2, MaxArgs: 2, Run: func(w io.Writer, args []string) error {
 		switch args[0] {
 		case "add":
 			return node.Containers().Add(args[1])
@@ -87,7 +84,7 @@ func startCluster(s *system) error {
 			return nil
 		}
 		return fmt.Errorf("unknown subcommand %q: want add or rm", args[0])
-	})
+	}})
 	go func() {
 		// Run ends only if the socket fails: say so where people look.
 		err := node.Run(context.Background())

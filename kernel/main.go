@@ -83,11 +83,11 @@ func main() {
 		shell: shell.New(space, func() string { return kern.Name() + "% " }),
 	}
 	kern.Commands(s.shell)
-	s.shell.Register("halt", "", "stop the machine", func(w io.Writer, args []string) error {
+	s.shell.Add(shell.Command{Name: "halt", Help: "stop the machine", Run: func(w io.Writer, args []string) error {
 		fmt.Fprintln(w, "halted")
 		board.Halt()
 		return nil
-	})
+	}})
 
 	slices.SortFunc(services, func(a, b service) int { return a.rank - b.rank })
 	for _, svc := range services {

@@ -18,12 +18,9 @@ import (
 // services' commands, which use Go's net package (net.SocketFunc, set by
 // st.Install).
 func netCommands(s *system, st *netstack.Stack, nic *virtio.Net) {
-	s.shell.Register("ifconfig", "", "network address, MAC and counters", func(w io.Writer, args []string) error {
-		if len(args) > 0 {
-			return shell.ErrUsage
-		}
+	s.shell.Add(shell.Command{Name: "ifconfig", Help: "network address, MAC and counters", Run: func(w io.Writer, args []string) error {
 		_, err := w.Write(ifconfig(st, nic))
 		return err
-	})
+	}})
 	netsvc.Commands(s.shell, net.ListenPacket)
 }

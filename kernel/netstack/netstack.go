@@ -19,6 +19,8 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/icmp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/tcp"
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
+
+	ip4 "fornax/internal/ipv4" // ipv4 is gVisor's protocol
 )
 
 // nicID is the stack's only NIC.
@@ -231,12 +233,8 @@ type srcFilter struct {
 func newSrcFilter(child stack.LinkEndpoint, subnet netip.Prefix) *srcFilter {
 	f := &srcFilter{}
 
-	if subnet.Bits() <= 30 {
-		a := subnet.Addr().As4()
-		for b := subnet.Bits(); b < 32; b++ {
-			a[b/8] |= 0x80 >> (b % 8)
-		}
-		f.bcast = tcpip.AddrFrom4(a)
+	if ip4.HasBroadcast(subnet) {
+		f.bcast = tcpip.AddrFrom4(ip4.Broadcast(subnet).As4())
 	}
 
 	f.Endpoint.Init(child, f)

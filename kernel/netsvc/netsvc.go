@@ -40,6 +40,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"fornax/kernel/shell"
 )
 
 // Defaults of Config.
@@ -180,7 +182,7 @@ type ListenPacketFunc func(network, address string) (net.PacketConn, error)
 
 // Registrar is the part of the shell that takes commands.
 type Registrar interface {
-	Register(name, usage, help string, fn func(w io.Writer, args []string) error)
+	Add(c shell.Command)
 }
 
 // MaxWatch bounds udprecv, so a typo cannot take the console for hours.
@@ -188,10 +190,7 @@ const MaxWatch = 10 * time.Minute
 
 // Commands registers udpsend and udprecv.
 func Commands(r Registrar, listen ListenPacketFunc) {
-	r.Register("udpsend", "addr:port text...", "send one UDP datagram (broadcast allowed)", func(w io.Writer, args []string) error {
-		if len(args) < 2 {
-			return errors.New("usage: udpsend addr:port text...")
-		}
+	r.Add(shell.Command{Name: "udpsend", Usage: "addr:port text...", Help: "send one UDP datagram (broadcast allowed)", MinArgs: 2, MaxArgs: shell.Many, Run: func(w io.Writer, args []string) error {
 		to, err := net.ResolveUDPAddr("udp4", args[0])
 		if err != nil || to.IP == nil || to.Port == 0 {
 			return fmt.Errorf("bad address %q: want a.b.c.d:port", args[0])
@@ -208,11 +207,8 @@ func Commands(r Registrar, listen ListenPacketFunc) {
 		}
 		_, err = fmt.Fprintf(w, "sent %d bytes to %s\n", n, to)
 		return err
-	})
-	r.Register("udprecv", "port [seconds]", "print the UDP datagrams that arrive on port (default 5 s)", func(w io.Writer, args []string) error {
-		if len(args) < 1 || len(args) > 2 {
-			return errors.New("usage: udprecv port [seconds]")
-		}
+	}})
+	r.Add(shell.Command{Name: "udprecv", Usage: "port [seconds]", Help: "print the UDP datagrams that arrive on port (default 5 s)", MinArgs: 1, MaxArgs: 2, Run: func(w io.Writer, args []string) error {
 		port, err := strconv.ParseUint(args[0], 10, 16)
 		if err != nil || port == 0 {
 			return fmt.Errorf("bad port %q", args[0])
@@ -232,7 +228,7 @@ func Commands(r Registrar, listen ListenPacketFunc) {
 		defer pc.Close()
 		fmt.Fprintf(w, "listening on udp port %d for %v\n", port, wait)
 		return Watch(w, pc, time.Now().Add(wait))
-	})
+	}})
 }
 
 // Watch prints each datagram that arrives on pc until deadline, then how

@@ -19,17 +19,3 @@ func FormatUptime(d time.Duration) string {
 	fmt.Fprintf(&b, "%02d:%02d:%02d", s/3600, s/60%60, s%60)
 	return b.String()
 }
-
-// Bytes formats n in binary units, rounded down to a whole unit.
-func Bytes(n uint64) string {
-	const k = 1024
-	switch {
-	case n >= k*k*k:
-		return fmt.Sprintf("%dG", n/(k*k*k))
-	case n >= k*k:
-		return fmt.Sprintf("%dM", n/(k*k))
-	case n >= k:
-		return fmt.Sprintf("%dK", n/k)
-	}
-	return fmt.Sprintf("%d", n)
-}

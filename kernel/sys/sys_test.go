@@ -3,11 +3,12 @@ package sys
 import (
 	"bytes"
 	"fmt"
-	"io"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"fornax/kernel/shell"
 )
 
 func testKernel() *Kernel {
@@ -22,20 +23,6 @@ func testKernel() *Kernel {
 		Now:      func() time.Time { return boot.Add(up) },
 		Clock:    "tsc/pit",
 	}, "n1")
-}
-
-func TestBytes(t *testing.T) {
-	for _, tc := range []struct {
-		n    uint64
-		want string
-	}{
-		{0, "0"}, {1023, "1023"}, {1024, "1K"}, {2047, "1K"}, {1 << 20, "1M"},
-		{(1 << 30) - 1, "1023M"}, {1 << 30, "1G"}, {5<<30 + 1<<29, "5G"},
-	} {
-		if got := Bytes(tc.n); got != tc.want {
-			t.Errorf("Bytes(%d) = %q, want %q", tc.n, got, tc.want)
-		}
-	}
 }
 
 func TestFormatUptime(t *testing.T) {
@@ -95,31 +82,24 @@ func TestFiles(t *testing.T) {
 	}
 }
 
-type registrar map[string]func(io.Writer, []string) error
-
-func (r registrar) Register(name, usage, help string, fn func(io.Writer, []string) error) {
-	r[name] = fn
-}
+// The commands run in a real shell, which checks their arguments' number.
+var _ Registrar = (*shell.Shell)(nil)
 
 func TestCommands(t *testing.T) {
-	r := registrar{}
-	testKernel().Commands(r)
-	for _, tc := range []struct {
-		args []string
-		want string
-		err  bool
-	}{
-		{[]string{"uptime"}, "up 01:30:01 (5401.500 s)\n", false},
-		{[]string{"date"}, "Wed Nov 25 13:30:01 UTC 2026\n", false},
-		{[]string{"date", "x"}, "", true},
-		{[]string{"mem"}, "total 96M\nused  ", false},
-		{[]string{"uptime", "-x"}, "", true},
-		{[]string{"mem", "-x"}, "", true},
+	sh := shell.New(nil, nil)
+	testKernel().Commands(sh)
+	for line, want := range map[string]string{
+		"uptime":    "up 01:30:01 (5401.500 s)\n",
+		"date":      "Wed Nov 25 13:30:01 UTC 2026\n",
+		"date x":    "usage: date\n",
+		"mem":       "total 96M\nused  ",
+		"uptime -x": "usage: uptime\n",
+		"mem -x":    "usage: mem\n",
 	} {
 		var b bytes.Buffer
-		err := r[tc.args[0]](&b, tc.args[1:])
-		if (err != nil) != tc.err || !strings.HasPrefix(b.String(), tc.want) {
-			t.Errorf("%v: got %q, %v", tc.args, b.String(), err)
+		sh.Exec(line, &b)
+		if !strings.HasPrefix(b.String(), want) || strings.HasSuffix(want, "\n") && b.String() != want {
+			t.Errorf("%s: got %q, want %q", line, b.String(), want)
 		}
 	}
 }
