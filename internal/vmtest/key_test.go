@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,32 +38,6 @@ func newClusterKey(t *testing.T) clusterKey {
 // leaks reports whether s shows the key, as hex in either case, or raw.
 func (k clusterKey) leaks(s string) bool {
 	return strings.Contains(strings.ToLower(s), k.hex) || strings.Contains(s, string(k.raw))
-}
-
-// startLANOpts is startLAN (net_test.go) with the launcher's options.
-func startLANOpts(t *testing.T, kernel string, count int, opts Options) *LAN {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("VM TEST SKIPPED: the virtual LAN needs root (network namespaces)")
-	}
-	lan, err := StartLANOpts(kernel, count, t.TempDir(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for i := range lan.VMs {
-				t.Logf("console of %s:\n%s", Name(i+1), lan.Log(i+1))
-			}
-		}
-		if err := lan.Stop(); err != nil {
-			t.Error(err)
-		}
-		if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), Namespace) {
-			t.Errorf("namespace %s left behind", Namespace)
-		}
-	})
-	return lan
 }
 
 // TestKey: two VMs given a key by fw_cfg show its fingerprint, never the

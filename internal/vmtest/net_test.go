@@ -15,11 +15,17 @@ import (
 // the test ends, whatever happens.
 func startLAN(t *testing.T, kernel string, count int) *LAN {
 	t.Helper()
+	return startLANOpts(t, kernel, count, Options{})
+}
+
+// startLANOpts boots count VMs with the launcher and its options, and
+// tears them down when the test ends, whatever happens.
+func startLANOpts(t *testing.T, kernel string, count int, opts Options) *LAN {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("VM TEST SKIPPED: the virtual LAN needs root (network namespaces)")
 	}
-	dir := t.TempDir()
-	lan, err := StartLAN(kernel, count, dir)
+	lan, err := StartLANOpts(kernel, count, t.TempDir(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
