@@ -678,7 +678,7 @@ func (n *Node) holdersLocked(name string) []string {
 	if n.name == name {
 		ids = append(ids, n.cfg.ID)
 	}
-	for _, p := range n.tab.list() {
+	for _, p := range n.tab.peers { // no copy nor sort: this runs per ANNOUNCE of a new id
 		if p.Name == name {
 			ids = append(ids, p.ID)
 		}
