@@ -187,3 +187,18 @@ func TestCtlNeverQuotesAKey(t *testing.T) {
 		t.Errorf("redactKeys: %q", got)
 	}
 }
+
+func TestOwnMessageReplayed(t *testing.T) {
+	// Our own signed ANNOUNCE replayed from another address is a replay,
+	// not a claim: it draws no refutation.
+	sm := newSim(t)
+	a := sm.start(1, keyed)
+	sm.start(2, keyed)
+	sm.run(3 * s)
+	own := lastSent(t, a, "ANNOUNCE")
+	sm.inject("10.0.0.9", a, own)
+	sm.run(2 * s)
+	if a.stat("refutes") != 0 || a.stat("dropped_replay") != 1 {
+		t.Errorf("stats:\n%s", a.read("stats"))
+	}
+}

@@ -585,6 +585,11 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	if err == nil {
 		err = n.checkSigned(m)
 	}
+	if err == nil && m.ID == n.cfg.ID && m.Keyed() && ip != n.cfg.Addr && m.Inc <= n.inc && m.Seq <= n.lastSeq {
+		// One of our own signed messages, replayed from elsewhere: not
+		// a claim to refute (docs/protocol.md §9.2).
+		err = dropf(ReasonReplay, "%v of our own (inc %d seq %d) replayed from %v", m.Kind, m.Inc, m.Seq, ip)
+	}
 	if err != nil {
 		n.countDrop(err, src, now)
 		return
