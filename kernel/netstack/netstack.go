@@ -23,6 +23,9 @@ import (
 	ip4 "fornax/internal/ipv4" // ipv4 is gVisor's protocol
 )
 
+// arpProbes is the number of ARP requests sent to resolve an address.
+const arpProbes = 1
+
 // nicID is the stack's only NIC.
 const nicID tcpip.NICID = 1
 
@@ -90,6 +93,14 @@ func New(cfg Config) (*Stack, error) {
 
 	if err := st.s.CreateNIC(nicID, st.filter); err != nil {
 		return nil, fmt.Errorf("netstack: CreateNIC: %w", asError(err))
+	}
+	// One ARP request per resolution, not gVisor's default three: a
+	// datagram to an address nobody holds (a cluster answer to a forged
+	// source, docs/protocol.md §10) then costs the LAN one broadcast.
+	nud := stack.DefaultNUDConfigurations()
+	nud.MaxMulticastProbes = arpProbes
+	if err := st.s.SetNUDConfigurations(nicID, ipv4.ProtocolNumber, nud); err != nil {
+		return nil, fmt.Errorf("netstack: ARP probes: %w", asError(err))
 	}
 
 	pa := tcpip.ProtocolAddress{

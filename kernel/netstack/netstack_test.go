@@ -3,6 +3,7 @@ package netstack
 import (
 	"bytes"
 	"context"
+	"gvisor.dev/gvisor/pkg/tcpip/network/ipv4"
 	"io"
 	"net"
 	"net/netip"
@@ -386,6 +387,10 @@ func TestNewAndInfo(t *testing.T) {
 		nic.Close() // stop the NIC, then the stack
 		s.Close()
 	}()
+
+	if nud, err := s.GVisor().NUDConfigurations(1, ipv4.ProtocolNumber); err != nil || nud.MaxMulticastProbes != 1 {
+		t.Errorf("ARP probes %d, %v", nud.MaxMulticastProbes, err)
+	}
 
 	var routes []string
 	for _, r := range s.GVisor().GetRouteTable() {
