@@ -188,6 +188,7 @@ type Node struct {
 
 	dropLogged [numReasons]time.Time // last drop logged, per reason
 	logLim     logLimiter
+	events     *eventRing // /cluster/events (docs/protocol.md §8.4)
 
 	// Fast-join answers and refutations (docs/protocol.md §4.1, §5).
 	lastAnnounce time.Time // when the last ANNOUNCE was sent
@@ -227,6 +228,7 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 		kick:   make(chan struct{}, 1),
 		name:   cfg.Name,
 		joined: true,
+		events: newEventRing(cfg.Clock.Now()),
 		tab: newTable(cfg.ID, cfg.Addr, prefix, cfg.SuspectAfter, cfg.DeadAfter,
 			cfg.RemoveAfter, cfg.Window, cfg.MaxPeers),
 		rng:  cfg.Rand,
@@ -370,6 +372,7 @@ func (n *Node) Join() {
 	}
 	n.joined = true
 	n.logf("cluster: joined as %s (%s)", n.cfg.ID, n.name)
+	n.noteJoined()
 	var out []Message
 	if n.running {
 		out = append(out, n.beginLocked(n.clock.Now(), res))
@@ -395,6 +398,7 @@ func (n *Node) Leave() {
 	n.next, n.reply = time.Time{}, time.Time{}
 	n.tab.clear()
 	n.logf("cluster: left")
+	n.noteSelf("left")
 	n.unlock()
 	n.send(Message{Kind: Leave, ID: n.cfg.ID})
 	n.poke()
@@ -414,6 +418,7 @@ func (n *Node) Rename(name string) error {
 	if n.name != name {
 		n.logf("cluster: renamed from %s to %s", n.name, name)
 		n.name = name
+		n.noteSelf("renamed " + name)
 		n.checkNameLocked(n.cfg.ID, name, n.clock.Now())
 	}
 	if n.running && n.joined {
@@ -533,6 +538,7 @@ func (n *Node) start() error {
 	var out []Message
 	if n.joined {
 		n.logf("cluster: joined as %s (%s) at %v", n.cfg.ID, n.name, n.cfg.Addr)
+		n.noteJoined()
 		out = append(out, n.beginLocked(n.clock.Now(), res))
 	}
 	n.unlock()
@@ -911,6 +917,7 @@ func (n *Node) tickLocked(now time.Time, strict bool) {
 // logEvent logs a membership change, within the peer's and the node's
 // log budgets (docs/protocol.md §8.3).
 func (n *Node) logEvent(ev event, now time.Time) {
+	n.notePeer(ev, now) // not rate-limited: the ring bounds it
 	p := ev.peer
 	logf := func(format string, args ...any) { n.limitedLogf(p.ID, now, format, args...) }
 	switch ev.kind {

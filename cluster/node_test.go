@@ -771,7 +771,7 @@ func TestTree(t *testing.T) {
 	sm.run(ms)
 	tr := a.Tree()
 	dirs := map[string]string{
-		".":                         "conflicts ctl nodes/ self/ stats",
+		".":                         "conflicts ctl events nodes/ self/ stats view",
 		"self":                      "addr containers/ id name resources",
 		"self/containers":           "",
 		"nodes":                     "00000002/",

@@ -22,9 +22,11 @@ var (
 //
 //	conflicts
 //	ctl
+//	events
 //	nodes/<id>/{addr,containers/,name,resources,status}
 //	self/{addr,containers/,id,name,resources}
 //	stats
+//	view
 //
 // Its methods match the kernel's name-space Server interface. Names are
 // relative to /cluster in io/fs.ValidPath form, "." being the root. Every
@@ -66,9 +68,12 @@ var root = dirent{name: ".", dir: func(*view) []dirent { return rootTab }}
 var rootTab = []dirent{
 	{name: "conflicts", read: func(v *view) []byte { return v.n.conflictsText() }},
 	{name: "ctl", read: func(v *view) []byte { return v.n.ctlText() }, write: writeCtl},
+	// A stream (Tree.OpenStream); read as a file, it is empty.
+	{name: "events", read: func(*view) []byte { return []byte{} }},
 	{name: "nodes", dir: nodesTab},
 	{name: "self", dir: func(*view) []dirent { return selfTab }},
 	{name: "stats", read: func(v *view) []byte { return v.n.statsText() }},
+	{name: "view", res: true, read: viewText},
 }
 
 var selfTab = []dirent{

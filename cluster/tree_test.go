@@ -78,7 +78,7 @@ func TestTreeWalk(t *testing.T) {
 	if !slices.Equal(dirs, wantDirs) {
 		t.Errorf("directories %q, want %q", dirs, wantDirs)
 	}
-	if len(files) != 3+2*4+4+2 {
+	if len(files) != 5+2*4+4+2 {
 		t.Errorf("files %q", files)
 	}
 	if got := a.read("self/containers/web"); got != "" {

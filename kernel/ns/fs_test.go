@@ -205,7 +205,7 @@ func kernelSpace(t *testing.T) *ns.Namespace {
 func TestFSKernel(t *testing.T) {
 	fsys := kernelSpace(t).FS()
 	files := []string{
-		"cluster/conflicts", "cluster/ctl", "cluster/stats",
+		"cluster/conflicts", "cluster/ctl", "cluster/events", "cluster/stats", "cluster/view",
 		"cluster/nodes/0a000002/addr", "cluster/nodes/0a000002/containers",
 		"cluster/nodes/0a000002/name", "cluster/nodes/0a000002/resources",
 		"cluster/nodes/0a000002/status", "cluster/nodes/0a000003/resources",
@@ -312,7 +312,7 @@ func TestFSView(t *testing.T) {
 			t.Fatalf("ReadDir(2) = %d entries, %v", len(l), err)
 		}
 	}
-	if want := []string{"conflicts", "ctl", "nodes", "self", "stats"}; !slices.Equal(names, want) {
+	if want := []string{"conflicts", "ctl", "events", "nodes", "self", "stats", "view"}; !slices.Equal(names, want) {
 		t.Errorf("ReadDir(2) in turn gave %q, want %q", names, want)
 	}
 }
