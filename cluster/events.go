@@ -155,6 +155,14 @@ func (s *eventStream) read(ctx context.Context, p []byte) (int, error) {
 	}
 }
 
+// errNotStream is OpenStream's error for a name that is not a stream.
+var errNotStream = notStreamError{}
+
+type notStreamError struct{}
+
+func (notStreamError) Error() string        { return "not a stream" }
+func (notStreamError) Is(target error) bool { return target == fs.ErrInvalid }
+
 // OpenStream opens a file that is read as a stream: only "events"
 // (docs/protocol.md §8.4). Each open reads the events that come after it.
 // read blocks until at least one whole line is there or ctx is done (then
@@ -164,7 +172,7 @@ func (s *eventStream) read(ctx context.Context, p []byte) (int, error) {
 // fs.ErrInvalid; ReadFile of "events" gives the empty snapshot.
 func (t *Tree) OpenStream(name string) (read func(ctx context.Context, p []byte) (int, error), close func(), err error) {
 	if name != "events" {
-		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("not a stream: %w", fs.ErrInvalid)}
+		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: errNotStream}
 	}
 	s := t.n.events.open()
 	return s.read, s.close, nil

@@ -10,3 +10,6 @@ import (
 // so the check is here; a _test file is not linked into the kernel, so
 // the plain image does not import the cluster for it.
 var _ ns.Server = (*cluster.Tree)(nil)
+
+// Its events file is read as a stream through the name space.
+var _ ns.Streamer = (*cluster.Tree)(nil)
