@@ -173,6 +173,12 @@ func TestLinuxGuest(t *testing.T) {
 	if out := command(t, g.VM, "cat /proc/version"); !strings.HasPrefix(out, "Linux version") {
 		t.Errorf("/proc/version: %q", out)
 	}
+	if strings.Contains(g.Log(), "init: insmod") {
+		t.Errorf("the guest could not load its modules")
+	}
+	if out := command(t, g.VM, "grep -w 9p /proc/filesystems"); !strings.Contains(out, "9p") {
+		t.Errorf("no 9p in the guest's /proc/filesystems: %q", out)
+	}
 	if out := command(t, g.VM, "ip -4 addr show eth0"); !strings.Contains(out, LinuxAddr+"/24") {
 		t.Fatalf("guest address: %q", out)
 	}
