@@ -5,6 +5,7 @@ go 1.26.0
 tool github.com/usbarmory/tamago/cmd/tamago
 
 require (
+	9fans.net/go v0.0.8-0.20250307142834-96bdba94b63f
 	github.com/usbarmory/tamago v1.26.0
 	golang.org/x/sys v0.26.0
 	gvisor.dev/gvisor v0.0.0-20250911055229-61a46406f068

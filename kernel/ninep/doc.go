@@ -1,0 +1,61 @@
+// Package ninep serves a tree of synthetic files over 9P2000, so that
+// another machine can mount Fornax's name space: Linux with
+//
+//	mount -t 9p -o trans=tcp,port=564,version=9p2000 10.0.0.2 /mnt/fornax
+//
+// or any Plan 9 style client (9fans.net/go/plan9/client, plan9port's 9p).
+//
+// # Dialect
+//
+// The server speaks plain 9P2000 (intro(5) of Plan 9's fourth edition),
+// not 9P2000.u nor 9P2000.L: a Tversion asking for any of them is
+// answered "9P2000", anything else "unknown". Plain 9P2000 is enough
+// for v9fs to walk, stat, read and write synthetic files; the
+// extensions add numeric owners, symbolic links, devices, locks and
+// Linux attributes, none of which a tree of made-up files has, and each
+// would be more code to keep safe on a port open to the LAN.
+//
+// # Semantics
+//
+// The tree is an FS: absolute slash-separated names, "/" the root, as
+// kernel/ns.Namespace takes them. One open is one snapshot: Topen calls
+// ReadFile once and the reads of that fid serve offsets of that content;
+// a read past its end returns 0 bytes. Directories are read the same
+// way: Topen lists them, and reads return whole stat entries, restarting
+// at offset 0 or going on from where the last read ended (other offsets
+// are refused, as read(5) has it). Stat reports the size of a fresh
+// snapshot, mode 0555|DMDIR for directories, 0444 for files and 0664
+// for writable ones.
+//
+// A file is writable when the server is configured so (Config.Writable;
+// off by default) and the FS says so: through a method
+// Writable(name string) bool when it has one (WritableFS), otherwise
+// when the file is named "ctl", the convention of Fornax's trees for
+// the files that take commands. Each Twrite, whatever its offset, hands
+// its data to WriteFile as one write (one control message); an error
+// comes back as Rerror with the error's text.
+//
+// An FS with OpenStream (StreamFS) may serve files whose reads block
+// until something happens (an event log). When OpenStream accepts a
+// name, an open for reading of that file is a stream: each Tread calls
+// the stream's read function, with a context cancelled by a Tflush of
+// that request, a Tclunk of the fid or the end of the connection. When
+// it refuses with an error wrapping fs.ErrInvalid or errors.ErrUnsupported
+// (or reading "not a stream"), the file is a snapshot file as above.
+//
+// Qid paths are a 64-bit FNV-1a hash of the file's name: stable for as
+// long as the name exists, unique in practice, and free of any table.
+//
+// # Limits
+//
+// The port is open to whoever reaches it, so nothing a client sends can
+// crash the server or make it keep unbounded memory (see Config for the
+// numbers): at most MaxConns connections (more are closed at once),
+// MaxFids fids each, msize at most 64 KiB (and at least 256), at most
+// MaxPending stream reads waiting per connection, at most MaxSnapshot
+// bytes of open snapshots per connection, walks of at most 16 names;
+// a connection silent for IdleTimeout while nothing of it is pending, or
+// that sends part of a message and then nothing for MsgTimeout, or that
+// does not take replies for WriteTimeout, is closed. There is no
+// authentication (Tauth is refused): see docs/protocol.md §10.
+package ninep
