@@ -85,6 +85,14 @@ func startCluster(s *system) error {
 		}
 		return fmt.Errorf("unknown subcommand %q: want add or rm", args[0])
 	}})
+	s.shell.Add(shell.Command{Name: "nodes", Help: "the cluster on one screen: this node, then its peers (/cluster/view)", Run: func(w io.Writer, args []string) error {
+		b, err := node.Tree().ReadFile("view")
+		if err != nil {
+			return err
+		}
+		_, err = w.Write(b)
+		return err
+	}})
 	go func() {
 		// Run ends only if the socket fails: say so where people look.
 		err := node.Run(context.Background())

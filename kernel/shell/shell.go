@@ -5,6 +5,7 @@ package shell
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -54,6 +55,11 @@ type Command struct {
 	// line; returning ErrExit ends Run's loop; other errors are printed
 	// after the command's name, one line each.
 	Run func(w io.Writer, args []string) error
+	// RunContext, set instead of Run, is for a command that may run
+	// until it is interrupted: at the console, Ctrl-C cancels ctx, and
+	// the command should then return (nil, if being interrupted is its
+	// normal end).
+	RunContext func(ctx context.Context, w io.Writer, args []string) error
 }
 
 // Many, as a Command's MaxArgs, lets it take any number of arguments.
@@ -89,17 +95,17 @@ func New(fsys FS, prompt func() string) *Shell {
 	// help takes and ignores any arguments, as it always has.
 	s.Add(Command{Name: "help", Help: "list commands", MaxArgs: Many, Run: s.help})
 	s.Add(Command{Name: "ls", Usage: "[path...]", Help: "list directories (default /)", MaxArgs: Many, Run: s.ls})
-	s.Add(Command{Name: "cat", Usage: "path...", Help: "print files", MinArgs: 1, MaxArgs: Many, Run: s.cat})
+	s.Add(Command{Name: "cat", Usage: "path...", Help: "print files (a stream until Ctrl-C)", MinArgs: 1, MaxArgs: Many, RunContext: s.cat})
 	s.Add(Command{Name: "echo", Usage: "[word...]", Help: "print words and a newline", MaxArgs: Many, Run: echo})
 	return s
 }
 
-// Add adds a command. A bad Command (no name, a name with a blank, no
-// Run, bounds that admit no count) or a name added twice panics: the
+// Add adds a command. A bad Command (no name, a name with a blank, not
+// exactly one of Run and RunContext, bounds that admit no count) or a name added twice panics: the
 // command table is built in code.
 func (s *Shell) Add(c Command) {
 	switch {
-	case c.Name == "" || strings.ContainsAny(c.Name, " \t") || c.Run == nil:
+	case c.Name == "" || strings.ContainsAny(c.Name, " \t") || (c.Run == nil) == (c.RunContext == nil):
 		panic(fmt.Sprintf("shell: bad command %q", c.Name))
 	case c.MinArgs < 0 || c.MaxArgs < Many || c.MaxArgs != Many && c.MaxArgs < c.MinArgs:
 		panic(fmt.Sprintf("shell: command %q: bad argument bounds %d, %d", c.Name, c.MinArgs, c.MaxArgs))
@@ -122,11 +128,18 @@ func (s *Shell) Register(name, usage, help string, fn func(w io.Writer, args []s
 // a redirection, the output is written to the file in one WriteFile call
 // once the command has succeeded; a failing command writes nothing.
 func (s *Shell) Exec(line string, w io.Writer) {
-	s.exec(line, w)
+	s.exec(context.Background(), nil, line, w)
 }
 
-// exec is Exec reporting whether the command asked to exit.
-func (s *Shell) exec(line string, w io.Writer) (exit bool) {
+// ExecContext is Exec with a context: a command that runs until it is
+// interrupted (cat of a stream) ends when ctx is done.
+func (s *Shell) ExecContext(ctx context.Context, line string, w io.Writer) {
+	s.exec(ctx, nil, line, w)
+}
+
+// exec is Exec reporting whether the command asked to exit. With in, the
+// console's input, Ctrl-C typed there interrupts a RunContext command.
+func (s *Shell) exec(ctx context.Context, in *input, line string, w io.Writer) (exit bool) {
 	cmd, err := Parse(line)
 	if err != nil {
 		fmt.Fprintln(w, err)
@@ -157,7 +170,18 @@ func (s *Shell) exec(line string, w io.Writer) (exit bool) {
 	if cmd.Redirect != "" {
 		out = &buf
 	}
-	err = c.Run(out, args)
+	switch {
+	case c.Run != nil:
+		err = c.Run(out, args)
+	case in != nil:
+		var intr bool
+		err, intr = in.interruptible(ctx, func(ctx context.Context) error { return c.RunContext(ctx, out, args) })
+		if intr {
+			io.WriteString(w, "^C\n")
+		}
+	default:
+		err = c.RunContext(ctx, out, args)
+	}
 	switch {
 	case errors.Is(err, ErrExit):
 		return true
@@ -187,8 +211,14 @@ func (s *Shell) exec(line string, w io.Writer) (exit bool) {
 // LineReader and executes it, until r ends or a command returns ErrExit.
 // Output lines end in "\n"; turning them into "\r\n" for a raw terminal
 // is the console device's job, as a tty's ONLCR is.
+//
+// While a RunContext command runs (cat, say), Run watches r for Ctrl-C
+// (0x03), which cancels the command's context; what is typed before the
+// Ctrl-C is dropped, as a terminal's interrupt flushes its input.
 func (s *Shell) Run(r io.Reader, w io.Writer) error {
-	lr := NewLineReader(r, w)
+	in := &input{r: r, ch: make(chan chunk), done: make(chan struct{})}
+	defer close(in.done)
+	lr := NewLineReader(in, w)
 	for {
 		if _, err := io.WriteString(w, s.prompt()); err != nil {
 			return fmt.Errorf("shell: %w", err)
@@ -200,7 +230,7 @@ func (s *Shell) Run(r io.Reader, w io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("shell: reading line: %w", err)
 		}
-		if s.exec(line, w) {
+		if s.exec(context.Background(), in, line, w) {
 			return nil
 		}
 	}
@@ -248,7 +278,7 @@ func (s *Shell) ls(w io.Writer, args []string) error {
 	if len(args) == 0 {
 		args = []string{"/"}
 	}
-	var errs []error
+	args, errs := s.expand(args)
 	for _, p := range args {
 		isDir, err := s.fsys.Stat(abs(p))
 		if err != nil {
@@ -274,11 +304,31 @@ func (s *Shell) ls(w io.Writer, args []string) error {
 	return errors.Join(errs...)
 }
 
+// streamer is what an FS implements to serve streams; the name space
+// does (kernel/ns.Streamer).
+type streamer interface {
+	OpenStream(path string) (read func(ctx context.Context, p []byte) (int, error), close func(), err error)
+}
+
 // cat prints files as they are, adding a newline to one that lacks it so
-// the next output starts on its own line.
-func (s *Shell) cat(w io.Writer, args []string) error {
-	var errs []error
+// the next output starts on its own line. A stream (/cluster/events) is
+// printed as it comes, until ctx is done.
+func (s *Shell) cat(ctx context.Context, w io.Writer, args []string) error {
+	args, errs := s.expand(args)
 	for _, p := range args {
+		if st, ok := s.fsys.(streamer); ok {
+			read, closeStream, err := st.OpenStream(abs(p))
+			if err == nil {
+				err = copyStream(ctx, w, read)
+				closeStream()
+			}
+			if err != nil && !errors.Is(err, fs.ErrInvalid) { // ErrInvalid: not a stream
+				errs = append(errs, pathError(p, err))
+			}
+			if !errors.Is(err, fs.ErrInvalid) {
+				continue
+			}
+		}
 		b, err := s.fsys.ReadFile(abs(p))
 		if err != nil {
 			errs = append(errs, pathError(p, err))
@@ -294,6 +344,25 @@ func (s *Shell) cat(w io.Writer, args []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// copyStream writes what read gives to w until ctx is done.
+func copyStream(ctx context.Context, w io.Writer, read func(context.Context, []byte) (int, error)) error {
+	buf := make([]byte, 4096)
+	for {
+		n, err := read(ctx, buf)
+		if n > 0 {
+			if _, err := w.Write(buf[:n]); err != nil {
+				return err
+			}
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil // interrupted: the way a stream ends
+			}
+			return err
+		}
+	}
 }
 
 // echo prints its arguments and a newline, redirected or not, as Plan 9's

@@ -154,7 +154,7 @@ func TestHelp(t *testing.T) {
 	var out strings.Builder
 	env.sh.Exec("help", &out)
 	want := `args [x...]     print arguments
-cat path...     print files
+cat path...     print files (a stream until Ctrl-C)
 echo [word...]  print words and a newline
 exit            leave the shell
 fail            fail twice
