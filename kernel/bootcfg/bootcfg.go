@@ -3,7 +3,7 @@
 //
 // The command line is a list of space-separated key=value words:
 //
-//	name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d
+//	name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d 9p=rw
 //
 // Parsing never fails: a word that cannot be used is reported as a warning
 // and the key it set keeps its default, so a typo cannot stop a node from
@@ -41,6 +41,9 @@ type Config struct {
 	// ID is the node id, 8 lowercase hex digits (names.ValidID), or ""
 	// if unset.
 	ID string
+	// NinePWritable is 9p=rw: 9P clients may write the name space's
+	// ctl files. The default, 9p=ro, serves it read-only.
+	NinePWritable bool
 }
 
 // quiet reports whether key belongs to QEMU or Linux conventions and is
@@ -56,7 +59,7 @@ func quiet(key string) bool {
 // known reports whether Parse uses key.
 func known(key string) bool {
 	switch key {
-	case "name", "ip", "gw", "id":
+	case "name", "ip", "gw", "id", "9p":
 		return true
 	}
 	return false
@@ -89,7 +92,7 @@ func Parse(cmdline string) (Config, []string) {
 
 	c := Config{Name: DefaultName}
 	// gw is checked after ip, which it depends on.
-	for _, key := range []string{"name", "ip", "gw", "id"} {
+	for _, key := range []string{"name", "ip", "gw", "id", "9p"} {
 		value, ok := values[key]
 		if !ok {
 			continue
@@ -107,6 +110,15 @@ func Parse(cmdline string) (Config, []string) {
 		case "id":
 			if err = names.CheckID(value); err == nil {
 				c.ID = value
+			}
+		case "9p":
+			switch value {
+			case "ro":
+				c.NinePWritable = false
+			case "rw":
+				c.NinePWritable = true
+			default:
+				err = errors.New("want ro or rw")
 			}
 		}
 		if err != nil {
@@ -212,6 +224,9 @@ func (c Config) String() string {
 	}
 	if c.ID != "" {
 		w = append(w, "id="+c.ID)
+	}
+	if c.NinePWritable {
+		w = append(w, "9p=rw")
 	}
 	return strings.Join(w, " ")
 }

@@ -55,6 +55,11 @@ func TestParse(t *testing.T) {
 		{"ip=10.0.0.2/24 gw=10.0.0.255", with(func(c *Config) { c.Addr = pfx("10.0.0.2/24") }), []string{`bootcfg: ignoring bad gw= value "10.0.0.255": broadcast address of 10.0.0.0/24`}},
 		{"gw=10.0.0", def, []string{`bootcfg: ignoring bad gw= value "10.0.0": IPv4 address too short`}},
 		{"id=0a1b2c3d", with(func(c *Config) { c.ID = "0a1b2c3d" }), nil},
+		{"9p=rw", with(func(c *Config) { c.NinePWritable = true }), nil},
+		{"9p=ro", def, nil},
+		{"9p=rw 9p=ro", def, []string{`bootcfg: duplicate key "9p": the last one wins`}},
+		{"9p=RW", def, []string{`bootcfg: ignoring bad 9p= value "RW": want ro or rw`}},
+		{"9p=", def, []string{`bootcfg: ignoring bad 9p= value "": want ro or rw`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
 		{"id=0a1b2c3", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3": must be 8 lowercase hex digits`}},
 		{"id=0a1b2c3g", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3g": must be 8 lowercase hex digits`}},
@@ -103,6 +108,8 @@ func TestString(t *testing.T) {
 		{"name=fornax", "name=fornax"},
 		{"name=n1 ip=10.0.0.2/24", "name=n1 ip=10.0.0.2/24"},
 		{"id=0a1b2c3d gw=10.0.0.1 ip=10.0.0.2/24 name=n1", "name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d"},
+		{"9p=rw name=n1", "name=n1 9p=rw"},
+		{"9p=ro name=n1", "name=n1"},
 	}
 	for _, tt := range tests {
 		c, _ := Parse(tt.cmdline)
@@ -151,6 +158,7 @@ func FuzzParse(f *testing.F) {
 	for _, s := range []string{
 		"",
 		"name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d",
+		"name=n1 9p=rw",
 		"ip=10.0.0.255/24 gw=10.0.0.1",
 		"ip=192.168.0.1/30 gw=192.168.0.2",
 		"name=a name=b foo bar=baz console=ttyS0",
