@@ -1,0 +1,133 @@
+package vmtest
+
+import (
+	"io"
+	"net"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"9fans.net/go/plan9"
+	"9fans.net/go/plan9/client"
+)
+
+// dial9p connects to the 9P server of the VM at addr from the LAN's
+// namespace.
+func dial9p(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	var c net.Conn
+	err := InNetns(Namespace, func() error {
+		var err error
+		c, err = net.DialTimeout("tcp4", addr+":564", 10*time.Second)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func mount9p(t *testing.T, addr string) *client.Fsys {
+	t.Helper()
+	c, err := client.NewConn(dial9p(t, addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys, err := c.Attach(nil, "glenda", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fsys
+}
+
+func read9p(t *testing.T, fsys *client.Fsys, name string) string {
+	t.Helper()
+	fid, err := fsys.Open(name, plan9.OREAD)
+	if err != nil {
+		t.Fatalf("open %s: %v", name, err)
+	}
+	defer fid.Close()
+	b, err := io.ReadAll(fid)
+	if err != nil {
+		t.Fatalf("read %s: %v", name, err)
+	}
+	return string(b)
+}
+
+// TestNinep mounts a cluster VM's name space over 9P from the host: it
+// reads, renames the node through /cluster/ctl (9p=rw), measures read
+// latency and the memory of 16 clients, and sees the 17th refused.
+func TestNinep(t *testing.T) {
+	lan := startLANOpts(t, kernel(t, "FORNAX_KERNEL_CLUSTER"), 1, Options{Append: []string{"9p=rw"}})
+	vm := lan.VMs[0]
+	if log := lan.Log(1); !strings.Contains(log, "9p: serving the name space on tcp/564, read-write") {
+		t.Errorf("no 9p line on the console:\n%s", log)
+	}
+	fsys := mount9p(t, Addr(1))
+
+	id := read9p(t, fsys, "/cluster/self/id")
+	if want := command(t, vm, "cat /cluster/self/id"); !strings.Contains(want, strings.TrimSpace(id)) || len(id) != 9 {
+		t.Errorf("self/id over 9P %q, on the console %q", id, want)
+	}
+	if got := read9p(t, fsys, "/dev/sysname"); got != Name(1)+"\n" {
+		t.Errorf("/dev/sysname = %q", got)
+	}
+	ctl, err := fsys.Open("/cluster/ctl", plan9.OWRITE|plan9.OTRUNC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Write([]byte("name x\n")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Write([]byte("jion")); err == nil || !strings.Contains(err.Error(), "bad ctl message") {
+		t.Errorf("bad ctl write: %v", err)
+	}
+	ctl.Close()
+	if got := read9p(t, fsys, "/dev/sysname"); got != "x\n" {
+		t.Errorf("/dev/sysname after the rename = %q", got)
+	}
+	if got := read9p(t, fsys, "/cluster/self/name"); got != "x\n" {
+		t.Errorf("self/name after the rename = %q", got)
+	}
+
+	// Latency of a whole cat: walk, open, read, read (EOF), clunk.
+	const n = 1000
+	lat := make([]time.Duration, n)
+	for i := range lat {
+		t0 := time.Now()
+		read9p(t, fsys, "/cluster/self/id")
+		lat[i] = time.Since(t0)
+	}
+	slices.Sort(lat)
+	t.Logf("cat /cluster/self/id over 9P, %d times: median %v, p99 %v, max %v", n, lat[n/2], lat[n*99/100], lat[n-1])
+
+	// 16 clients, each with a directory and a file open.
+	before := read9p(t, fsys, "/proc/meminfo")
+	gBefore := strings.TrimSpace(read9p(t, fsys, "/proc/goroutines"))
+	clients := []*client.Fsys{fsys}
+	for len(clients) < 16 {
+		clients = append(clients, mount9p(t, Addr(1)))
+	}
+	for _, c := range clients {
+		for _, name := range []string{"/cluster/nodes", "/proc/meminfo"} {
+			fid, err := c.Open(name, plan9.OREAD)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { fid.Close() })
+		}
+	}
+	after := read9p(t, fsys, "/proc/meminfo")
+	t.Logf("1 then 16 clients: goroutines %s then %s; meminfo before:\n%safter:\n%s", gBefore, strings.TrimSpace(read9p(t, fsys, "/proc/goroutines")), before, after)
+
+	c17 := dial9p(t, Addr(1))
+	c17.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := c17.Read(make([]byte, 1)); err == nil {
+		t.Error("a 17th connection was served")
+	}
+	if got := read9p(t, clients[15], "/dev/sysname"); got != "x\n" {
+		t.Errorf("client 16 reads %q", got)
+	}
+}
