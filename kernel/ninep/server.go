@@ -804,10 +804,16 @@ func (c *conn) wstat(f *Fcall) (*Fcall, error) {
 		return nil, err
 	}
 	const none32, none64 = ^uint32(0), ^uint64(0)
-	keep := d.Mode == none32 && d.Atime == none32 && d.Mtime == none32 &&
-		d.Name == "" && d.Uid == "" && d.Gid == "" && d.Muid == ""
-	if keep && (d.Length == none64 || (d.Length == 0 && c.writable(fd.path))) {
-		return &Fcall{Type: Rwstat}, nil
+	keep := d.Mode == none32 && d.Name == "" && d.Uid == "" && d.Gid == "" && d.Muid == ""
+	times := d.Atime == none32 && d.Mtime == none32
+	switch {
+	case keep && times && d.Length == none64: // a no-op, as sync(2) sends
+	case keep && c.writable(fd.path) && (d.Length == 0 || d.Length == none64):
+		// A truncate, and the times Linux sets with it on an O_TRUNC
+		// open (`echo leave > ctl`): meaningless for a ctl file, and
+		// ignored there.
+	default:
+		return nil, errWstat
 	}
-	return nil, errWstat
+	return &Fcall{Type: Rwstat}, nil
 }

@@ -710,3 +710,28 @@ func BenchmarkRead(b *testing.B) {
 		readAll(b, fsys, "/cluster/self/id")
 	}
 }
+
+// TestWstatTruncate: Linux truncates a file it opens with O_TRUNC by a
+// Twstat of length 0 that also sets the times; on a writable file that
+// is a no-op, elsewhere an error.
+func TestWstatTruncate(t *testing.T) {
+	sp := space(t)
+	for _, writable := range []bool{true, false} {
+		r := dialRaw(t, New(sp, Config{Writable: writable}))
+		r.attach(8192)
+		r.rpc(&Fcall{Type: Twalk, Tag: 1, Fid: 0, Newfid: 1, Wname: []string{"dev", "ctl"}})
+		r.rpc(&Fcall{Type: Twalk, Tag: 1, Fid: 0, Newfid: 2, Wname: []string{"dev", "sysname"}})
+		trunc := &Dir{Mode: ^uint32(0), Atime: ^uint32(0), Mtime: 1764493690, Length: 0}
+		st := trunc.Append(nil)
+		if writable {
+			if rf := r.rpc(&Fcall{Type: Twstat, Tag: 1, Fid: 1, Stat: st}); rf.Type != Rwstat {
+				t.Errorf("truncate ctl: %+v", rf)
+			}
+		} else {
+			r.wantErr(&Fcall{Type: Twstat, Tag: 1, Fid: 1, Stat: st}, "wstat")
+		}
+		r.wantErr(&Fcall{Type: Twstat, Tag: 1, Fid: 2, Stat: st}, "wstat")
+		chmod := &Dir{Mode: 0o777, Atime: ^uint32(0), Mtime: ^uint32(0), Length: ^uint64(0)}
+		r.wantErr(&Fcall{Type: Twstat, Tag: 1, Fid: 1, Stat: chmod.Append(nil)}, "wstat")
+	}
+}
