@@ -183,7 +183,7 @@ type conn struct {
 	snap int // bytes of the open fids' snapshots
 	rbuf []byte
 
-	wmu  sync.Mutex // serialises replies
+	wmu  sync.Mutex // serialises replies; taken before mu, never after
 	wbuf []byte
 
 	mu      sync.Mutex // guards pending
@@ -222,6 +222,10 @@ type request struct {
 	flushed  bool
 	flushers []uint16 // tags of the Tflushes waiting for it
 }
+
+// testHookReplying, when set, runs in a stream read's goroutine once
+// the read has left the pending requests and before its reply is sent.
+var testHookReplying func()
 
 // errClose ends the connection.
 var errClose = errors.New("close")
@@ -288,6 +292,11 @@ func (c *conn) npending() int {
 func (c *conn) send(fs ...*Fcall) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	return c.sendLocked(fs...)
+}
+
+// sendLocked is send with wmu held.
+func (c *conn) sendLocked(fs ...*Fcall) error {
 	b := c.wbuf[:0]
 	for _, f := range fs {
 		b = f.Append(b)
@@ -716,12 +725,21 @@ func (c *conn) streamRead(tag uint16, st *stream, count int) error {
 			err = ctx.Err()
 		}
 		n = max(0, min(n, count))
+		// Hold the replies from the moment the tag leaves pending until
+		// its reply is out: a Tflush or Tversion that finds it gone
+		// answers after it, so the client never sees the tag's reply
+		// after the Rflush (or Rversion) that freed the tag.
+		c.wmu.Lock()
+		defer c.wmu.Unlock()
 		c.mu.Lock()
 		if c.pending[tag] == req {
 			delete(c.pending, tag)
 		}
 		flushed, flushers := req.flushed, req.flushers
 		c.mu.Unlock()
+		if testHookReplying != nil {
+			testHookReplying()
+		}
 		var out []*Fcall
 		switch {
 		case n > 0 || err == nil || errors.Is(err, io.EOF):
@@ -735,7 +753,7 @@ func (c *conn) streamRead(tag uint16, st *stream, count int) error {
 		for _, t := range flushers {
 			out = append(out, &Fcall{Type: Rflush, Tag: t})
 		}
-		c.send(out...)
+		c.sendLocked(out...)
 	}()
 	return nil
 }

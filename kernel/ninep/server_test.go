@@ -735,3 +735,44 @@ func TestWstatTruncate(t *testing.T) {
 		r.wantErr(&Fcall{Type: Twstat, Tag: 1, Fid: 1, Stat: chmod.Append(nil)}, "wstat")
 	}
 }
+
+// TestFlushAfterReply: a Tflush that comes while the reply of its
+// stream read is being sent gets its Rflush after that reply, never
+// before: flush(5) lets the client reuse the old tag once it has the
+// Rflush, so a later Rread of that tag would answer the wrong request.
+func TestFlushAfterReply(t *testing.T) {
+	sp := space(t)
+	sp.Mount("/dev/x", ns.NewDir().File("events", ns.File{Read: func() ([]byte, error) { return nil, nil }}))
+	sfs := &streamFS{Namespace: sp, events: make(chan []byte)}
+	s := New(sfs, Config{})
+	replying, release := make(chan struct{}), make(chan struct{})
+	testHookReplying = func() {
+		close(replying)
+		select { // with the fix the hook holds the replies back
+		case <-release:
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	t.Cleanup(func() { testHookReplying = nil })
+
+	r := dialRaw(t, s)
+	r.attach(8192)
+	r.rpc(&Fcall{Type: Twalk, Tag: 1, Fid: 0, Newfid: 1, Wname: []string{"dev", "x", "events"}})
+	r.rpc(&Fcall{Type: Topen, Tag: 1, Fid: 1, Mode: OREAD})
+	r.send(&Fcall{Type: Tread, Tag: 2, Fid: 1, Count: 100})
+	sfs.events <- []byte("node up\n")
+	<-replying
+	r.send(&Fcall{Type: Tflush, Tag: 3, Oldtag: 2})
+	var order []uint8
+	for range 2 {
+		rf, err := r.recv()
+		if err != nil {
+			t.Fatal(err)
+		}
+		order = append(order, rf.Type)
+	}
+	close(release)
+	if order[0] != Rread || order[1] != Rflush {
+		t.Errorf("replies %v, want Rread then Rflush", order)
+	}
+}
