@@ -616,12 +616,13 @@ func (c *conn) open(f *Fcall) (*Fcall, error) {
 			return nil, err
 		}
 	}
+	if !reading { // nothing will read a snapshot: take none
+		fd.open, fd.mode = true, mode
+		return r, nil
+	}
 	data, err := c.s.fs.ReadFile(fd.path)
 	if err != nil {
-		if reading {
-			return nil, err
-		}
-		data = nil // a write-only ctl file
+		return nil, err
 	}
 	if c.snap+len(data) > c.s.cfg.MaxSnapshot {
 		return nil, errSnapshots

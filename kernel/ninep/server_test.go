@@ -776,3 +776,22 @@ func TestFlushAfterReply(t *testing.T) {
 		t.Errorf("replies %v, want Rread then Rflush", order)
 	}
 }
+
+// allWritable makes every file of a name space writable.
+type allWritable struct{ *ns.Namespace }
+
+func (allWritable) Writable(string) bool { return true }
+
+// TestWriteOnlyNoSnapshot: an open for writing only takes no snapshot,
+// so it costs nothing of MaxSnapshot however big the file reads.
+func TestWriteOnlyNoSnapshot(t *testing.T) {
+	s := New(allWritable{space(t)}, Config{Writable: true, MaxSnapshot: 1000})
+	r := dialRaw(t, s)
+	r.attach(8192)
+	r.rpc(&Fcall{Type: Twalk, Tag: 1, Fid: 0, Newfid: 1, Wname: []string{"dev", "big"}})
+	if rf := r.rpc(&Fcall{Type: Topen, Tag: 1, Fid: 1, Mode: OWRITE}); rf.Type != Ropen {
+		t.Errorf("write-only open of a big file: %+v", rf)
+	}
+	r.rpc(&Fcall{Type: Twalk, Tag: 1, Fid: 0, Newfid: 2, Wname: []string{"dev", "big"}})
+	r.wantErr(&Fcall{Type: Topen, Tag: 1, Fid: 2, Mode: ORDWR}, "too much open")
+}
