@@ -202,3 +202,24 @@ func TestOwnMessageReplayed(t *testing.T) {
 		t.Errorf("stats:\n%s", a.read("stats"))
 	}
 }
+
+func TestOwnMessageReplayedAfterClockSetBack(t *testing.T) {
+	// Once our wall clock is set back, we sign under a new incarnation
+	// with a lower seq; a message of the old incarnation, replayed from
+	// elsewhere within the window, is still older than what we sent last
+	// (inc first, then seq) and draws no refutation.
+	sm := newSim(t)
+	var off time.Duration
+	wall := func() time.Time { return sm.clock.Now().Add(off) }
+	a := sm.start(1, func(c *Config) { keyed(c); c.WallClock = wall })
+	sm.start(2, keyed)
+	sm.run(16 * s) // a's ANNOUNCE of 15 s is its last of the old incarnation
+	own := lastSent(t, a, "ANNOUNCE")
+	off = -25 * s
+	sm.run(5 * s) // the HEARTBEAT of 20 s starts a new incarnation
+	sm.inject("10.0.0.9", a, own)
+	sm.run(s)
+	if a.stat("refutes") != 0 || a.stat("dropped_replay") != 1 {
+		t.Errorf("stats:\n%s", a.read("stats"))
+	}
+}

@@ -591,9 +591,11 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	if err == nil {
 		err = n.checkSigned(m)
 	}
-	if err == nil && m.ID == n.cfg.ID && m.Keyed() && ip != n.cfg.Addr && m.Inc <= n.inc && m.Seq <= n.lastSeq {
+	if err == nil && m.ID == n.cfg.ID && m.Keyed() && ip != n.cfg.Addr && n.lastSeq > 0 &&
+		!(seenMsg{n.inc, n.lastSeq, time.Time{}}).newer(m.Inc, m.Seq) {
 		// One of our own signed messages, replayed from elsewhere: not
-		// a claim to refute (docs/protocol.md §9.2).
+		// newer than the last we sent (inc first, then seq, as for any
+		// sender), so not a claim to refute (docs/protocol.md §9.2).
 		err = dropf(ReasonReplay, "%v of our own (inc %d seq %d) replayed from %v", m.Kind, m.Inc, m.Seq, ip)
 	}
 	if err != nil {
