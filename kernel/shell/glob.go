@@ -9,9 +9,16 @@ import (
 // hasMeta reports whether a path is a pattern for path.Match.
 func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
 
+// maxMatches bounds the paths the patterns of one command line expand
+// to, and the paths a pattern keeps at each of its elements: a pattern
+// such as /*/*/*/* over a large tree costs the console at most
+// maxMatches directory listings an element, not one of everything.
+const maxMatches = 1024
+
 // expand replaces each pattern among paths by the paths it matches, in
 // order, leaving other paths as they are. A pattern that matches nothing
-// is an error, `no match: PATTERN`, and is dropped.
+// is an error, `no match: PATTERN`, and is dropped; so is one that would
+// take the line past maxMatches paths, `too many matches: PATTERN`.
 func (s *Shell) expand(paths []string) ([]string, []error) {
 	var (
 		out  []string
@@ -22,7 +29,7 @@ func (s *Shell) expand(paths []string) ([]string, []error) {
 			out = append(out, p)
 			continue
 		}
-		m, err := s.glob(p)
+		m, err := s.glob(p, maxMatches-len(out))
 		if err != nil {
 			errs = append(errs, err)
 			continue
@@ -35,8 +42,10 @@ func (s *Shell) expand(paths []string) ([]string, []error) {
 // glob returns the existing paths that pattern matches, element by
 // element with path.Match over the directories' listings, in listing
 // order. The matches keep the pattern's form: absolute or not, and a
-// trailing "/".
-func (s *Shell) glob(pattern string) ([]string, error) {
+// trailing "/". More than limit matches, or than limit paths kept at
+// any element, is an error.
+func (s *Shell) glob(pattern string, limit int) ([]string, error) {
+	tooMany := fmt.Errorf("too many matches: %s", pattern)
 	lead, trail := "", ""
 	if strings.HasPrefix(pattern, "/") {
 		lead = "/"
@@ -54,7 +63,7 @@ func (s *Shell) glob(pattern string) ([]string, error) {
 			for _, f := range found {
 				next = append(next, path.Join(f, elem))
 			}
-			found = next
+			found = next // no longer than before
 			continue
 		}
 		if _, err := path.Match(elem, ""); err != nil {
@@ -68,6 +77,9 @@ func (s *Shell) glob(pattern string) ([]string, error) {
 			for _, name := range names {
 				name = strings.TrimSuffix(name, "/")
 				if ok, _ := path.Match(elem, name); ok {
+					if len(next) >= limit {
+						return nil, tooMany
+					}
 					next = append(next, path.Join(f, name))
 				}
 			}
