@@ -20,6 +20,12 @@ type input struct {
 	err     error         // r's error, once pending is read
 }
 
+// maxPending bounds the input kept while a command runs, as a tty's
+// input queue is bounded (Linux's holds 4095 bytes): what comes past it,
+// up to a Ctrl-C, is dropped, so that input fed during a long stream
+// cannot grow the kernel's memory without end.
+const maxPending = 4096
+
 type chunk struct {
 	b   []byte
 	err error
@@ -92,13 +98,13 @@ func (in *input) interruptible(ctx context.Context, run func(context.Context) er
 		case err := <-res:
 			return err, interrupted
 		case c := <-ch:
-			if i := bytes.IndexByte(c.b, ctrlC); i >= 0 {
+			b := c.b
+			if i := bytes.LastIndexByte(b, ctrlC); i >= 0 {
 				interrupted = true
 				cancel()
-				in.pending = append(in.pending[:0], c.b[i+1:]...)
-			} else {
-				in.pending = append(in.pending, c.b...)
+				in.pending, b = in.pending[:0], b[i+1:]
 			}
+			in.pending = append(in.pending, b[:min(len(b), maxPending-len(in.pending))]...)
 			if c.err != nil {
 				in.err = c.err
 				ch = nil

@@ -206,3 +206,36 @@ func TestCommandRunContextPanics(t *testing.T) {
 		t.Errorf("output %q", out.String())
 	}
 }
+
+// TestInputBounded checks that input fed while a command runs is kept
+// up to maxPending bytes, and that a Ctrl-C drops it; what comes after
+// the command returns is the line editor's to read, all of it.
+func TestInputBounded(t *testing.T) {
+	for _, tc := range []struct {
+		feed string
+		want string
+		intr bool
+	}{
+		{strings.Repeat("x", 3*maxPending), strings.Repeat("x", maxPending), false},
+		{strings.Repeat("x", 3*maxPending) + "\x03" + "ab\x03cd", "cd", true},
+		{strings.Repeat("x", 3*maxPending) + "\x03" + strings.Repeat("y", 2*maxPending), strings.Repeat("y", 2*maxPending), true},
+	} {
+		pr, pw := io.Pipe()
+		in := &input{r: pr, ch: make(chan chunk), done: make(chan struct{})}
+		go func() {
+			io.WriteString(pw, tc.feed)
+			pw.Close()
+		}()
+		err, intr := in.interruptible(context.Background(), func(ctx context.Context) error {
+			<-ctx.Done() // the end of the input
+			return nil
+		})
+		if err != nil || intr != tc.intr {
+			t.Errorf("interruptible: %v, %v", err, intr)
+		}
+		if got, err := io.ReadAll(in); err != nil || string(got) != tc.want {
+			t.Errorf("kept %d bytes (%.10q...), %v; want %d", len(got), got, err, len(tc.want))
+		}
+		close(in.done)
+	}
+}
