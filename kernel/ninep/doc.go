@@ -43,6 +43,18 @@
 // it refuses with an error wrapping fs.ErrInvalid or errors.ErrUnsupported
 // (or reading "not a stream"), the file is a snapshot file as above.
 //
+// # Streams
+//
+// A stream read waits until there is data, then returns what is there
+// (for /cluster/events, whole lines). The read after one that returned
+// data does not wait: it returns what has come since, or 0 bytes, and
+// the read after a 0 waits again. The 0 ends a burst, not the file.
+// This is for Linux's v9fs, which loops on Tread until the caller's
+// buffer is full or a read returns 0: without it `cat` of a stream would
+// print nothing until 4 KiB of events had come. A client that takes 0 as
+// the end of the file (Plan 9's cat, 9fans.net/go's Fid.Read) reads on
+// after it to follow a stream, as after a 0 from a Plan 9 console.
+//
 // Qid paths are a 64-bit FNV-1a hash of the file's name: stable for as
 // long as the name exists, unique in practice, and free of any table.
 //

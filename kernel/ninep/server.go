@@ -214,6 +214,10 @@ type stream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // reads running
+	// burst: the last read returned data. The next read then does not
+	// wait: with nothing more there it returns 0 bytes, which ends the
+	// burst (see "Streams" in doc.go), and the one after waits again.
+	burst bool
 }
 
 // request is a pending stream read.
@@ -698,6 +702,24 @@ func (c *conn) read(f *Fcall) (*Fcall, error) {
 	return &Fcall{Type: Rread, Data: fd.data[f.Offset:end]}, nil
 }
 
+// burstRead is one read of st, with st.sem held. After a read that
+// returned data it does not wait: what is there now, or 0 bytes.
+func burstRead(ctx context.Context, st *stream, buf []byte) (int, error) {
+	if !st.burst {
+		n, err := st.read(ctx, buf)
+		st.burst = n > 0
+		return n, err
+	}
+	now, cancel := context.WithCancel(ctx)
+	cancel()
+	n, err := st.read(now, buf)
+	if n == 0 && ctx.Err() == nil && errors.Is(err, context.Canceled) {
+		err = nil // the end of a burst
+	}
+	st.burst = n > 0
+	return n, err
+}
+
 // streamRead starts a read of st, answered when it returns.
 func (c *conn) streamRead(tag uint16, st *stream, count int) error {
 	c.mu.Lock()
@@ -720,7 +742,7 @@ func (c *conn) streamRead(tag uint16, st *stream, count int) error {
 		buf := make([]byte, count)
 		select {
 		case st.sem <- struct{}{}:
-			n, err = st.read(ctx, buf)
+			n, err = burstRead(ctx, st, buf)
 			<-st.sem
 		case <-ctx.Done():
 			err = ctx.Err()

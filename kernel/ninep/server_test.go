@@ -295,6 +295,42 @@ func TestClusterEvents(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no event")
 	}
+	// The burst ends with 0 bytes (io.EOF to this client); reading on
+	// waits for the next event, as Linux's cat does.
+	b := make([]byte, 1024)
+	if n, err := fid.Read(b); n != 0 || err != io.EOF {
+		t.Fatalf("read after the burst: %d %v, want 0, EOF", n, err)
+	}
+	go func() {
+		n, err := fid.Read(b)
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		got <- string(b[:n])
+	}()
+	time.Sleep(50 * time.Millisecond)
+	select {
+	case line := <-got:
+		t.Fatalf("read after the end of a burst did not wait: %q", line)
+	default:
+	}
+	ctl, err = fsys.Open("/cluster/ctl", plan9.OWRITE)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ctl.Write([]byte("name again")); err != nil {
+		t.Fatal(err)
+	}
+	ctl.Close()
+	select {
+	case line := <-got:
+		if !strings.Contains(line, "again") {
+			t.Errorf("second event %q", line)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no second event")
+	}
 }
 
 // TestSnapshot: an open file reads one snapshot, whatever changes after.
@@ -628,15 +664,20 @@ func TestStream(t *testing.T) {
 	if rf, err := r.recv(); err != nil || rf.Tag != 2 || string(rf.Data) != "node up\n" {
 		t.Fatalf("stream read: %+v %v", rf, err)
 	}
-	// A flush ends a waiting read: Rflush, with no Rread before it.
+	// The read after data does not wait: 0 bytes end the burst.
+	if rf := r.rpc(&Fcall{Type: Tread, Tag: 3, Fid: 1, Count: 100}); rf.Type != Rread || len(rf.Data) != 0 {
+		t.Fatalf("read after a burst: %+v, want an empty Rread", rf)
+	}
+	// The next waits; a flush ends it: Rflush, with no Rread before it.
 	r.send(&Fcall{Type: Tread, Tag: 3, Fid: 1, Count: 100})
-	waitFor(t, "the read", func() bool { return sfs.started.Load() == 2 })
+	waitFor(t, "the read", func() bool { return sfs.started.Load() == 3 })
+	time.Sleep(20 * time.Millisecond)
 	r.send(&Fcall{Type: Tflush, Tag: 4, Oldtag: 3})
 	if rf, err := r.recv(); err != nil || rf.Type != Rflush || rf.Tag != 4 {
 		t.Fatalf("flush: %+v %v", rf, err)
 	}
-	if sfs.ended.Load() != 1 {
-		t.Errorf("%d reads ended by their context, want 1", sfs.ended.Load())
+	if sfs.ended.Load() != 2 {
+		t.Errorf("%d reads ended by their context, want 2 (the burst's end, the flush)", sfs.ended.Load())
 	}
 	// Flushing what is not pending answers at once.
 	if rf := r.rpc(&Fcall{Type: Tflush, Tag: 5, Oldtag: 3}); rf.Type != Rflush {
