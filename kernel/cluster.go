@@ -51,7 +51,12 @@ func startCluster(s *system) error {
 	if s.cfg.NameSet {
 		name = s.kern.Name()
 	}
-	node, err := cluster.New(cluster.Config{
+	profile, err := cluster.LookupProfile(s.cfg.Profile)
+	if err != nil {
+		pc.Close()
+		return err
+	}
+	cfg := cluster.Config{
 		ID:     id,
 		Name:   name,
 		Addr:   s.cfg.Addr.Addr(),
@@ -64,7 +69,9 @@ func startCluster(s *system) error {
 		Logf:  s.kern.Logf,
 		Clock: startClusterClock(),
 		Keys:  keys,
-	}, pc)
+	}
+	profile.Apply(&cfg)
+	node, err := cluster.New(cfg, pc)
 	if err != nil {
 		pc.Close()
 		return err
@@ -99,6 +106,9 @@ func startCluster(s *system) error {
 		s.kern.Logf("cluster: stopped: %v", err)
 		fmt.Fprintf(s.con, "cluster: stopped: %v\n", err)
 	}()
+	if profile.Name != cluster.Profiles[0].Name {
+		keyDesc += ", profile " + profile.Name // §4.4: every node must run it
+	}
 	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d, %s\n", id, cluster.DefaultPort, keyDesc)
 	return nil
 }

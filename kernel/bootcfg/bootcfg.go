@@ -3,7 +3,7 @@
 //
 // The command line is a list of space-separated key=value words:
 //
-//	name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d 9p=rw
+//	name=n1 ip=10.0.0.2/24 gw=10.0.0.1 id=0a1b2c3d 9p=rw profile=fast
 //
 // Parsing never fails: a word that cannot be used is reported as a warning
 // and the key it set keeps its default, so a typo cannot stop a node from
@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"fornax/cluster"
 	"fornax/internal/ipv4"
 	"fornax/internal/names"
 )
@@ -44,6 +45,9 @@ type Config struct {
 	// NinePWritable is 9p=rw: 9P clients may write the name space's
 	// ctl files. The default, 9p=ro, serves it read-only.
 	NinePWritable bool
+	// Profile is the cluster's timing profile (profile=, one of
+	// cluster.Profiles; docs/protocol.md §4.4). Default "default".
+	Profile string
 }
 
 // quiet reports whether key belongs to QEMU or Linux conventions and is
@@ -59,7 +63,7 @@ func quiet(key string) bool {
 // known reports whether Parse uses key.
 func known(key string) bool {
 	switch key {
-	case "name", "ip", "gw", "id", "9p":
+	case "name", "ip", "gw", "id", "9p", "profile":
 		return true
 	}
 	return false
@@ -90,9 +94,9 @@ func Parse(cmdline string) (Config, []string) {
 		}
 	}
 
-	c := Config{Name: DefaultName}
+	c := Config{Name: DefaultName, Profile: cluster.Profiles[0].Name}
 	// gw is checked after ip, which it depends on.
-	for _, key := range []string{"name", "ip", "gw", "id", "9p"} {
+	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile"} {
 		value, ok := values[key]
 		if !ok {
 			continue
@@ -119,6 +123,11 @@ func Parse(cmdline string) (Config, []string) {
 				c.NinePWritable = true
 			default:
 				err = errors.New("want ro or rw")
+			}
+		case "profile":
+			var p cluster.Profile
+			if p, err = cluster.LookupProfile(value); err == nil {
+				c.Profile = p.Name
 			}
 		}
 		if err != nil {
@@ -227,6 +236,9 @@ func (c Config) String() string {
 	}
 	if c.NinePWritable {
 		w = append(w, "9p=rw")
+	}
+	if c.Profile != "" && c.Profile != cluster.Profiles[0].Name {
+		w = append(w, "profile="+c.Profile)
 	}
 	return strings.Join(w, " ")
 }
