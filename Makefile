@@ -21,7 +21,7 @@ KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago bench bench-net help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -117,4 +117,8 @@ clean: ## remove build outputs
 
 bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
-		$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./internal/vmtest/
+		$(GO) test -run '^$$' -bench 'Boot|Discard|Idle|Discovery' -benchtime 3x -timeout 30m ./internal/vmtest/
+
+bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB: Fornax beside the Debian guest
+	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) \
+		$(GO) test -run '^$$' -bench Netpath -benchtime 1x -timeout 20m -v ./internal/vmtest/ | grep -v '^=== '

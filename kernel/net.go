@@ -66,6 +66,13 @@ func startNet(s *system) error {
 		tcp7.Close()
 		return fmt.Errorf("listen tcp :9: %w", err)
 	}
+	tcp19, err := st.Listen("tcp4", ":19")
+	if err != nil {
+		udp7.Close()
+		tcp7.Close()
+		tcp9.Close()
+		return fmt.Errorf("listen tcp :19: %w", err)
+	}
 	serve := func(name string, run func() error) {
 		go func() {
 			err := run()
@@ -75,6 +82,7 @@ func startNet(s *system) error {
 	serve("udp echo", func() error { return svc.EchoUDP(echo) })
 	serve("tcp echo", func() error { return svc.EchoTCP(tcp7) })
 	serve("tcp discard", func() error { return svc.Discard(tcp9) })
+	serve("tcp chargen", func() error { return svc.Chargen(tcp19) })
 
 	if err := s.space.Mount("/net", netTree(s, st, nic, svc)); err != nil {
 		return err

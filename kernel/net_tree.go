@@ -20,7 +20,9 @@ func netTree(s *system, st *netstack.Stack, nic *virtio.Net, svc *netsvc.Service
 	netDir.File("ifconfig", ns.File{Read: func() ([]byte, error) { return ifconfig(st, nic), nil }})
 	netDir.File("addr", ns.File{Read: func() ([]byte, error) { return []byte(s.cfg.Addr.String() + "\n"), nil }})
 	netDir.File("ether", ns.File{Read: func() ([]byte, error) { return []byte(st.Info().MAC.String() + "\n"), nil }})
-	netDir.File("virtio", ns.File{Read: func() ([]byte, error) { return []byte(driverStats(nic.Stats())), nil }})
+	netDir.File("virtio", ns.File{Read: func() ([]byte, error) {
+		return []byte(driverStats(nic.Stats()) + offloads(nic.Features())), nil
+	}})
 	netDir.File("services", ns.File{Read: func() ([]byte, error) { return []byte(svc.Stats.String()), nil }})
 	return netDir
 }
@@ -29,6 +31,20 @@ func netTree(s *system, st *netstack.Stack, nic *virtio.Net, svc *netsvc.Service
 // stack's figures, then the driver's.
 func ifconfig(st *netstack.Stack, nic *virtio.Net) []byte {
 	return []byte(st.Info().String() + driverStats(nic.Stats()))
+}
+
+// offloads names the receive offloads negotiated with the device.
+func offloads(f uint64) string {
+	l := "virtio offloads"
+	for _, o := range []struct {
+		bit  uint64
+		name string
+	}{{virtio.FeatureNetGuestCsum, "guest-csum"}, {virtio.FeatureNetGuestTSO4, "guest-tso4"}, {virtio.FeatureNetMrgRxbuf, "mrg-rxbuf"}} {
+		if f&o.bit != 0 {
+			l += " " + o.name
+		}
+	}
+	return l + "\n"
 }
 
 // driverStats formats the driver's counters; bad-id, overrun and resets

@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,14 @@ const (
 	// 1514 plus room for a VLAN tag and slack, as §5.1.6.3.1 asks of
 	// drivers without mergeable buffers or offloads.
 	MaxFrameSize = 1526
+
+	// MaxRxFrameSize is the largest frame received with GUEST_TSO4: a
+	// 64 KiB IPv4 packet behind an Ethernet header and a VLAN tag.
+	MaxRxFrameSize = 14 + 4 + 65535
+
+	// mrgBufSize is the size of a receive buffer with MRG_RXBUF: a page,
+	// so that a 64 KiB segment takes 17 of them.
+	mrgBufSize = 4096
 
 	// MTU is the IP MTU the device carries.
 	MTU = 1500
@@ -58,6 +67,10 @@ type Net struct {
 	// QueueSize caps the size of each queue (0: DefaultQueueSize); the
 	// device's QueueNumMax caps it too.
 	QueueSize int
+	// NoOffload declines the receive offloads (GUEST_CSUM, GUEST_TSO4,
+	// MRG_RXBUF) even when the device offers them: every frame then fits
+	// one 1526-byte buffer and carries no checksum promise.
+	NoOffload bool
 
 	mac      [6]byte
 	features uint64
@@ -66,6 +79,7 @@ type Net struct {
 		sync.Mutex
 		q    *Queue
 		ring ring
+		asm  []byte // a frame spread over several buffers, put together
 	}
 
 	tx struct {
@@ -90,15 +104,17 @@ type Net struct {
 	stats counters
 }
 
-// ring holds one queue's packet buffers: slot i at addr+i*bufStride.
+// ring holds one queue's packet buffers: slot i at addr+i*stride, size
+// bytes long.
 type ring struct {
-	addr uint64
-	buf  []byte
-	slot []int // buffer slot by descriptor head
+	addr         uint64
+	buf          []byte
+	stride, size int
+	slot         []int // buffer slot by descriptor head
 }
 
-func (r *ring) bufAddr(i int) uint64 { return r.addr + uint64(i*bufStride) }
-func (r *ring) bytes(i int) []byte   { return r.buf[i*bufStride:][:NetHdrSize+MaxFrameSize] }
+func (r *ring) bufAddr(i int) uint64 { return r.addr + uint64(i*r.stride) }
+func (r *ring) bytes(i int) []byte   { return r.buf[i*r.stride:][:r.size] }
 
 type counters struct {
 	rxPackets, rxBytes, rxDrops, rxErrors atomic.Uint64
@@ -139,9 +155,9 @@ type Stats struct {
 }
 
 // Init resets and initializes the device (virtio-v1.2 §3.1.1, §4.2.3,
-// §5.1.5): it negotiates VIRTIO_F_VERSION_1 and VIRTIO_NET_F_MAC only,
-// sets up receiveq1 and transmitq1, fills the receive queue and sets
-// DRIVER_OK.
+// §5.1.5): it negotiates VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC and, unless
+// NoOffload, the receive offloads (see wantFeatures), sets up receiveq1
+// and transmitq1, fills the receive queue and sets DRIVER_OK.
 func (n *Net) Init() (err error) {
 	r := n.Regs
 
@@ -174,10 +190,15 @@ func (n *Net) Init() (err error) {
 	// Sent buffers are reaped by the next Transmit: their completions
 	// need no interrupt (the status bit is shared with receive).
 	n.tx.q.SuppressInterrupts()
-	if err = n.rx.ring.init(n.Mem, n.rx.q.Size()); err != nil {
+	rxStride, rxSize := bufStride, NetHdrSize+MaxFrameSize
+	if n.features&FeatureNetMrgRxbuf != 0 {
+		rxStride, rxSize = mrgBufSize, mrgBufSize
+		n.rx.asm = make([]byte, n.maxRxFrame())
+	}
+	if err = n.rx.ring.init(n.Mem, n.rx.q.Size(), rxStride, rxSize); err != nil {
 		return
 	}
-	if err = n.tx.ring.init(n.Mem, n.tx.q.Size()); err != nil {
+	if err = n.tx.ring.init(n.Mem, n.tx.q.Size(), bufStride, NetHdrSize+MaxFrameSize); err != nil {
 		return
 	}
 	n.tx.free = make([]int, 0, n.tx.q.Size())
@@ -222,7 +243,7 @@ func (n *Net) negotiate() (status uint32, err error) {
 	if offered&FeatureVersion1 == 0 {
 		return status, errors.New("virtio: device does not offer VIRTIO_F_VERSION_1")
 	}
-	features := offered & (FeatureVersion1 | FeatureNetMAC)
+	features := wantFeatures(offered, n.NoOffload)
 	if n.features != 0 && features != n.features {
 		return status, fmt.Errorf("virtio: device now offers features %#x, had %#x", features, n.features)
 	}
@@ -240,6 +261,29 @@ func (n *Net) negotiate() (status uint32, err error) {
 	}
 
 	return status, nil
+}
+
+// wantFeatures is the subset of offered the driver takes. The receive
+// offloads go together: GUEST_TSO4 needs GUEST_CSUM (§5.1.3.1) and, with
+// page-sized buffers, MRG_RXBUF to hold 64 KiB segments; MRG_RXBUF alone
+// is taken too (it costs nothing).
+func wantFeatures(offered uint64, noOffload bool) uint64 {
+	want := uint64(FeatureVersion1 | FeatureNetMAC)
+	if !noOffload {
+		want |= FeatureNetGuestCsum | FeatureNetMrgRxbuf
+		if offered&(FeatureNetGuestCsum|FeatureNetMrgRxbuf) == FeatureNetGuestCsum|FeatureNetMrgRxbuf {
+			want |= FeatureNetGuestTSO4
+		}
+	}
+	return offered & want
+}
+
+// maxRxFrame is the largest frame the device may deliver.
+func (n *Net) maxRxFrame() int {
+	if n.features&FeatureNetGuestTSO4 != 0 {
+		return MaxRxFrameSize
+	}
+	return MaxFrameSize
 }
 
 // failOn tells the device that the driver gave up (FAILED, §2.1) if
@@ -344,8 +388,9 @@ func (n *Net) program(index uint32, q *Queue) error {
 	return nil
 }
 
-func (b *ring) init(mem Memory, n int) (err error) {
-	b.addr, b.buf, err = alloc(mem, n*bufStride, 64)
+func (b *ring) init(mem Memory, n, stride, size int) (err error) {
+	b.stride, b.size = stride, size
+	b.addr, b.buf, err = alloc(mem, n*stride, 64)
 	b.slot = make([]int, n)
 	return
 }
@@ -395,7 +440,7 @@ func (n *Net) Features() uint64 { return n.features }
 // postRx makes receive buffer slot i available to the device; rx must be
 // locked (or not yet shared).
 func (n *Net) postRx(i int) {
-	head, ok := n.rx.q.Add(Buffer{Addr: n.rx.ring.bufAddr(i), Len: NetHdrSize + MaxFrameSize, Writable: true})
+	head, ok := n.rx.q.Add(Buffer{Addr: n.rx.ring.bufAddr(i), Len: uint32(n.rx.ring.size), Writable: true})
 	if !ok {
 		panic("virtio: no free rx descriptor") // one descriptor per slot
 	}
@@ -408,7 +453,7 @@ func (n *Net) postRx(i int) {
 // as dropped and reported with io.ErrShortBuffer.
 func (n *Net) Receive(buf []byte) (size int, err error) {
 	short := false
-	err = n.wait(nil, func(frame []byte) bool {
+	err = n.wait(nil, func(frame []byte, _ bool) bool {
 		size = copy(buf, frame)
 		short = size < len(frame)
 		return !short
@@ -424,13 +469,13 @@ func (n *Net) Receive(buf []byte) (size int, err error) {
 // returns, after which it goes back to the device. It saves a copy on
 // the receive path (the link endpoint copies straight into the stack's
 // buffers).
-func (n *Net) ReceiveFunc(use func(frame []byte)) error {
+func (n *Net) ReceiveFunc(use func(frame []byte, checksumOK bool)) error {
 	return n.wait(use, nil)
 }
 
 // wait blocks until receive has handed a frame to use, or, if use is
 // nil, to take.
-func (n *Net) wait(use func(frame []byte), take func(frame []byte) bool) error {
+func (n *Net) wait(use func([]byte, bool), take func([]byte, bool) bool) error {
 	for {
 		if n.closed.Load() {
 			return ErrClosed
@@ -458,10 +503,12 @@ func (n *Net) wait(use func(frame []byte), take func(frame []byte) bool) error {
 	}
 }
 
-// receive hands the next used receive buffer to use (or take) and
-// reposts it, reporting whether there was one. A frame take refuses (it
-// did not fit) counts as dropped.
-func (n *Net) receive(use func(frame []byte), take func(frame []byte) bool) bool {
+// receive hands the next received frame to use (or take) and reposts
+// its buffers, reporting whether there was one. A frame take refuses (it
+// did not fit) counts as dropped; a malformed one (bad length, a
+// num_buffers the used ring does not hold, an offload not negotiated) is
+// counted as an error and never handed on.
+func (n *Net) receive(use func([]byte, bool), take func([]byte, bool) bool) bool {
 	n.rx.Lock()
 	defer n.rx.Unlock()
 
@@ -475,29 +522,97 @@ func (n *Net) receive(use func(frame []byte), take func(frame []byte) bool) bool
 		}
 
 		i := n.rx.ring.slot[head]
-
-		if length < NetHdrSize || length > NetHdrSize+MaxFrameSize {
+		frame, csumOK, ok := n.rxFrame(i, int(length))
+		if !ok {
 			n.stats.rxErrors.Add(1)
-			n.refillRx(i)
+			if n.needReset.Load() {
+				return false // the reset takes back what is left
+			}
 			continue
 		}
-
-		frame := n.rx.ring.bytes(i)[NetHdrSize:length]
 		if use != nil {
-			use(frame)
+			use(frame, csumOK)
 		}
-		if use != nil || take(frame) {
+		if use != nil || take(frame, csumOK) {
 			n.stats.rxPackets.Add(1)
 			n.stats.rxBytes.Add(uint64(len(frame)))
 		} else {
 			n.stats.rxDrops.Add(1)
 		}
-		n.refillRx(i)
+		n.refillRx(i) // and notifies for the rest, reposted by rxFrame
 
 		return true
 	}
 }
 
+// rxFrame reads the frame whose first buffer is slot i, length bytes of
+// it used. With MRG_RXBUF the rest of it is in the next num_buffers-1
+// used buffers, which it takes, copies after the first and reposts. On
+// a malformed frame it reposts every buffer it took and returns false;
+// otherwise slot i is left for the caller to repost once the frame is
+// used.
+func (n *Net) rxFrame(i, length int) (frame []byte, csumOK bool, ok bool) {
+	b := n.rx.ring.bytes(i)
+	if length < NetHdrSize || length > len(b) {
+		n.refillRx(i)
+		return nil, false, false
+	}
+	hdr := b[:NetHdrSize]
+	frame = b[NetHdrSize:length]
+	if n.features&FeatureNetGuestCsum != 0 {
+		csumOK = hdr[netHdrFlagsOff]&(NetHdrFNeedsCsum|NetHdrFDataValid) != 0
+	}
+	gso := hdr[netHdrGSOTypeOff] &^ NetHdrGSOECN
+	bad := gso != NetHdrGSONone && (gso != NetHdrGSOTCPv4 || n.features&FeatureNetGuestTSO4 == 0)
+	if n.features&FeatureNetMrgRxbuf == 0 {
+		if bad {
+			n.refillRx(i)
+			return nil, false, false
+		}
+		return frame, csumOK, true
+	}
+	more := int(binary.LittleEndian.Uint16(hdr[netHdrNumBuffersOff:])) - 1
+	if more < 0 || more >= n.rx.q.Size() {
+		// Where the next frame starts is lost: a broken queue.
+		n.needReset.Store(true)
+		n.refillRx(i)
+		return nil, false, false
+	}
+	if more == 0 {
+		if bad {
+			n.refillRx(i)
+			return nil, false, false
+		}
+		return frame, csumOK, true
+	}
+	asm := n.rx.asm[:copy(n.rx.asm, frame)]
+	for range more {
+		head, l, ok := n.rx.q.Used()
+		if !ok {
+			// The device published a frame's first buffer without the
+			// rest (§5.1.6.4.2 has them used together): a broken queue.
+			n.needReset.Store(true)
+			bad = true
+			break
+		}
+		j := n.rx.ring.slot[head]
+		c := n.rx.ring.bytes(j)
+		if int(l) > len(c) || len(asm)+int(l) > len(n.rx.asm) {
+			bad = true
+		} else if !bad {
+			asm = append(asm, c[:l]...)
+		}
+		n.postRx(j)
+	}
+	if bad {
+		n.refillRx(i)
+		return nil, false, false
+	}
+	return asm, csumOK, true
+}
+
+// refillRx reposts receive slot i and notifies the device if it wants
+// to know of it (and of any buffer posted before it).
 func (n *Net) refillRx(i int) {
 	n.postRx(i)
 

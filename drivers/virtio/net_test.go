@@ -91,10 +91,12 @@ func TestInitNegotiation(t *testing.T) {
 		t.Errorf("status writes %v, want %v", got, want)
 	}
 
-	if f := dev.DriverFeatures(); f != FeatureVersion1|FeatureNetMAC {
-		t.Errorf("driver features %#x", f)
+	// The receive offloads are taken, CSUM (transmit) is declined.
+	wantF := uint64(FeatureVersion1 | FeatureNetMAC | FeatureNetGuestCsum | FeatureNetGuestTSO4 | FeatureNetMrgRxbuf)
+	if f := dev.DriverFeatures(); f != wantF {
+		t.Errorf("driver features %#x, want %#x", f, wantF)
 	}
-	if n.Features() != FeatureVersion1|FeatureNetMAC {
+	if n.Features() != wantF {
 		t.Errorf("Features() = %#x", n.Features())
 	}
 	if dev.QueueNum(0) != 256 || dev.QueueNum(1) != 256 {
@@ -119,7 +121,7 @@ func TestInitQueueSize(t *testing.T) {
 		t.Errorf("queue sizes %d %d, want 128", dev.QueueNum(0), dev.QueueNum(1))
 	}
 
-	mem := virtiotest.NewMemory(1 << 20)
+	mem := virtiotest.NewMemory(4 << 20)
 	n := &Net{Regs: virtiotest.NewDevice(mem, testMAC), Mem: mem, QueueSize: 16}
 	if err := n.Init(); err != nil {
 		t.Fatal(err)
@@ -141,7 +143,7 @@ func (r refuse) Read32(off uint32) uint32 {
 }
 
 func TestInitFeaturesRefused(t *testing.T) {
-	mem := virtiotest.NewMemory(1 << 20)
+	mem := virtiotest.NewMemory(4 << 20)
 	dev := virtiotest.NewDevice(mem, testMAC)
 	n := &Net{Regs: refuse{dev}, Mem: mem}
 
@@ -159,7 +161,7 @@ func TestInitFeaturesRefused(t *testing.T) {
 }
 
 func TestInitLegacyRefused(t *testing.T) {
-	mem := virtiotest.NewMemory(1 << 20)
+	mem := virtiotest.NewMemory(4 << 20)
 	dev := virtiotest.NewDevice(mem, testMAC)
 	dev.Features &^= FeatureVersion1
 
@@ -192,7 +194,7 @@ func (s *slowReset) Read32(off uint32) uint32 {
 }
 
 func TestInitWaitsForReset(t *testing.T) {
-	mem := virtiotest.NewMemory(1 << 20)
+	mem := virtiotest.NewMemory(4 << 20)
 	r := &slowReset{Device: virtiotest.NewDevice(mem, testMAC)}
 
 	if err := (&Net{Regs: r, Mem: mem}).Init(); err != nil {
@@ -414,7 +416,7 @@ func TestReceiveRingFull(t *testing.T) {
 // TestReceiveBlocks checks that Receive sleeps until the interrupt: a frame
 // in the used ring without one is not picked up by polling.
 func TestReceiveBlocks(t *testing.T) {
-	mem := virtiotest.NewMemory(1 << 20)
+	mem := virtiotest.NewMemory(4 << 20)
 	dev := virtiotest.NewDevice(mem, testMAC)
 	n := &Net{Regs: dev, Mem: mem}
 	if err := n.Init(); err != nil {

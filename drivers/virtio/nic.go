@@ -6,12 +6,19 @@ package virtio
 //
 // ReceiveFunc blocks for the next frame and hands it to its argument,
 // valid only during that call; an error ends the endpoint's RX goroutine.
+// checksumOK says that the device vouches for the frame's IP and TCP/UDP
+// checksums: it checked them (VIRTIO_NET_HDR_F_DATA_VALID), or the frame
+// comes from the host's own stack with the checksum left to fill in
+// (NEEDS_CSUM), as a large TCP segment does, which no wire can have
+// corrupted. It is never true without VIRTIO_NET_F_GUEST_CSUM. (A bool,
+// not a struct, so that virtiotest, which virtio's tests import, needs
+// no type from here.)
 // TransmitParts errors drop the frame, as a full or broken wire would.
 type NIC interface {
 	MAC() [6]byte
 	MTU() int
 	TransmitParts(parts [][]byte) error // one frame, in pieces
-	ReceiveFunc(use func(frame []byte)) error
+	ReceiveFunc(use func(frame []byte, checksumOK bool)) error
 }
 
 var _ NIC = (*Net)(nil)

@@ -67,8 +67,31 @@ const (
 
 // Feature bits (virtio-v1.2 §5.1.3, §6).
 const (
-	FeatureNetMAC   = 1 << 5  // VIRTIO_NET_F_MAC: config space holds the MAC
-	FeatureVersion1 = 1 << 32 // VIRTIO_F_VERSION_1: modern device
+	// VIRTIO_NET_F_GUEST_CSUM: the device may deliver frames whose
+	// checksums it checked (DATA_VALID) or left partial (NEEDS_CSUM).
+	FeatureNetGuestCsum = 1 << 1
+	FeatureNetMAC       = 1 << 5 // VIRTIO_NET_F_MAC: config space holds the MAC
+	// VIRTIO_NET_F_GUEST_TSO4: the device may deliver TCP/IPv4 segments
+	// of up to 64 KiB (needs GUEST_CSUM, §5.1.3.1).
+	FeatureNetGuestTSO4 = 1 << 7
+	// VIRTIO_NET_F_MRG_RXBUF: a frame may span several receive buffers,
+	// num_buffers in its header saying how many (§5.1.6.3).
+	FeatureNetMrgRxbuf = 1 << 15
+	FeatureVersion1    = 1 << 32 // VIRTIO_F_VERSION_1: modern device
+)
+
+// virtio_net_hdr fields (virtio-v1.2 §5.1.6).
+const (
+	netHdrFlagsOff      = 0
+	netHdrGSOTypeOff    = 1
+	netHdrNumBuffersOff = 10
+
+	NetHdrFNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM
+	NetHdrFDataValid = 2 // VIRTIO_NET_HDR_F_DATA_VALID
+
+	NetHdrGSONone  = 0    // VIRTIO_NET_HDR_GSO_NONE
+	NetHdrGSOTCPv4 = 1    // VIRTIO_NET_HDR_GSO_TCPV4
+	NetHdrGSOECN   = 0x80 // VIRTIO_NET_HDR_GSO_ECN, or'ed in
 )
 
 // Regs is the virtio-mmio register window of one device (virtio-v1.2

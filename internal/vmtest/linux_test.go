@@ -17,7 +17,7 @@ import (
 // linuxGuest builds (or finds in the cache) the Linux guest's kernel and
 // initramfs. It needs apt-get and dpkg-deb (Debian), so it runs with the
 // VM tests only.
-func linuxGuest(t *testing.T) (kernel, initrd string) {
+func linuxGuest(t testing.TB) (kernel, initrd string) {
 	t.Helper()
 	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -112,7 +112,7 @@ func readNewc(t *testing.T, b []byte) map[string]string {
 // pushTCP sends size bytes of zeros with socat from the namespace host
 // side to addr (retrying while nothing listens yet) and returns MB/s
 // (10^6 bytes) and the time taken.
-func pushTCP(t *testing.T, size int, addr string) (float64, time.Duration) {
+func pushTCP(t testing.TB, size int, addr string) (float64, time.Duration) {
 	t.Helper()
 	cmd := fmt.Sprintf("socat -u /dev/zero,readbytes=%d TCP4:%s", size, addr)
 	for try := 0; ; try++ {

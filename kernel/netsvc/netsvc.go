@@ -1,5 +1,6 @@
 // Package netsvc holds the kernel's small network services — the classic
-// echo (RFC 862) and discard (RFC 863) servers — and the console commands
+// echo (RFC 862), discard (RFC 863) and, over TCP only, chargen (RFC 864)
+// servers — and the console commands
 // that send and watch UDP datagrams. It uses only small interfaces (the
 // standard net ones and PacketConn), so it runs the same over the
 // kernel's netstack and, in tests, over the host's sockets or fakes.
@@ -16,7 +17,7 @@
 //     token bucket), which bounds what a forged source can reflect to a
 //     victim to about 300 KB/s. A person or a test checking
 //     reachability sends far less. Each refusal is counted (Stats).
-//   - TCP echo and discard serve at most MaxConns connections each; a
+//   - TCP echo, discard and chargen serve at most MaxConns connections each; a
 //     connection silent for IdleTimeout is closed; a peer that does not
 //     take echoed data for WriteTimeout is reset. Each connection takes
 //     its share of a memory Budget (6 MiB) common to both services — its
@@ -149,6 +150,8 @@ type Stats struct {
 
 	DiscardConns atomic.Uint64
 	DiscardBytes atomic.Uint64
+	ChargenConns atomic.Uint64
+	ChargenBytes atomic.Uint64
 
 	Refused    atomic.Uint64 // connections closed at once: MaxConns reached
 	OverBudget atomic.Uint64 // connections closed at once: memory budget spent
@@ -169,6 +172,8 @@ func (s *Stats) String() string {
 		{"echo_tcp_write_stalls", &s.WriteStalls},
 		{"discard_conns", &s.DiscardConns},
 		{"discard_bytes", &s.DiscardBytes},
+		{"chargen_conns", &s.ChargenConns},
+		{"chargen_bytes", &s.ChargenBytes},
 		{"refused", &s.Refused},
 		{"refused_budget", &s.OverBudget},
 	} {

@@ -333,3 +333,47 @@ func TestBudget(t *testing.T) {
 	first.Close()
 	retry(t, discard, &s.Stats.DiscardConns, 3)
 }
+
+func TestChargen(t *testing.T) {
+	s := New(Config{WriteTimeout: 300 * time.Millisecond, SendBuffer: 16 << 10})
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go s.Chargen(l)
+	c, err := net.Dial("tcp4", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	b := make([]byte, 100000)
+	if _, err := io.ReadFull(c, b); err != nil {
+		t.Fatal(err)
+	}
+	const first = " !\"#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[\\]^_`abcdefg\r\n!\"#$%"
+	if string(b[:len(first)]) != first {
+		t.Errorf("chargen starts %q, want %q", b[:len(first)], first)
+	}
+	// A peer that stops taking the pattern is reset after WriteTimeout,
+	// and its slot and budget come back.
+	c.(*net.TCPConn).SetReadBuffer(4096)
+	for deadline := time.Now().Add(10 * time.Second); s.Stats.WriteStalls.Load() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a stalled chargen peer was never reset")
+		}
+	}
+	if s.Stats.ChargenConns.Load() != 1 || s.Stats.ChargenBytes.Load() < 100000 {
+		t.Errorf("stats: %d conns, %d bytes", s.Stats.ChargenConns.Load(), s.Stats.ChargenBytes.Load())
+	}
+	left := func() int64 {
+		s.budget.mu.Lock()
+		defer s.budget.mu.Unlock()
+		return s.budget.left
+	}
+	for deadline := time.Now().Add(5 * time.Second); left() != s.cfg.Budget; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("budget %d after the reset, want %d", left(), s.cfg.Budget)
+		}
+	}
+}

@@ -37,6 +37,47 @@ func (s *Services) Discard(l net.Listener) error {
 	})
 }
 
+// Chargen sends a repeating pattern to each connection (RFC 864) until
+// the peer closes it, or takes nothing of it for WriteTimeout (then it is
+// reset), until l is closed. It is what the node's transmit path is
+// measured with; what the peer sends is read and dropped.
+func (s *Services) Chargen(l net.Listener) error {
+	return s.serve(l, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
+		s.Stats.ChargenConns.Add(1)
+		go s.readAll(c, make([]byte, 512), func([]byte) error { return nil })
+		fillChargen(buf)
+		for {
+			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+			n, err := c.Write(buf)
+			s.Stats.ChargenBytes.Add(uint64(n))
+			if isTimeout(err) {
+				s.Stats.WriteStalls.Add(1)
+				abort(c)
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+}
+
+// fillChargen fills b with RFC 864's lines: 72 of the 95 printable ASCII
+// characters, each line starting one further on, ended by CR LF.
+func fillChargen(b []byte) {
+	for i, line := 0, 0; i < len(b); line++ {
+		for k := 0; k < 72 && i < len(b); k++ {
+			b[i] = ' ' + byte((line+k)%95)
+			i++
+		}
+		for _, c := range []byte("\r\n") {
+			if i < len(b) {
+				b[i] = c
+				i++
+			}
+		}
+	}
+}
+
 // readAll hands what c sends to use until EOF, an error, or IdleTimeout
 // of silence.
 func (s *Services) readAll(c net.Conn, buf []byte, use func([]byte) error) {

@@ -42,10 +42,16 @@ const (
 	FeatureMAC = 1 << 5
 	// FeatureVersion1 is VIRTIO_F_VERSION_1.
 	FeatureVersion1 = 1 << 32
-	// FeatureCsum and FeatureMrgRxbuf are offered by default, to check
-	// that drivers decline them (§5.1.3).
-	FeatureCsum     = 1 << 0
-	FeatureMrgRxbuf = 1 << 15
+	// FeatureCsum (a transmit offload) is offered by default, to check
+	// that drivers decline it (§5.1.3).
+	FeatureCsum = 1 << 0
+	// The receive offloads (§5.1.3, §5.1.6.3, §5.1.6.4), offered by
+	// default: with MRG_RXBUF negotiated, Inject spreads a frame over as
+	// many receive buffers as it takes and says how many in num_buffers;
+	// InjectHdr writes the flags and gso_type the test asks for.
+	FeatureGuestCsum = 1 << 1
+	FeatureGuestTSO4 = 1 << 7
+	FeatureMrgRxbuf  = 1 << 15
 
 	netHdrSize = 12 // struct virtio_net_hdr (§5.1.6)
 )
@@ -102,13 +108,14 @@ type queue struct {
 	usedIdx              uint16
 }
 
-// NewDevice returns a device with MAC mac offering VERSION_1, MAC and
-// (to be declined) CSUM and MRG_RXBUF, QueueNumMax 256, on mem.
+// NewDevice returns a device with MAC mac offering VERSION_1, MAC, the
+// receive offloads GUEST_CSUM, GUEST_TSO4 and MRG_RXBUF, and (to be
+// declined) CSUM, QueueNumMax 256, on mem.
 func NewDevice(mem *Memory, mac [6]byte) *Device {
 	return &Device{
 		Mem:         mem,
 		MAC:         mac,
-		Features:    FeatureVersion1 | FeatureMAC | FeatureCsum | FeatureMrgRxbuf,
+		Features:    FeatureVersion1 | FeatureMAC | FeatureCsum | FeatureGuestCsum | FeatureGuestTSO4 | FeatureMrgRxbuf,
 		QueueNumMax: 256,
 		IRQ:         make(chan struct{}, 1),
 	}
@@ -475,12 +482,26 @@ func (d *Device) processTX() (frames [][]byte, irq bool) {
 	return
 }
 
-// Inject delivers frame into the next posted receive buffer, as if it had
-// arrived from the wire, and raises the interrupt. Without a posted
-// buffer the frame is dropped (counted in RxDropped) and false returned.
-func (d *Device) Inject(frame []byte) bool {
+// Hdr is the virtio_net_hdr the device writes before a received frame
+// (§5.1.6): Flags (NEEDS_CSUM 1, DATA_VALID 2), GSOType (TCPV4 1, ...),
+// and NumBuffers, which 0 leaves to the device (the buffers it used).
+type Hdr struct {
+	Flags, GSOType uint8
+	NumBuffers     uint16
+}
+
+// Inject delivers frame into the next posted receive buffer (or, with
+// MRG_RXBUF, buffers), as if it had arrived from the wire, and raises
+// the interrupt. Without enough posted buffers the frame is dropped
+// (counted in RxDropped) and false returned.
+func (d *Device) Inject(frame []byte) bool { return d.InjectHdr(frame, Hdr{}) }
+
+// InjectHdr is Inject with the header's flags and gso_type given, as a
+// device that offloads receive work writes them. It writes what it is
+// told, negotiated or not, so tests can play a device that lies.
+func (d *Device) InjectHdr(frame []byte, h Hdr) bool {
 	d.mu.Lock()
-	ok := d.inject(frame)
+	ok := d.inject(frame, h)
 	d.mu.Unlock()
 
 	if ok {
@@ -490,7 +511,7 @@ func (d *Device) Inject(frame []byte) bool {
 	return ok
 }
 
-func (d *Device) inject(frame []byte) bool {
+func (d *Device) inject(frame []byte, h Hdr) bool {
 	q := &d.q[0]
 
 	if d.status&statusDriverOK == 0 || !q.ready {
@@ -498,43 +519,84 @@ func (d *Device) inject(frame []byte) bool {
 		return false
 	}
 
-	head, ok := d.popAvail(q)
-	if !ok {
-		d.rxDropped++
-		return false
-	}
-
-	segs, err := d.chain(q, head)
-	if err != nil {
-		d.errorf("rx: %v", err)
-		d.pushUsed(q, uint32(head), 0)
-		d.isr |= 1
-		return true
-	}
-
-	// virtio_net_hdr: all zero but num_buffers = 1 (§5.1.6.4)
 	pkt := make([]byte, netHdrSize+len(frame))
-	binary.LittleEndian.PutUint16(pkt[10:], 1)
+	pkt[0], pkt[1] = h.Flags, h.GSOType
 	copy(pkt[netHdrSize:], frame)
 
-	n := 0
-	for _, s := range segs {
-		if !s.write {
-			d.errorf("rx: device-readable descriptor")
-			continue
+	// The buffers, one (without MRG_RXBUF) or as many as the frame needs
+	// (§5.1.6.4.2); all are used at once, under one used.idx update.
+	type used struct {
+		head uint16
+		segs []seg
+		n    int
+	}
+	var bufs []used
+	mrg := d.drvFeatures&FeatureMrgRxbuf != 0
+	for left := len(pkt); left > 0 || len(bufs) == 0; {
+		head, ok := d.popAvail(q)
+		if !ok {
+			// Not enough buffers: drop the frame, leaving those it
+			// took available, as QEMU checks before it takes any.
+			q.lastAvail -= uint16(len(bufs))
+			d.rxDropped++
+			return false
 		}
-		n += copy(s.buf, pkt[n:])
+		segs, err := d.chain(q, head)
+		if err != nil {
+			d.errorf("rx: %v", err)
+			d.pushUsed(q, uint32(head), 0)
+			d.isr |= 1
+			return true
+		}
+		size := 0
+		for _, s := range segs {
+			if !s.write {
+				d.errorf("rx: device-readable descriptor")
+				continue
+			}
+			size += len(s.buf)
+		}
+		if mrg && size < netHdrSize && len(bufs) == 0 {
+			d.errorf("rx: first buffer of %d bytes holds no virtio_net_hdr", size)
+		}
+		n := min(size, left)
+		bufs = append(bufs, used{head, segs, n})
+		left -= n
+		if !mrg {
+			break
+		}
 	}
 
-	if n < len(pkt) {
-		d.errorf("rx: buffer of %d bytes for a %d-byte frame", n, len(pkt))
-		n = 0
+	nb := h.NumBuffers
+	if nb == 0 {
+		nb = uint16(len(bufs))
+	}
+	binary.LittleEndian.PutUint16(pkt[10:], nb)
+
+	off := 0
+	for _, b := range bufs {
+		w := 0
+		for _, s := range b.segs {
+			if s.write && w < b.n {
+				w += copy(s.buf[:min(len(s.buf), b.n-w)], pkt[off+w:])
+			}
+		}
+		off += b.n
+	}
+
+	if off < len(pkt) {
+		d.errorf("rx: buffer of %d bytes for a %d-byte frame", off, len(pkt))
+		for _, b := range bufs {
+			d.pushUsedQuiet(q, uint32(b.head), 0)
+		}
 		d.rxDropped++
 	} else {
+		for _, b := range bufs {
+			d.pushUsedQuiet(q, uint32(b.head), uint32(b.n))
+		}
 		d.rxDelivered++
 	}
-
-	d.pushUsed(q, uint32(head), uint32(n))
+	d.publishUsed(q)
 	d.isr |= 1
 
 	return true
@@ -606,6 +668,12 @@ func (d *Device) chain(q *queue, head uint16) (segs []seg, err error) {
 
 // pushUsed adds a used element and publishes used.idx (§2.7.8).
 func (d *Device) pushUsed(q *queue, id, n uint32) {
+	d.pushUsedQuiet(q, id, n)
+	d.publishUsed(q)
+}
+
+// pushUsedQuiet adds a used element without publishing used.idx.
+func (d *Device) pushUsedQuiet(q *queue, id, n uint32) {
 	if d.usedID != nil {
 		id = d.usedID(d.index(q), id)
 	}
@@ -619,8 +687,6 @@ func (d *Device) pushUsed(q *queue, id, n uint32) {
 	binary.LittleEndian.PutUint32(elem[0:], id)
 	binary.LittleEndian.PutUint32(elem[4:], n)
 	q.usedIdx++
-
-	d.publishUsed(q)
 }
 
 // index returns the number of queue q.

@@ -14,7 +14,7 @@ var ErrClosed = errors.New("virtiotest: NIC closed")
 type NIC struct {
 	mac  [6]byte
 	peer *NIC
-	rx   chan []byte
+	rx   chan rxFrame
 	done chan struct{}
 	once sync.Once
 
@@ -25,11 +25,16 @@ type NIC struct {
 	Filter func(frame []byte) bool
 }
 
+type rxFrame struct {
+	b          []byte
+	checksumOK bool
+}
+
 // Pipe returns two NICs connected back to back, each with a receive
 // queue of 256 frames.
 func Pipe(macA, macB [6]byte) (*NIC, *NIC) {
-	a := &NIC{mac: macA, rx: make(chan []byte, 256), done: make(chan struct{})}
-	b := &NIC{mac: macB, rx: make(chan []byte, 256), done: make(chan struct{})}
+	a := &NIC{mac: macA, rx: make(chan rxFrame, 256), done: make(chan struct{})}
+	b := &NIC{mac: macB, rx: make(chan rxFrame, 256), done: make(chan struct{})}
 	a.peer, b.peer = b, a
 	return a, b
 }
@@ -56,7 +61,7 @@ func (n *NIC) Transmit(frame []byte) error {
 	}
 
 	select {
-	case n.peer.rx <- f:
+	case n.peer.rx <- rxFrame{b: f}:
 	default:
 		n.Dropped.Add(1)
 	}
@@ -74,16 +79,20 @@ func (n *NIC) TransmitParts(parts [][]byte) error {
 }
 
 // Inject queues frame as if the peer had sent it.
-func (n *NIC) Inject(frame []byte) {
-	n.rx <- append([]byte(nil), frame...)
+func (n *NIC) Inject(frame []byte) { n.InjectVouched(frame, false) }
+
+// InjectVouched queues frame as if the peer had sent it, with the
+// device's word on its checksums (see virtio.NIC).
+func (n *NIC) InjectVouched(frame []byte, checksumOK bool) {
+	n.rx <- rxFrame{append([]byte(nil), frame...), checksumOK}
 }
 
 // ReceiveFunc blocks for the next frame and hands it to use, or returns
-// ErrClosed after Close.
-func (n *NIC) ReceiveFunc(use func(frame []byte)) error {
+// ErrClosed after Close. Frames from the peer come with checksumOK false.
+func (n *NIC) ReceiveFunc(use func(frame []byte, checksumOK bool)) error {
 	select {
 	case f := <-n.rx:
-		use(f)
+		use(f.b, f.checksumOK)
 		return nil
 	case <-n.done:
 		return ErrClosed

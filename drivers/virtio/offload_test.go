@@ -1,0 +1,185 @@
+package virtio
+
+import (
+	"bytes"
+	"testing"
+	"time"
+
+	"fornax/drivers/virtio/virtiotest"
+)
+
+// rx is one frame as ReceiveFunc handed it over.
+type rx struct {
+	b          []byte
+	checksumOK bool
+}
+
+// receiveInfo waits for the next frame and what the device said of it.
+func receiveInfo(t *testing.T, n *Net) rx {
+	t.Helper()
+	c := make(chan rx, 1)
+	go func() {
+		n.ReceiveFunc(func(f []byte, ok bool) { c <- rx{bytes.Clone(f), ok} })
+	}()
+	select {
+	case r := <-c:
+		return r
+	case <-time.After(5 * time.Second):
+		t.Fatal("ReceiveFunc timed out")
+	}
+	return rx{}
+}
+
+func TestNoOffload(t *testing.T) {
+	n2, dev2 := newNetOpts(t, func(n *Net) { n.NoOffload = true })
+	if f := dev2.DriverFeatures(); f != FeatureVersion1|FeatureNetMAC {
+		t.Errorf("NoOffload: driver features %#x", f)
+	}
+	// A device that sets the flags anyway gets no word taken for it.
+	dev2.InjectHdr(frame(1, 100), virtiotest.Hdr{Flags: NetHdrFDataValid})
+	if r := receiveInfo(t, n2); r.checksumOK || !bytes.Equal(r.b, frame(1, 100)) {
+		t.Errorf("NoOffload, DATA_VALID set: checksumOK %v", r.checksumOK)
+	}
+	// Nor a GSO frame it never agreed to.
+	dev2.InjectHdr(frame(2, 100), virtiotest.Hdr{GSOType: NetHdrGSOTCPv4})
+	dev2.Inject(frame(3, 100))
+	if r := receiveInfo(t, n2); !bytes.Equal(r.b, frame(3, 100)) {
+		t.Errorf("after a GSO frame without GUEST_TSO4: got %q", r.b[:8])
+	}
+	if s := n2.Stats(); s.RxErrors != 1 {
+		t.Errorf("RxErrors %d, want 1", s.RxErrors)
+	}
+}
+
+// newNetOpts is newNet with the Net's options set before Init.
+func newNetOpts(t *testing.T, opts func(*Net)) (*Net, *virtiotest.Device) {
+	t.Helper()
+	mem := virtiotest.NewMemory(16 << 20)
+	dev := virtiotest.NewDevice(mem, testMAC)
+	n := &Net{Regs: dev, Mem: mem}
+	opts(n)
+	if err := n.Init(); err != nil {
+		t.Fatal(err)
+	}
+	stop := virtiotest.ServeIRQ(dev, n.HandleInterrupt)
+	t.Cleanup(func() {
+		n.Close()
+		stop()
+		if errs := dev.Errors(); len(errs) > 0 {
+			t.Errorf("device saw protocol errors: %q", errs)
+		}
+	})
+	return n, dev
+}
+
+func TestChecksumFlags(t *testing.T) {
+	n, dev := newNet(t, nil)
+	for _, c := range []struct {
+		flags uint8
+		want  bool
+	}{{0, false}, {NetHdrFNeedsCsum, true}, {NetHdrFDataValid, true}, {NetHdrFNeedsCsum | NetHdrFDataValid, true}} {
+		dev.InjectHdr(frame(int(c.flags), 200), virtiotest.Hdr{Flags: c.flags})
+		if r := receiveInfo(t, n); r.checksumOK != c.want || !bytes.Equal(r.b, frame(int(c.flags), 200)) {
+			t.Errorf("flags %#x: checksumOK %v, want %v", c.flags, r.checksumOK, c.want)
+		}
+	}
+}
+
+// TestMergeable: 64 KiB segments spread over page-sized buffers come out
+// whole, over many turns of the ring, and every buffer goes back.
+func TestMergeable(t *testing.T) {
+	n, dev := newNet(t, nil)
+	for i, size := range []int{MaxRxFrameSize, 60000, 4096 - NetHdrSize, 4096 - NetHdrSize + 1, 1514, 8192, MaxRxFrameSize} {
+		for k := range 40 { // 40 × up to 17 buffers: several turns of 256
+			f := frame(i*100+k, size)
+			if !dev.InjectHdr(f, virtiotest.Hdr{Flags: NetHdrFNeedsCsum, GSOType: NetHdrGSOTCPv4}) {
+				t.Fatalf("size %d: device found no buffers", size)
+			}
+			r := receiveInfo(t, n)
+			if !bytes.Equal(r.b, f) || !r.checksumOK {
+				t.Fatalf("size %d #%d: got %d bytes (checksumOK %v), want %d", size, k, len(r.b), r.checksumOK, size)
+			}
+		}
+	}
+	s := n.Stats()
+	if s.RxErrors != 0 || s.RX.InFlight != s.RX.Size || s.Resets != 0 {
+		t.Errorf("after: %+v", s)
+	}
+}
+
+// TestMergeableExhaustion: with every buffer filled the device drops;
+// once the driver has taken the frames, all buffers are back.
+func TestMergeableExhaustion(t *testing.T) {
+	n, dev := newNet(t, nil)
+	sent := 0
+	for dev.InjectHdr(frame(sent, 60000), virtiotest.Hdr{}) {
+		sent++
+	}
+	if sent != 256/15 { // 60012 bytes take 15 pages
+		t.Errorf("%d 60000-byte frames fit in 256 pages, want %d", sent, 256/15)
+	}
+	for i := range sent {
+		if r := receiveInfo(t, n); !bytes.Equal(r.b, frame(i, 60000)) {
+			t.Fatalf("frame %d: %d bytes", i, len(r.b))
+		}
+	}
+	if s := n.Stats(); s.RX.InFlight != 256 || s.RxErrors != 0 {
+		t.Errorf("after: %+v", s)
+	}
+	dev.Inject(frame(7, 64))
+	if r := receiveInfo(t, n); !bytes.Equal(r.b, frame(7, 64)) {
+		t.Error("no frame after exhaustion")
+	}
+}
+
+// TestMergeableLies: a device that lies in num_buffers or gso_type, or
+// sends more than 64 KiB, gets its frame dropped and counted, and the
+// driver goes on with every buffer.
+func TestMergeableLies(t *testing.T) {
+	n, dev := newNet(t, nil)
+	errs := uint64(0)
+	for i, h := range []virtiotest.Hdr{
+		{GSOType: 3},                // GSO_UDP, not negotiated
+		{GSOType: 4 | NetHdrGSOECN}, // GSO_TCPV6
+	} {
+		dev.InjectHdr(frame(100+i, 5000), h)
+		errs++
+		dev.Inject(frame(i, 3000))
+		if r := receiveInfo(t, n); !bytes.Equal(r.b, frame(i, 3000)) {
+			t.Fatalf("good frame after %+v: %d bytes", h, len(r.b))
+		}
+		if s := n.Stats(); s.RxErrors != errs || s.RX.InFlight != 256 {
+			t.Fatalf("lie %+v: RxErrors %d, want %d; %d buffers posted", h, s.RxErrors, errs, s.RX.InFlight)
+		}
+	}
+	// Over 64 KiB: 70000 bytes in 18 pages.
+	dev.Inject(frame(200, 70000))
+	dev.Inject(frame(201, 3000))
+	if r := receiveInfo(t, n); !bytes.Equal(r.b, frame(201, 3000)) {
+		t.Fatalf("good frame after 70000 bytes: %d bytes", len(r.b))
+	}
+	if s := n.Stats(); s.RxErrors != errs+1 || s.RX.InFlight != 256 {
+		t.Errorf("70000-byte frame: RxErrors %d, want %d", s.RxErrors, errs+1)
+	}
+}
+
+// TestMergeableBroken: a num_buffers the used ring does not hold (more
+// than the device used, or more than the queue) loses where the next
+// frame starts, which breaks the queue's contract: the driver resets the
+// device, taking back every buffer, and goes on.
+func TestMergeableBroken(t *testing.T) {
+	for _, nb := range []uint16{3, 0xffff} {
+		n, dev := newNet(t, nil)
+		got := make(chan rx, 1)
+		go func() { got <- receiveInfo(t, n) }()
+		dev.InjectHdr(frame(1, 5000), virtiotest.Hdr{NumBuffers: nb}) // 2 used
+		waitResets(t, n, 1)
+		dev.Inject(frame(2, 3000))
+		if r := <-got; !bytes.Equal(r.b, frame(2, 3000)) {
+			t.Fatalf("num_buffers %d: after the reset: %d bytes", nb, len(r.b))
+		}
+		if s := n.Stats(); s.RxErrors != 1 || s.RX.InFlight != 256 {
+			t.Errorf("num_buffers %d: after: %+v", nb, s)
+		}
+	}
+}

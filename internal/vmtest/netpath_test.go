@@ -1,0 +1,125 @@
+package vmtest
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// netpathSize is what each transfer of BenchmarkNetpath moves.
+const netpathSize = 200_000_000
+
+// BenchmarkNetpath boots a Fornax VM and the Debian Linux guest on the
+// same bridge, in one run, and moves 200 MB over TCP into each (from
+// socat on the namespace host into Fornax's discard port and into the
+// guest's busybox nc) and out of each (Fornax's chargen port, the guest's
+// nc fed from /dev/zero, into socat on the host). It prints MB/s and
+// QEMU's CPU seconds per GB moved for both, and the ratios. Run it with
+// `make bench-net`.
+func BenchmarkNetpath(b *testing.B) {
+	k := kernelB(b, "FORNAX_KERNEL")
+	if os.Geteuid() != 0 {
+		b.Skip("needs root (network namespaces)")
+	}
+	lk, li := linuxGuest(b)
+	lan := startLANB(b, k, 1)
+	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { g.Stop() })
+	if _, err := g.Expect(g.Prompt(), 90*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := g.Command("", 10*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	fx := lan.VMs[0]
+	if out, err := fx.Command("cat /net/virtio", 10*time.Second); err == nil {
+		b.Logf("fornax: %s", lastLine(out, 1))
+	}
+
+	type result struct{ rate, cpuPerGB float64 }
+	measure := func(pid int, move func() float64) result {
+		c0, err := cpuSeconds(pid)
+		if err != nil {
+			b.Fatal(err)
+		}
+		rate := move()
+		c1, _ := cpuSeconds(pid)
+		return result{rate, (c1 - c0) / (netpathSize / 1e9)}
+	}
+	var fxRx, fxTx, lxRx, lxTx result
+	for range b.N {
+		fxRx = measure(fx.Pid(), func() float64 {
+			r, _ := pushTCP(b, netpathSize, Addr(1)+":9")
+			return r
+		})
+		fxTx = measure(fx.Pid(), func() float64 { return pullTCP(b, Addr(1)+":19") })
+		lxRx = measure(g.Pid(), func() float64 { return linuxReceive(b, g) })
+		lxTx = measure(g.Pid(), func() float64 { return linuxSend(b, g) })
+	}
+	b.Logf("\n| %-22s | %9s | %9s | %7s |\n|---|---|---|---|\n"+
+		"| TCP receive MB/s      | %9.1f | %9.1f | %7.2f |\n"+
+		"| receive CPU s/GB      | %9.2f | %9.2f | %7.2f |\n"+
+		"| TCP transmit MB/s     | %9.1f | %9.1f | %7.2f |\n"+
+		"| transmit CPU s/GB     | %9.2f | %9.2f | %7.2f |",
+		"200 MB over TCP", "Fornax", "Linux", "ratio",
+		fxRx.rate, lxRx.rate, fxRx.rate/lxRx.rate,
+		fxRx.cpuPerGB, lxRx.cpuPerGB, fxRx.cpuPerGB/lxRx.cpuPerGB,
+		fxTx.rate, lxTx.rate, fxTx.rate/lxTx.rate,
+		fxTx.cpuPerGB, lxTx.cpuPerGB, fxTx.cpuPerGB/lxTx.cpuPerGB)
+	b.ReportMetric(fxRx.rate, "fornax-rx-MB/s")
+	b.ReportMetric(lxRx.rate, "linux-rx-MB/s")
+	b.ReportMetric(fxTx.rate, "fornax-tx-MB/s")
+	b.ReportMetric(lxTx.rate, "linux-tx-MB/s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// pullTCP reads netpathSize bytes from addr with socat on the namespace
+// host and returns MB/s.
+func pullTCP(b testing.TB, addr string) float64 {
+	cmd := fmt.Sprintf("socat -u TCP4:%s,readbytes=%d /dev/null", addr, netpathSize)
+	t0 := time.Now()
+	if out, err := InNamespace(120*time.Second, "sh", "-c", cmd); err != nil {
+		b.Fatalf("%s: %v\n%s", cmd, err, out)
+	}
+	return netpathSize / 1e6 / time.Since(t0).Seconds()
+}
+
+// linuxReceive pushes netpathSize bytes into the guest's nc.
+func linuxReceive(b testing.TB, g *Linux) float64 {
+	if err := g.Type("nc -l -p 5001 >/dev/null; echo nc-exit=$?\r"); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := g.Expect("echo nc-exit=$?\n", 5*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	rate, _ := pushTCP(b, netpathSize, LinuxAddr+":5001")
+	if out, err := g.Expect("\n"+g.Prompt(), 30*time.Second); err != nil || !strings.Contains(out, "nc-exit=0") {
+		b.Fatalf("nc in the guest: %v %q", err, out)
+	}
+	return rate
+}
+
+// linuxSend has the guest's nc send netpathSize zeros to socat on the
+// namespace host, timed there.
+func linuxSend(b testing.TB, g *Linux) float64 {
+	done := make(chan error, 1)
+	go func() {
+		_, err := InNamespace(120*time.Second, "sh", "-c", "socat -u TCP4-LISTEN:5002,reuseaddr /dev/null")
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	t0 := time.Now()
+	if _, err := g.Command(fmt.Sprintf("head -c %d /dev/zero | nc 10.0.0.1 5002", netpathSize), 120*time.Second); err != nil {
+		b.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		b.Fatalf("socat listener: %v", err)
+	}
+	return netpathSize / 1e6 / time.Since(t0).Seconds()
+}
