@@ -66,7 +66,8 @@
 // MaxFids fids each, msize at most 64 KiB (and at least 256), at most
 // MaxPending stream reads waiting per connection, at most MaxSnapshot
 // bytes of open snapshots per connection, walks of at most 16 names;
-// a connection silent for IdleTimeout while nothing of it is pending, or
+// a connection silent for IdleTimeout (since its last message and its
+// last reply) while nothing of it is pending, or
 // that sends part of a message and then nothing for MsgTimeout, or that
 // does not take replies for WriteTimeout, is closed. There is no
 // authentication (Tauth is refused): see docs/protocol.md §10.

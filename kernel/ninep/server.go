@@ -185,6 +185,10 @@ type conn struct {
 
 	wmu  sync.Mutex // serialises replies; taken before mu, never after
 	wbuf []byte
+	// lastReply is when the last reply went out (UnixNano): idleness
+	// counts from it too, so a client whose stream read was answered
+	// after a long wait has IdleTimeout to send its next request.
+	lastReply atomic.Int64
 
 	mu      sync.Mutex // guards pending
 	pending map[uint16]*request
@@ -248,8 +252,9 @@ func (c *conn) serve() {
 			got += n
 			if err != nil {
 				var ne net.Error
-				if got == 0 && errors.As(err, &ne) && ne.Timeout() && c.npending() > 0 {
-					continue // waiting for a stream is not idleness
+				if got == 0 && errors.As(err, &ne) && ne.Timeout() &&
+					(c.npending() > 0 || time.Since(time.Unix(0, c.lastReply.Load())) < c.s.cfg.IdleTimeout) {
+					continue // waiting for a stream, or just answered: not idleness
 				}
 				return
 			}
@@ -313,6 +318,7 @@ func (c *conn) sendLocked(fs ...*Fcall) error {
 		c.nc.Close()
 		return errClose
 	}
+	c.lastReply.Store(time.Now().UnixNano())
 	return nil
 }
 
