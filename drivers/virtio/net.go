@@ -28,6 +28,15 @@ const (
 	// 64 KiB IPv4 packet behind an Ethernet header and a VLAN tag.
 	MaxRxFrameSize = 14 + 4 + 65535
 
+	// MaxTxFrameSize is the largest frame sent with HOST_TSO4: a 64 KiB
+	// IPv4 packet behind an Ethernet header.
+	MaxTxFrameSize = 14 + 65535
+
+	// bigTxSlots large transmit buffers serve TSO frames: 1 MiB, and as
+	// many 64 KiB segments in flight as a 1 MiB window holds.
+	bigTxSlots  = 16
+	bigTxStride = 65600 // NetHdrSize+MaxTxFrameSize rounded up to cache lines
+
 	// mrgBufSize is the size of a receive buffer with MRG_RXBUF: a page,
 	// so that a 64 KiB segment takes 17 of them.
 	mrgBufSize = 4096
@@ -49,8 +58,12 @@ var (
 	// ErrTxFull means no transmit descriptor was free: the frame was
 	// dropped (and counted in Stats.TxDrops).
 	ErrTxFull = errors.New("virtio: transmit queue full")
-	// ErrFrameSize means the frame is larger than MaxFrameSize.
+	// ErrFrameSize means the frame is larger than MaxFrameSize (or, with
+	// segmentation, MaxTxFrameSize).
 	ErrFrameSize = errors.New("virtio: frame too large")
+	// ErrOffload means TransmitOffload asked for what the device does
+	// not do, or gave offsets outside the frame.
+	ErrOffload = errors.New("virtio: bad transmit offload")
 )
 
 // Net is a virtio network device (virtio-v1.2 §5.1) on a modern
@@ -84,9 +97,11 @@ type Net struct {
 
 	tx struct {
 		sync.Mutex
-		q    *Queue
-		ring ring
-		free []int // free buffer slots
+		q       *Queue
+		ring    ring
+		free    []int // free buffer slots
+		big     ring  // with HOST_TSO4: bigTxSlots 64 KiB buffers
+		bigFree []int // free big slots; their descriptors' slot is ^i
 	}
 
 	rxReady chan struct{} // signalled by HandleInterrupt
@@ -202,6 +217,12 @@ func (n *Net) Init() (err error) {
 		return
 	}
 	n.tx.free = make([]int, 0, n.tx.q.Size())
+	if n.features&FeatureNetHostTSO4 != 0 {
+		if err = n.tx.big.init(n.Mem, bigTxSlots, bigTxStride, NetHdrSize+MaxTxFrameSize); err != nil {
+			return
+		}
+		n.tx.bigFree = make([]int, 0, bigTxSlots)
+	}
 
 	n.readMAC()
 
@@ -266,13 +287,17 @@ func (n *Net) negotiate() (status uint32, err error) {
 // wantFeatures is the subset of offered the driver takes. The receive
 // offloads go together: GUEST_TSO4 needs GUEST_CSUM (§5.1.3.1) and, with
 // page-sized buffers, MRG_RXBUF to hold 64 KiB segments; MRG_RXBUF alone
-// is taken too (it costs nothing).
+// is taken too (it costs nothing). So do the transmit ones: HOST_TSO4
+// needs CSUM.
 func wantFeatures(offered uint64, noOffload bool) uint64 {
 	want := uint64(FeatureVersion1 | FeatureNetMAC)
 	if !noOffload {
-		want |= FeatureNetGuestCsum | FeatureNetMrgRxbuf
+		want |= FeatureNetGuestCsum | FeatureNetMrgRxbuf | FeatureNetCsum
 		if offered&(FeatureNetGuestCsum|FeatureNetMrgRxbuf) == FeatureNetGuestCsum|FeatureNetMrgRxbuf {
 			want |= FeatureNetGuestTSO4
+		}
+		if offered&FeatureNetCsum != 0 {
+			want |= FeatureNetHostTSO4 // needs CSUM (§5.1.3.1)
 		}
 	}
 	return offered & want
@@ -300,6 +325,10 @@ func (n *Net) start(status uint32) {
 	n.tx.free = n.tx.free[:0]
 	for i := 0; i < n.tx.q.Size(); i++ {
 		n.tx.free = append(n.tx.free, i)
+	}
+	n.tx.bigFree = n.tx.bigFree[:0]
+	for i := range len(n.tx.big.slot) {
+		n.tx.bigFree = append(n.tx.bigFree, i)
 	}
 
 	// no notifications before DRIVER_OK (§3.1.1)
@@ -632,11 +661,58 @@ func (n *Net) Transmit(frame []byte) error {
 // payload, as a network stack holds them): they are copied straight into
 // the device's buffer, with no gathering copy before.
 func (n *Net) TransmitParts(parts [][]byte) error {
+	return n.transmit(parts, txHdr{})
+}
+
+// txHdr is what the driver asks of the device for one frame: the
+// virtio_net_hdr fields of §5.1.6.2.
+type txHdr struct {
+	flags, gsoType                         uint8
+	hdrLen, gsoSize, csumStart, csumOffset uint16
+}
+
+func (h txHdr) put(b []byte) {
+	clear(b[:NetHdrSize])
+	b[netHdrFlagsOff], b[netHdrGSOTypeOff] = h.flags, h.gsoType
+	binary.LittleEndian.PutUint16(b[netHdrHdrLenOff:], h.hdrLen)
+	binary.LittleEndian.PutUint16(b[netHdrGSOSizeOff:], h.gsoSize)
+	binary.LittleEndian.PutUint16(b[netHdrCsumStartOff:], h.csumStart)
+	binary.LittleEndian.PutUint16(b[netHdrCsumOffsetOff:], h.csumOffset)
+}
+
+// TxOffloads implements TxOffloader.
+func (n *Net) TxOffloads() (csum, tso4 bool) {
+	return n.features&FeatureNetCsum != 0, n.features&FeatureNetHostTSO4 != 0
+}
+
+// TransmitOffload implements TxOffloader.
+func (n *Net) TransmitOffload(parts [][]byte, csumStart, csumOffset, hdrLen, mss int) error {
 	size := 0
 	for _, p := range parts {
 		size += len(p)
 	}
-	if size > MaxFrameSize {
+	csum, tso := n.TxOffloads()
+	switch {
+	case !csum || csumStart < 14 || csumOffset < 0 || csumStart+csumOffset+2 > size:
+	case mss > 0 && (!tso || mss > 65535 || hdrLen <= csumStart || hdrLen > size):
+	default:
+		h := txHdr{flags: NetHdrFNeedsCsum, csumStart: uint16(csumStart), csumOffset: uint16(csumOffset)}
+		if mss > 0 && size-hdrLen > mss {
+			h.gsoType, h.gsoSize, h.hdrLen = NetHdrGSOTCPv4, uint16(mss), uint16(hdrLen)
+		}
+		return n.transmit(parts, h)
+	}
+	n.stats.txErrors.Add(1)
+	return ErrOffload
+}
+
+func (n *Net) transmit(parts [][]byte, h txHdr) error {
+	size := 0
+	for _, p := range parts {
+		size += len(p)
+	}
+	big := size > MaxFrameSize
+	if big && (h.gsoType == NetHdrGSONone || size > MaxTxFrameSize) {
 		n.stats.txErrors.Add(1)
 		return ErrFrameSize
 	}
@@ -655,27 +731,34 @@ func (n *Net) TransmitParts(parts [][]byte) error {
 
 	n.reclaimTx()
 
-	if len(n.tx.free) == 0 {
+	r, free := &n.tx.ring, &n.tx.free
+	if big {
+		r, free = &n.tx.big, &n.tx.bigFree
+	}
+	if len(*free) == 0 {
 		n.stats.txDrops.Add(1)
 		return ErrTxFull
 	}
 
-	i := n.tx.free[len(n.tx.free)-1]
-	b := n.tx.ring.bytes(i)
-	clear(b[:NetHdrSize]) // no offloads: flags 0, GSO_NONE (§5.1.6.2)
+	i := (*free)[len(*free)-1]
+	b := r.bytes(i)
+	h.put(b)
 	off := NetHdrSize
 	for _, p := range parts {
 		off += copy(b[off:], p)
 	}
 
-	head, ok := n.tx.q.Add(Buffer{Addr: n.tx.ring.bufAddr(i), Len: uint32(NetHdrSize + size)})
+	head, ok := n.tx.q.Add(Buffer{Addr: r.bufAddr(i), Len: uint32(NetHdrSize + size)})
 	if !ok {
 		n.stats.txDrops.Add(1)
 		return ErrTxFull
 	}
 
-	n.tx.free = n.tx.free[:len(n.tx.free)-1]
+	*free = (*free)[:len(*free)-1]
 	n.tx.ring.slot[head] = i
+	if big {
+		n.tx.ring.slot[head] = ^i
+	}
 
 	if n.tx.q.NeedNotify() {
 		n.Regs.Write32(RegQueueNotify, txQueue)
@@ -696,7 +779,11 @@ func (n *Net) reclaimTx() {
 		if !ok {
 			break
 		}
-		n.tx.free = append(n.tx.free, n.tx.ring.slot[head])
+		if i := n.tx.ring.slot[head]; i >= 0 {
+			n.tx.free = append(n.tx.free, i)
+		} else {
+			n.tx.bigFree = append(n.tx.bigFree, ^i)
+		}
 	}
 
 	if n.tx.q.Broken() && !n.needReset.Swap(true) {

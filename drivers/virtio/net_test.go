@@ -91,8 +91,8 @@ func TestInitNegotiation(t *testing.T) {
 		t.Errorf("status writes %v, want %v", got, want)
 	}
 
-	// The receive offloads are taken, CSUM (transmit) is declined.
-	wantF := uint64(FeatureVersion1 | FeatureNetMAC | FeatureNetGuestCsum | FeatureNetGuestTSO4 | FeatureNetMrgRxbuf)
+	// Every offload the device offers is taken.
+	wantF := uint64(FeatureVersion1 | FeatureNetMAC | FeatureNetCsum | FeatureNetHostTSO4 | FeatureNetGuestCsum | FeatureNetGuestTSO4 | FeatureNetMrgRxbuf)
 	if f := dev.DriverFeatures(); f != wantF {
 		t.Errorf("driver features %#x, want %#x", f, wantF)
 	}
@@ -121,7 +121,7 @@ func TestInitQueueSize(t *testing.T) {
 		t.Errorf("queue sizes %d %d, want 128", dev.QueueNum(0), dev.QueueNum(1))
 	}
 
-	mem := virtiotest.NewMemory(4 << 20)
+	mem := virtiotest.NewMemory(8 << 20)
 	n := &Net{Regs: virtiotest.NewDevice(mem, testMAC), Mem: mem, QueueSize: 16}
 	if err := n.Init(); err != nil {
 		t.Fatal(err)
@@ -143,7 +143,7 @@ func (r refuse) Read32(off uint32) uint32 {
 }
 
 func TestInitFeaturesRefused(t *testing.T) {
-	mem := virtiotest.NewMemory(4 << 20)
+	mem := virtiotest.NewMemory(8 << 20)
 	dev := virtiotest.NewDevice(mem, testMAC)
 	n := &Net{Regs: refuse{dev}, Mem: mem}
 
@@ -161,7 +161,7 @@ func TestInitFeaturesRefused(t *testing.T) {
 }
 
 func TestInitLegacyRefused(t *testing.T) {
-	mem := virtiotest.NewMemory(4 << 20)
+	mem := virtiotest.NewMemory(8 << 20)
 	dev := virtiotest.NewDevice(mem, testMAC)
 	dev.Features &^= FeatureVersion1
 
@@ -194,7 +194,7 @@ func (s *slowReset) Read32(off uint32) uint32 {
 }
 
 func TestInitWaitsForReset(t *testing.T) {
-	mem := virtiotest.NewMemory(4 << 20)
+	mem := virtiotest.NewMemory(8 << 20)
 	r := &slowReset{Device: virtiotest.NewDevice(mem, testMAC)}
 
 	if err := (&Net{Regs: r, Mem: mem}).Init(); err != nil {
@@ -228,7 +228,7 @@ func (b *bytewise) Read32(off uint32) uint32 {
 }
 
 func TestMAC(t *testing.T) {
-	mem := virtiotest.NewMemory(4 << 20)
+	mem := virtiotest.NewMemory(8 << 20)
 	b := &bytewise{Device: virtiotest.NewDevice(mem, testMAC)}
 	n := &Net{Regs: b, Mem: mem}
 	if err := n.Init(); err != nil {
@@ -416,7 +416,7 @@ func TestReceiveRingFull(t *testing.T) {
 // TestReceiveBlocks checks that Receive sleeps until the interrupt: a frame
 // in the used ring without one is not picked up by polling.
 func TestReceiveBlocks(t *testing.T) {
-	mem := virtiotest.NewMemory(4 << 20)
+	mem := virtiotest.NewMemory(8 << 20)
 	dev := virtiotest.NewDevice(mem, testMAC)
 	n := &Net{Regs: dev, Mem: mem}
 	if err := n.Init(); err != nil {

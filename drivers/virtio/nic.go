@@ -22,3 +22,22 @@ type NIC interface {
 }
 
 var _ NIC = (*Net)(nil)
+
+// TxOffloader is a NIC that can finish frames for the sender (virtio-v1.2
+// §5.1.6.2): fill in a TCP or UDP checksum, cut a large TCP/IPv4 frame
+// into segments. *Net is one when the device offers VIRTIO_NET_F_CSUM
+// and VIRTIO_NET_F_HOST_TSO4.
+type TxOffloader interface {
+	// TxOffloads reports what the device does: checksums, and TCP/IPv4
+	// segmentation.
+	TxOffloads() (csum, tso4 bool)
+	// TransmitOffload sends a frame in pieces, like TransmitParts, whose
+	// checksum field at csumStart+csumOffset holds the pseudo-header's
+	// sum, for the device to complete over the bytes from csumStart on.
+	// With mss > 0 the frame is a TCP/IPv4 one of up to MaxTxFrameSize
+	// bytes, hdrLen of them headers, which the device sends as segments
+	// of at most mss payload bytes.
+	TransmitOffload(parts [][]byte, csumStart, csumOffset, hdrLen, mss int) error
+}
+
+var _ TxOffloader = (*Net)(nil)

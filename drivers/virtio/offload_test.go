@@ -183,3 +183,70 @@ func TestMergeableBroken(t *testing.T) {
 		}
 	}
 }
+
+// tcpFrame is an Ethernet/IPv4/TCP frame of size bytes with a 20-byte
+// TCP header: enough for the simulated device to segment it.
+func tcpFrame(size int) []byte {
+	f := frame(9, size)
+	f[12], f[13] = 0x08, 0x00
+	ip := f[14:]
+	ip[0], ip[9] = 0x45, 6
+	ip[34-14+12] = 5 << 4 // TCP data offset
+	return f
+}
+
+func TestTransmitOffload(t *testing.T) {
+	n, dev := newNet(t, nil)
+	if csum, tso := n.TxOffloads(); !csum || !tso {
+		t.Fatalf("TxOffloads %v %v", csum, tso)
+	}
+	parts := func(f []byte) [][]byte { return [][]byte{f[:54], f[54:]} }
+	// Refused: offsets outside the frame, no mss room, too big.
+	for _, c := range []struct{ size, start, off, hdrLen, mss int }{
+		{100, 34, 100, 54, 0},     // checksum field past the end
+		{100, 10, 16, 54, 0},      // checksum inside the Ethernet header
+		{70000, 34, 16, 54, 1460}, // over 64 KiB
+		{3000, 34, 16, 54, 0},     // over 1526 bytes without segmentation
+		{3000, 34, 16, 20, 1460},  // headers end before the checksum starts
+	} {
+		if err := n.TransmitOffload(parts(tcpFrame(c.size)), c.start, c.off, c.hdrLen, c.mss); err == nil {
+			t.Errorf("%+v: accepted", c)
+		}
+	}
+	if s := n.Stats(); s.TxErrors != 5 || s.TxPackets != 0 {
+		t.Errorf("after refusals: %+v", s)
+	}
+	// 200 frames of 60000 bytes through 16 big buffers: each reclaimed.
+	for i := range 200 {
+		if err := n.TransmitOffload(parts(tcpFrame(60000)), 34, 16, 54, 1460); err != nil {
+			t.Fatalf("frame %d: %v", i, err)
+		}
+	}
+	tso, csum := dev.Offloaded()
+	if tso != 200 || csum != 0 {
+		t.Errorf("device: %d segmented, %d checksummed", tso, csum)
+	}
+	if got := len(dev.Transmitted()); got != 200*42 { // 59946 payload bytes / 1460
+		t.Errorf("%d segments, want %d", got, 200*42)
+	}
+	// A small one: checksum only.
+	if err := n.TransmitOffload(parts(tcpFrame(600)), 34, 16, 54, 1460); err != nil {
+		t.Fatal(err)
+	}
+	if _, csum := dev.Offloaded(); csum != 1 {
+		t.Errorf("%d checksummed, want 1", csum)
+	}
+}
+
+func TestTransmitNoOffload(t *testing.T) {
+	n, dev := newNetOpts(t, func(n *Net) { n.NoOffload = true })
+	if csum, tso := n.TxOffloads(); csum || tso {
+		t.Fatalf("NoOffload: TxOffloads %v %v", csum, tso)
+	}
+	if err := n.TransmitOffload([][]byte{tcpFrame(600)}, 34, 16, 54, 0); err == nil {
+		t.Error("an offload accepted without CSUM")
+	}
+	if len(dev.Transmitted()) != 0 {
+		t.Error("sent anyway")
+	}
+}

@@ -67,6 +67,9 @@ const (
 
 // Feature bits (virtio-v1.2 §5.1.3, §6).
 const (
+	// VIRTIO_NET_F_CSUM: the device fills in a checksum the driver left
+	// partial (NEEDS_CSUM, csum_start, csum_offset).
+	FeatureNetCsum = 1 << 0
 	// VIRTIO_NET_F_GUEST_CSUM: the device may deliver frames whose
 	// checksums it checked (DATA_VALID) or left partial (NEEDS_CSUM).
 	FeatureNetGuestCsum = 1 << 1
@@ -74,6 +77,9 @@ const (
 	// VIRTIO_NET_F_GUEST_TSO4: the device may deliver TCP/IPv4 segments
 	// of up to 64 KiB (needs GUEST_CSUM, §5.1.3.1).
 	FeatureNetGuestTSO4 = 1 << 7
+	// VIRTIO_NET_F_HOST_TSO4: the device cuts a TCP/IPv4 frame of up to
+	// 64 KiB into segments (needs CSUM, §5.1.3.1).
+	FeatureNetHostTSO4 = 1 << 11
 	// VIRTIO_NET_F_MRG_RXBUF: a frame may span several receive buffers,
 	// num_buffers in its header saying how many (§5.1.6.3).
 	FeatureNetMrgRxbuf = 1 << 15
@@ -84,6 +90,10 @@ const (
 const (
 	netHdrFlagsOff      = 0
 	netHdrGSOTypeOff    = 1
+	netHdrHdrLenOff     = 2
+	netHdrGSOSizeOff    = 4
+	netHdrCsumStartOff  = 6
+	netHdrCsumOffsetOff = 8
 	netHdrNumBuffersOff = 10
 
 	NetHdrFNeedsCsum = 1 // VIRTIO_NET_HDR_F_NEEDS_CSUM

@@ -42,9 +42,11 @@ const (
 	FeatureMAC = 1 << 5
 	// FeatureVersion1 is VIRTIO_F_VERSION_1.
 	FeatureVersion1 = 1 << 32
-	// FeatureCsum (a transmit offload) is offered by default, to check
-	// that drivers decline it (§5.1.3).
-	FeatureCsum = 1 << 0
+	// The transmit offloads (§5.1.6.2), offered by default: the device
+	// completes checksums (CSUM) and cuts TCP/IPv4 frames into segments
+	// (HOST_TSO4) before it hands frames on (see finish).
+	FeatureCsum     = 1 << 0
+	FeatureHostTSO4 = 1 << 11
 	// The receive offloads (§5.1.3, §5.1.6.3, §5.1.6.4), offered by
 	// default: with MRG_RXBUF negotiated, Inject spreads a frame over as
 	// many receive buffers as it takes and says how many in num_buffers;
@@ -98,6 +100,16 @@ type Device struct {
 	rxDelivered uint64
 	errs        []string
 	usedID      func(q int, head uint32) uint32
+	tsoFrames   uint64 // frames cut into segments (HOST_TSO4)
+	csumFrames  uint64 // frames whose checksum it completed (CSUM)
+}
+
+// Offloaded returns how many transmitted frames the device cut into
+// segments and how many it completed the checksum of.
+func (d *Device) Offloaded() (tso, csum uint64) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.tsoFrames, d.csumFrames
 }
 
 type queue struct {
@@ -109,13 +121,13 @@ type queue struct {
 }
 
 // NewDevice returns a device with MAC mac offering VERSION_1, MAC, the
-// receive offloads GUEST_CSUM, GUEST_TSO4 and MRG_RXBUF, and (to be
-// declined) CSUM, QueueNumMax 256, on mem.
+// transmit offloads CSUM and HOST_TSO4 and the receive offloads
+// GUEST_CSUM, GUEST_TSO4 and MRG_RXBUF, QueueNumMax 256, on mem.
 func NewDevice(mem *Memory, mac [6]byte) *Device {
 	return &Device{
 		Mem:         mem,
 		MAC:         mac,
-		Features:    FeatureVersion1 | FeatureMAC | FeatureCsum | FeatureGuestCsum | FeatureGuestTSO4 | FeatureMrgRxbuf,
+		Features:    FeatureVersion1 | FeatureMAC | FeatureCsum | FeatureHostTSO4 | FeatureGuestCsum | FeatureGuestTSO4 | FeatureMrgRxbuf,
 		QueueNumMax: 256,
 		IRQ:         make(chan struct{}, 1),
 	}
@@ -463,8 +475,10 @@ func (d *Device) processTX() (frames [][]byte, irq bool) {
 
 		if len(pkt) < netHdrSize {
 			d.errorf("tx: %d bytes, no virtio_net_hdr", len(pkt))
+		} else if fs, err := d.finish(pkt[:netHdrSize], pkt[netHdrSize:]); err != nil {
+			d.errorf("tx: %v", err)
 		} else {
-			frames = append(frames, pkt[netHdrSize:])
+			frames = append(frames, fs...)
 		}
 
 		d.pushUsed(q, uint32(head), 0)

@@ -66,16 +66,23 @@ func pipeStacks(t *testing.T) (a, b *stack.Stack) {
 
 // virtioStacks wires two Nets on simulated devices back to back.
 func virtioStacks(t *testing.T, queueSize int) (a, b *stack.Stack, na, nb *virtio.Net) {
+	a, b, na, nb, _, _ = virtioStacksDev(t, queueSize, false)
+	return
+}
+
+// virtioStacksDev is virtioStacks with the devices, and the offloads
+// declined if noOffload.
+func virtioStacksDev(t *testing.T, queueSize int, noOffload bool) (a, b *stack.Stack, na, nb *virtio.Net, da, db *virtiotest.Device) {
 	t.Helper()
 
 	mk := func(mac [6]byte) (*virtio.Net, *virtiotest.Device) {
 		mem := virtiotest.NewMemory(16 << 20)
 		dev := virtiotest.NewDevice(mem, mac)
-		return &virtio.Net{Regs: dev, Mem: mem, QueueSize: queueSize}, dev
+		return &virtio.Net{Regs: dev, Mem: mem, QueueSize: queueSize, NoOffload: noOffload}, dev
 	}
 
-	na, da := mk(macA)
-	nb, db := mk(macB)
+	na, da = mk(macA)
+	nb, db = mk(macB)
 	virtiotest.Wire(da, db)
 
 	for _, p := range []struct {
@@ -95,7 +102,7 @@ func virtioStacks(t *testing.T, queueSize int) (a, b *stack.Stack, na, nb *virti
 		})
 	}
 
-	return newStack(t, New(na), na, addrA), newStack(t, New(nb), nb, addrB), na, nb
+	return newStack(t, New(na), na, addrA), newStack(t, New(nb), nb, addrB), na, nb, da, db
 }
 
 func ping(t *testing.T, s *stack.Stack, dst tcpip.Address) {
