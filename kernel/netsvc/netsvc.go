@@ -17,18 +17,21 @@
 //     token bucket), which bounds what a forged source can reflect to a
 //     victim to about 300 KB/s. A person or a test checking
 //     reachability sends far less. Each refusal is counted (Stats).
-//   - TCP echo, discard and chargen serve at most MaxConns connections each; a
-//     connection silent for IdleTimeout is closed; a peer that does not
-//     take echoed data for WriteTimeout is reset. Each connection takes
-//     its share of a memory Budget (6 MiB) common to both services — its
+//   - TCP echo, discard and chargen serve at most MaxConns connections
+//     each; a connection silent for IdleTimeout is closed; a peer that
+//     takes nothing of what is sent for WriteTimeout is reset. Each
+//     connection takes its share of a memory Budget (6 MiB) common to
+//     the services — its
 //     buffer here, its goroutine, and the stack buffers it asks for with
 //     SetReadBuffer and SetWriteBuffer: SendBuffer (32 KiB) each way for
 //     echo, which stops reading while its peer does not take the echo,
 //     so that what the peer sends meanwhile waits in the stack; SendBuffer
 //     and RecvBuffer (128 KiB, the window discard's throughput needs)
-//     for discard, which reads all the time. A connection that does not
-//     fit is refused: 64 that send and never read pin at most 6 MiB,
-//     not the VM.
+//     for discard, which reads all the time; ChargenBuffer (256 KiB, four
+//     64 KiB segments in flight) to send and SendBuffer to receive for
+//     chargen, which a stalled peer pins for WriteTimeout at most. A
+//     connection that does not fit is refused: 64 that send and never
+//     read pin at most 6 MiB, not the VM.
 package netsvc
 
 import (
@@ -47,15 +50,16 @@ import (
 
 // Defaults of Config.
 const (
-	MaxConns     = 32               // per TCP service; more are closed at once
-	IdleTimeout  = 60 * time.Second // a connection silent this long is closed
-	WriteTimeout = 10 * time.Second // a peer that takes no echo this long is reset
-	Budget       = 6 << 20          // bytes all TCP connections may pin together
-	SendBuffer   = 32 << 10         // stack send buffer asked for, per connection
-	RecvBuffer   = 128 << 10        // stack receive buffer asked for, per discard connection
-	EchoRate     = 200              // UDP echo frames per second, sustained
-	EchoBurst    = 64               // UDP echo frames at once (a 64 KiB datagram is 45)
-	MinEchoPort  = 1024             // UDP echo answers no source port below this
+	MaxConns      = 32               // per TCP service; more are closed at once
+	IdleTimeout   = 60 * time.Second // a connection silent this long is closed
+	WriteTimeout  = 10 * time.Second // a peer that takes no echo this long is reset
+	Budget        = 6 << 20          // bytes all TCP connections may pin together
+	SendBuffer    = 32 << 10         // stack send buffer asked for, per connection
+	ChargenBuffer = 256 << 10        // stack send buffer asked for, per chargen connection
+	RecvBuffer    = 128 << 10        // stack receive buffer asked for, per discard connection
+	EchoRate      = 200              // UDP echo frames per second, sustained
+	EchoBurst     = 64               // UDP echo frames at once (a 64 KiB datagram is 45)
+	MinEchoPort   = 1024             // UDP echo answers no source port below this
 )
 
 // connBuffer is what a TCP connection reads into; connOverhead stands
@@ -71,14 +75,15 @@ type Config struct {
 	// it, and no others (broadcast, multicast).
 	Addr netip.Addr
 
-	MaxConns     int
-	IdleTimeout  time.Duration
-	WriteTimeout time.Duration
-	Budget       int64
-	SendBuffer   int
-	RecvBuffer   int
-	EchoRate     float64
-	EchoBurst    float64
+	MaxConns      int
+	IdleTimeout   time.Duration
+	WriteTimeout  time.Duration
+	Budget        int64
+	SendBuffer    int
+	ChargenBuffer int
+	RecvBuffer    int
+	EchoRate      float64
+	EchoBurst     float64
 
 	// Now is the rate limiter's clock (default time.Now).
 	Now func() time.Time
@@ -97,6 +102,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MaxConns, MaxConns)
 	def(&c.SendBuffer, SendBuffer)
+	def(&c.ChargenBuffer, ChargenBuffer)
 	def(&c.RecvBuffer, RecvBuffer)
 	defDur(&c.IdleTimeout, IdleTimeout)
 	defDur(&c.WriteTimeout, WriteTimeout)
@@ -133,10 +139,10 @@ func New(cfg Config) *Services {
 	return s
 }
 
-// connCost returns the bytes of the budget a TCP connection with a
-// stack receive buffer of rcvbuf bytes takes.
-func (s *Services) connCost(rcvbuf int) int64 {
-	return int64(connBuffer + connOverhead + s.cfg.SendBuffer + rcvbuf)
+// connCost returns the bytes of the budget a TCP connection with stack
+// buffers of rcvbuf and sndbuf bytes takes.
+func (s *Services) connCost(rcvbuf, sndbuf int) int64 {
+	return int64(connBuffer + connOverhead + sndbuf + rcvbuf)
 }
 
 // Stats counts what the services did.

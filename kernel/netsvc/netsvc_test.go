@@ -314,7 +314,7 @@ func TestMaxConns(t *testing.T) {
 // does not fit is refused until another gives its share back.
 func TestBudget(t *testing.T) {
 	s := New(Config{})
-	s = New(Config{Budget: s.connCost(SendBuffer) + 2*s.connCost(RecvBuffer)})
+	s = New(Config{Budget: s.connCost(SendBuffer, SendBuffer) + 2*s.connCost(RecvBuffer, SendBuffer)})
 	echo, discard := listen(t), listen(t)
 	go s.EchoTCP(echo)
 	go s.Discard(discard)

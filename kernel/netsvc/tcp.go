@@ -11,7 +11,7 @@ import (
 // closed. A peer that takes nothing of the echo for WriteTimeout is
 // reset.
 func (s *Services) EchoTCP(l net.Listener) error {
-	return s.serve(l, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
+	return s.serve(l, s.cfg.SendBuffer, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
 		s.Stats.EchoedTCP.Add(1)
 		s.readAll(c, buf, func(b []byte) error {
 			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
@@ -28,7 +28,7 @@ func (s *Services) EchoTCP(l net.Listener) error {
 // Discard reads and drops what each connection sends (RFC 863), until l
 // is closed.
 func (s *Services) Discard(l net.Listener) error {
-	return s.serve(l, s.cfg.RecvBuffer, func(c net.Conn, buf []byte) {
+	return s.serve(l, s.cfg.RecvBuffer, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
 		s.Stats.DiscardConns.Add(1)
 		s.readAll(c, buf, func(b []byte) error {
 			s.Stats.DiscardBytes.Add(uint64(len(b)))
@@ -42,7 +42,7 @@ func (s *Services) Discard(l net.Listener) error {
 // reset), until l is closed. It is what the node's transmit path is
 // measured with; what the peer sends is read and dropped.
 func (s *Services) Chargen(l net.Listener) error {
-	return s.serve(l, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
+	return s.serve(l, s.cfg.SendBuffer, s.cfg.ChargenBuffer, func(c net.Conn, buf []byte) {
 		s.Stats.ChargenConns.Add(1)
 		go s.readAll(c, make([]byte, 512), func([]byte) error { return nil })
 		fillChargen(buf)
@@ -96,11 +96,11 @@ func (s *Services) readAll(c net.Conn, buf []byte, use func([]byte) error) {
 }
 
 // serve accepts connections on l and runs handle on each, with a buffer
-// and a stack receive buffer of rcvbuf bytes, while the service has a
+// and stack buffers of rcvbuf and sndbuf bytes, while the service has a
 // slot and the budget has room; others are reset at once.
-func (s *Services) serve(l net.Listener, rcvbuf int, handle func(net.Conn, []byte)) error {
+func (s *Services) serve(l net.Listener, rcvbuf, sndbuf int, handle func(net.Conn, []byte)) error {
 	slots := make(chan struct{}, s.cfg.MaxConns)
-	cost := s.connCost(rcvbuf)
+	cost := s.connCost(rcvbuf, sndbuf)
 	for {
 		c, err := l.Accept()
 		if err != nil {
@@ -125,7 +125,7 @@ func (s *Services) serve(l net.Listener, rcvbuf int, handle func(net.Conn, []byt
 				<-slots
 			}()
 			defer c.Close()
-			s.limitBuffers(c, rcvbuf)
+			limitBuffers(c, rcvbuf, sndbuf)
 			handle(c, make([]byte, connBuffer))
 		}()
 	}
@@ -133,12 +133,12 @@ func (s *Services) serve(l net.Listener, rcvbuf int, handle func(net.Conn, []byt
 
 // limitBuffers asks the stack for the buffer sizes the budget counts, on
 // connections that can be asked (net.TCPConn and the kernel's can).
-func (s *Services) limitBuffers(c net.Conn, rcvbuf int) {
+func limitBuffers(c net.Conn, rcvbuf, sndbuf int) {
 	if b, ok := c.(interface{ SetReadBuffer(int) error }); ok {
 		b.SetReadBuffer(rcvbuf)
 	}
 	if b, ok := c.(interface{ SetWriteBuffer(int) error }); ok {
-		b.SetWriteBuffer(s.cfg.SendBuffer)
+		b.SetWriteBuffer(sndbuf)
 	}
 }
 
