@@ -267,10 +267,10 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 			cfg.RemoveAfter, cfg.Window, cfg.MaxPeers),
 		rng:  cfg.Rand,
 		auth: cfg.Auth,
+		inc:  max(uint64(cfg.WallClock().UnixMilli()), 1),
 
 		probing:    make(map[string]time.Time),
 		answerPeer: make(map[string]*bucket),
-		inc:  max(uint64(cfg.WallClock().UnixMilli()), 1),
 	}
 	for _, k := range cfg.Keys {
 		if _, err := n.ring.add(k); err != nil {
