@@ -142,20 +142,20 @@ func TestProbeDrops(t *testing.T) {
 		from, msg, reason string
 	}
 	plain := []bad{
-		{"10.0.0.2", "PROBE 00000002 00000003\n", "wrong_target"},         // names c
-		{"10.0.0.2", "PROBE 00000002 ffffffff\n", "wrong_target"},         // names nobody
-		{"10.0.0.9", "PROBE 00000009 00000001\n", "unknown_id"},           // not listed; not prompted either
-		{"10.0.0.50", "PROBE 00000002 00000001\n", "source_mismatch"},     // listed id, another address: no reflection
-		{"10.0.0.3", "PROBE 00000002 00000001\n", "source_mismatch"},      // c's address, b's id
-		{"10.0.0.1", "PROBE 00000002 00000001\n", "own_addr"},             // from our own address
-		{"10.0.0.255", "PROBE 00000002 00000001\n", "foreign_subnet"},     // the broadcast address
-		{"10.0.0.2", "PROBE 00000002\n", "malformed"},                     // no target
-		{"10.0.0.2", "PROBE 00000002 00000001 00000003\n", "malformed"},   // two
-		{"10.0.0.2", "PROBE 00000002 0000001\n", "malformed"},             // 7 digits
-		{"10.0.0.2", "PROBE 00000002 0000000A\n", "malformed"},            // upper case
-		{"10.0.0.2", "PROBE  00000002 00000001\n", "malformed"},           // double space
-		{"10.0.0.2", "PROBE 00000002 00000001 1 2 3\n", "malformed"},      // half a trailer
-		{"10.0.0.2", "probe 00000002 00000001\n", "unknown_verb"},         // one spelling
+		{"10.0.0.2", "PROBE 00000002 00000003\n", "wrong_target"},       // names c
+		{"10.0.0.2", "PROBE 00000002 ffffffff\n", "wrong_target"},       // names nobody
+		{"10.0.0.9", "PROBE 00000009 00000001\n", "unknown_id"},         // not listed; not prompted either
+		{"10.0.0.50", "PROBE 00000002 00000001\n", "source_mismatch"},   // listed id, another address: no reflection
+		{"10.0.0.3", "PROBE 00000002 00000001\n", "source_mismatch"},    // c's address, b's id
+		{"10.0.0.1", "PROBE 00000002 00000001\n", "own_addr"},           // from our own address
+		{"10.0.0.255", "PROBE 00000002 00000001\n", "foreign_subnet"},   // the broadcast address
+		{"10.0.0.2", "PROBE 00000002\n", "malformed"},                   // no target
+		{"10.0.0.2", "PROBE 00000002 00000001 00000003\n", "malformed"}, // two
+		{"10.0.0.2", "PROBE 00000002 0000001\n", "malformed"},           // 7 digits
+		{"10.0.0.2", "PROBE 00000002 0000000A\n", "malformed"},          // upper case
+		{"10.0.0.2", "PROBE  00000002 00000001\n", "malformed"},         // double space
+		{"10.0.0.2", "PROBE 00000002 00000001 1 2 3\n", "malformed"},    // half a trailer
+		{"10.0.0.2", "probe 00000002 00000001\n", "unknown_verb"},       // one spelling
 		{"10.0.0.2", "PROBE 00000002 00000001" + strings.Repeat(" ", 500), "oversize"},
 	}
 	for _, mode := range []string{"keyless", "keyed"} {
