@@ -903,20 +903,28 @@ func (n *Node) probeDueLocked() time.Time {
 // budget. A peer no longer suspect is probed no more; one left out for
 // the budget waits for its next turn (docs/protocol.md §4.5).
 func (n *Node) probesLocked(now time.Time) []unicast {
-	var due []string
+	var due []Peer
 	for id, t := range n.probing {
-		if reached(now, t) {
-			due = append(due, id)
+		if !reached(now, t) {
+			continue
 		}
-	}
-	slices.Sort(due) // the budget goes by id, not by map order
-	var out []unicast
-	for _, id := range due {
 		p, ok := n.tab.get(id)
 		if !ok || p.Status != Suspect {
 			delete(n.probing, id)
 			continue
 		}
+		due = append(due, p)
+	}
+	// When the budget is short, the peers closest to dead go first.
+	slices.SortFunc(due, func(a, b Peer) int {
+		if c := a.LastHeard.Compare(b.LastHeard); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	var out []unicast
+	for _, p := range due {
+		id := p.ID
 		n.probing[id] = now.Add(n.cfg.Interval / probesPerInterval)
 		if !n.probeBudget.take(now, probeBurst, n.cfg.Interval/probeBurst) {
 			n.st.probesHeld++
