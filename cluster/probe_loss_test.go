@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os"
 	"strconv"
@@ -194,6 +195,9 @@ func TestProbeLoss(t *testing.T) {
 // it runs only when asked:
 //
 //	FORNAX_PROBE_TABLE=1 go test -run TestProbeLossTable -v -timeout 60m ./cluster/
+//
+// FORNAX_PROBE_ONLY=default/10 runs one profile and loss alone,
+// FORNAX_PROBE_NODES=50 fewer nodes.
 func TestProbeLossTable(t *testing.T) {
 	if os.Getenv("FORNAX_PROBE_TABLE") == "" {
 		t.Skip("set FORNAX_PROBE_TABLE=1 to run (minutes)")
@@ -214,8 +218,12 @@ func TestProbeLossTable(t *testing.T) {
 	}
 	t.Logf("| profile | loss | probes | runs | false suspects/run | false deads/run | mean suspect spell | probe+answer datagrams/node/s | held/run |")
 	t.Logf("|---|---|---|---|---|---|---|---|---|")
+	only := os.Getenv("FORNAX_PROBE_ONLY") // "default/10": that profile and loss alone
 	for _, profile := range []string{"default", "fast"} {
 		for _, loss := range []int{10, 20} {
+			if only != "" && only != fmt.Sprintf("%s/%d", profile, loss) {
+				continue
+			}
 			for _, probes := range []bool{false, true} {
 				var sum lossResult
 				for i := range seeds {
