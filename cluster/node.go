@@ -36,7 +36,7 @@ const announceEvery = 3
 const (
 	// probesPerInterval: a suspect peer is probed every Interval/5, so
 	// 15 times before it is dead; each round trip survives 10 % loss
-	// per datagram with p = 0.81, so all 15 fail with p = 0.19^15 ≈ 2e-11.
+	// per datagram with p = 0.81, so all 15 fail with p = 0.19^15 ≈ 1.5e-11.
 	probesPerInterval = 5
 	// probeAfter: a peer is probed only once it has been heard this
 	// many times. One ANNOUNCE with a spoofed source (keyless mode)

@@ -48,9 +48,9 @@ type Peer struct {
 	Status     Status
 	Keyed      bool   // its last accepted message was signed (docs/protocol.md §9)
 	Inc        uint64 // keyed: incarnation of its last accepted ANNOUNCE
-	// msgs counts the valid messages heard from it since it was listed:
-	// one only, and it may be a forged ANNOUNCE, which is not probed
-	// (docs/protocol.md §4.5).
+	// msgs counts the valid messages heard from it since it was listed.
+	// A peer heard once (its first ANNOUNCE, perhaps forged from a free
+	// address) is not probed (docs/protocol.md §4.5).
 	msgs int
 }
 
