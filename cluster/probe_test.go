@@ -402,3 +402,50 @@ func TestProbeOldPeer(t *testing.T) {
 		t.Errorf("a:\n%s\nb:\n%s", a.read("stats"), b.read("stats"))
 	}
 }
+
+func TestTableProbe(t *testing.T) {
+	// A PROBE from a listed peer, from its recorded address, naming us:
+	// it revives the peer and changes none of its figures. Any other is
+	// dropped and changes nothing (docs/protocol.md §5, §6).
+	tb := testTable(10)
+	src := netip.MustParseAddr("10.0.0.2")
+	hb := Message{Kind: Heartbeat, ID: "00000002", Load: 150, MemFree: 7, Containers: 3}
+	for _, m := range []Message{announce("00000002", "10.0.0.2"), hb} {
+		if _, err := tb.observe(m, src, t0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tb.tick(t0.Add(20*s), false)
+	before, _ := tb.get("00000002")
+	if before.Status != Suspect || before.msgs != 2 {
+		t.Fatalf("%+v", before)
+	}
+	probe := Message{Kind: Probe, ID: "00000002", To: "00000001"}
+	for _, c := range []struct {
+		m    Message
+		src  string
+		want string
+	}{
+		{Message{Kind: Probe, ID: "00000002", To: "00000003"}, "10.0.0.2", "wrong_target"},
+		{Message{Kind: Probe, ID: "00000009", To: "00000001"}, "10.0.0.9", "unknown_id"},
+		{probe, "10.0.0.3", "source_mismatch"},
+		{probe, "10.0.0.1", "own_addr"},
+	} {
+		if _, err := tb.observe(c.m, netip.MustParseAddr(c.src), t0.Add(20*s)); reason(err) != c.want {
+			t.Errorf("%v from %s: %v, want %s", c.m, c.src, err, c.want)
+		}
+		if p, _ := tb.get("00000002"); p != before {
+			t.Errorf("%v from %s changed the peer: %+v", c.m, c.src, p)
+		}
+	}
+	ev, err := tb.observe(probe, src, t0.Add(20*s))
+	if err != nil || ev.kind != evRevived {
+		t.Fatalf("probe: %v %v", ev.kind, err)
+	}
+	after, _ := tb.get("00000002")
+	want := before
+	want.Status, want.LastHeard, want.msgs = Online, t0.Add(20*s), 3
+	if after != want {
+		t.Errorf("after the probe:\n%+v\nwant\n%+v", after, want)
+	}
+}
