@@ -28,11 +28,14 @@ const (
 // Kind is a message verb.
 type Kind uint8
 
-// The three verbs (docs/protocol.md §2 Messages).
+// The verbs (docs/protocol.md §2 Messages).
 const (
 	Announce Kind = iota + 1
 	Heartbeat
 	Leave
+	// Probe asks a suspect peer, by unicast, whether it is alive; it
+	// answers with a HEARTBEAT (docs/protocol.md §4.5).
+	Probe
 )
 
 func (k Kind) String() string {
@@ -43,6 +46,8 @@ func (k Kind) String() string {
 		return "HEARTBEAT"
 	case Leave:
 		return "LEAVE"
+	case Probe:
+		return "PROBE"
 	}
 	return "Kind(" + strconv.Itoa(int(k)) + ")"
 }
@@ -56,6 +61,8 @@ func (k Kind) fields() int {
 		return 5
 	case Leave:
 		return 2
+	case Probe:
+		return 3
 	}
 	return 0
 }
@@ -91,6 +98,7 @@ func (l Load) append(b []byte) []byte {
 //	ANNOUNCE  ID Addr Name CPUs MemTotal MemFree Containers
 //	HEARTBEAT ID Load MemFree Containers
 //	LEAVE     ID
+//	PROBE     ID To
 type Message struct {
 	Kind       Kind
 	ID         string     // node_id: 8 lowercase hex digits
@@ -101,6 +109,7 @@ type Message struct {
 	MemFree    uint64     // ANNOUNCE, HEARTBEAT: bytes (≤ MemTotal in ANNOUNCE)
 	Containers int        // ANNOUNCE, HEARTBEAT: 0–65535 running containers
 	Load       Load       // HEARTBEAT
+	To         string     // PROBE: the node_id of the peer probed
 
 	// A keyed message (docs/protocol.md §9) also carries these; KeyID is
 	// empty in a plain one.
@@ -136,6 +145,7 @@ const (
 	ReasonStale                        // seq (the send time) outside the clock window
 	ReasonReplay                       // (inc, seq) not newer than the last accepted from the id
 	ReasonAddrConflict                 // ANNOUNCE of an online or suspect id from another address
+	ReasonWrongTarget                  // PROBE naming another node_id than ours
 	numReasons
 )
 
@@ -146,6 +156,7 @@ var reasonNames = [numReasons]string{
 	ReasonUnknownID: "unknown_id", ReasonTableFull: "table_full", ReasonLeft: "left",
 	ReasonUnkeyed: "unkeyed", ReasonUnknownKey: "unknown_key", ReasonBadTag: "bad_tag",
 	ReasonStale: "stale", ReasonReplay: "replay", ReasonAddrConflict: "addr_conflict",
+	ReasonWrongTarget: "wrong_target",
 }
 
 func (r Reason) String() string {
@@ -199,6 +210,8 @@ func Parse(b []byte) (Message, error) {
 		m.Kind = Heartbeat
 	case "LEAVE":
 		m.Kind = Leave
+	case "PROBE":
+		m.Kind = Probe
 	default:
 		v := f[0]
 		if len(v) > 16 {
@@ -260,6 +273,11 @@ func Parse(b []byte) (Message, error) {
 			return bad("container_count", f[4], "0-65535")
 		}
 		m.Containers = int(v)
+	case Probe:
+		if !ValidID(f[2]) {
+			return bad("target", f[2], "8 lowercase hex digits")
+		}
+		m.To = f[2]
 	}
 	return m, nil
 }
@@ -350,6 +368,10 @@ func (m Message) Validate() error {
 		if m.Load > maxLoad {
 			return fmt.Errorf("bad load %v: want at most 65535.99", m.Load)
 		}
+	case Probe:
+		if !ValidID(m.To) {
+			return fmt.Errorf("bad target %q: want 8 lowercase hex digits", m.To)
+		}
 	}
 	if m.Keyed() && (m.Inc == 0 || !ValidID(m.KeyID) || !isLowerHex(m.Tag, 2*TagSize)) {
 		return fmt.Errorf("bad keyed trailer: inc %d seq %d key %q tag %q", m.Inc, m.Seq, m.KeyID, m.Tag)
@@ -397,6 +419,9 @@ func (m Message) appendBody(b []byte) []byte {
 		b = strconv.AppendUint(b, m.MemFree, 10)
 		b = append(b, ' ')
 		b = strconv.AppendInt(b, int64(m.Containers), 10)
+	case Probe:
+		b = append(b, ' ')
+		b = append(b, m.To...)
 	}
 	return b
 }

@@ -28,6 +28,9 @@ func TestParseValid(t *testing.T) {
 		{"HEARTBEAT 0a1b2c3d 10.05 0 0", Message{Kind: Heartbeat, ID: "0a1b2c3d", Load: 1005}},
 		{"LEAVE 0a1b2c3d\n", Message{Kind: Leave, ID: "0a1b2c3d"}},
 		{"LEAVE 0a1b2c3d", Message{Kind: Leave, ID: "0a1b2c3d"}},
+		{"PROBE 0a1b2c3d 5e6f7a8b\n", Message{Kind: Probe, ID: "0a1b2c3d", To: "5e6f7a8b"}},
+		{"PROBE 00000000 ffffffff", Message{Kind: Probe, ID: "00000000", To: "ffffffff"}},
+		{"PROBE 0a1b2c3d 0a1b2c3d", Message{Kind: Probe, ID: "0a1b2c3d", To: "0a1b2c3d"}}, // valid; dropped by the node (§6)
 	} {
 		got, err := Parse([]byte(tc.in))
 		if err != nil {
@@ -55,6 +58,7 @@ func TestParseInvalid(t *testing.T) {
 		ann   = "ANNOUNCE 0a1b2c3d 10.0.2.15 n 4 1024 512 2"
 		hb    = "HEARTBEAT 0a1b2c3d 0.25 512 2"
 		leave = "LEAVE 0a1b2c3d"
+		probe = "PROBE 0a1b2c3d 5e6f7a8b"
 	)
 	// field i of msg replaced by v
 	sub := func(msg string, i int, v string) string {
@@ -148,6 +152,22 @@ func TestParseInvalid(t *testing.T) {
 		{sub(hb, 2, "1.2.3"), mal},
 		{sub(hb, 2, "65536.00"), mal},
 		{sub(hb, 2, "1e2.00"), mal},
+		// PROBE: one spelling, two ids
+		{"Probe 0a1b2c3d 5e6f7a8b", verb},
+		{"PROBES 0a1b2c3d 5e6f7a8b", verb},
+		{"PROBE", mal},
+		{"PROBE 0a1b2c3d", mal},
+		{probe + " 5e6f7a8b", mal},
+		{probe + " 1 2 630dcd29", mal}, // 6 fields: neither 3 nor 7
+		{sub(probe, 1, "0A1B2C3D"), mal},
+		{sub(probe, 2, "5E6F7A8B"), mal},
+		{sub(probe, 2, "5e6f7a8"), mal},
+		{sub(probe, 2, "5e6f7a8b9"), mal},
+		{sub(probe, 2, "10.0.0.1"), mal},
+		{sub(probe, 2, "-e6f7a8b"), mal},
+		{probe + "\n\n", mal},
+		{probe + " ", mal},
+		{probe + strings.Repeat(" x", 245), over},
 	} {
 		m, err := Parse([]byte(tc.in))
 		var de *DropError
@@ -188,6 +208,10 @@ func TestValidate(t *testing.T) {
 		{Kind: Announce, ID: "0a1b2c3d", Addr: good.Addr, Name: "n", CPUs: 1, Containers: -1},
 		{Kind: Heartbeat, ID: "0a1b2c3d", Containers: 65536},
 		{Kind: Heartbeat, ID: "0a1b2c3d", Load: maxLoad + 1},
+		{Kind: Probe, ID: "0a1b2c3d"},
+		{Kind: Probe, ID: "0a1b2c3d", To: "5E6F7A8B"},
+		{Kind: Probe, ID: "0a1b2c3", To: "5e6f7a8b"},
+		{Kind: Kind(5), ID: "0a1b2c3d"},
 	} {
 		if err := m.Validate(); err == nil {
 			t.Errorf("Validate(%+v) = nil", m)
@@ -223,6 +247,10 @@ func FuzzParse(f *testing.F) {
 		"LEAVE 0a1b2c3d 1 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee",
 		"LEAVE 0a1b2c3d 0 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee",
 		"LEAVE 0a1b2c3d 1 2 630dcd29 1E229d7b6c8d4536a5798611c5bfcbee",
+		"PROBE 0a1b2c3d 5e6f7a8b\n",
+		"PROBE 0a1b2c3d 5e6f7a8b 1 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee",
+		"PROBE 0a1b2c3d 5E6F7A8B",
+		"PROBE 0a1b2c3d",
 	} {
 		f.Add([]byte(s))
 	}
@@ -230,6 +258,7 @@ func FuzzParse(f *testing.F) {
 		{Kind: Announce, ID: "0a1b2c3d", Addr: netip.MustParseAddr("10.0.2.15"), Name: "n", CPUs: 1},
 		{Kind: Heartbeat, ID: "0a1b2c3d", Load: 25},
 		{Kind: Leave, ID: "0a1b2c3d"},
+		{Kind: Probe, ID: "0a1b2c3d", To: "5e6f7a8b"},
 	} {
 		m.Sign(testKey, 1764493690123, 1764493695123)
 		f.Add(m.Append(nil))

@@ -10,15 +10,16 @@
 // the kernel's name space takes its tree through an interface. It is made
 // of:
 //
-//   - the codec (codec.go): the messages ANNOUNCE, HEARTBEAT and LEAVE,
-//     Parse, Validate and Append of their one canonical wire form (§2,
+//   - the codec (codec.go): the messages ANNOUNCE, HEARTBEAT, LEAVE and
+//     PROBE, Parse, Validate and Append of their one canonical wire form (§2,
 //     §3), signing and checking them (§9.1), the reasons a datagram is
 //     dropped (§6), and the rules for node ids and names (ValidID,
 //     ValidName, after fornax/internal/names);
 //   - the table (table.go): the peers, keyed by node id, and their states
 //     online, suspect and dead (§4.3, §5);
 //   - the node (node.go): New, Run and the send schedule, join, fast join
-//     and answers (§4), validation of what arrives (§6), the statistics
+//     and answers, probes of suspect peers and their budgets (§4),
+//     validation of what arrives (§6), the statistics
 //     and the log within its budgets (§8.2, §8.3; limit.go), the registry
 //     of running containers (Containers, containers.go) and the Clock it
 //     keeps time by (clock.go);

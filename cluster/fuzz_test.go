@@ -13,8 +13,13 @@ import (
 func FuzzHandle(f *testing.F) {
 	m := Message{Kind: Announce, ID: "00000009", Addr: netip.MustParseAddr("10.0.0.9"), Name: "x", CPUs: 1}
 	m.Sign(testKey, uint64(t0.UnixMilli()), uint64(t0.UnixMilli())+3000)
+	p := Message{Kind: Probe, ID: "00000002", To: "00000001"}
+	p.Sign(testKey, uint64(t0.UnixMilli()), uint64(t0.UnixMilli())+4000)
 	for _, s := range []string{
 		string(m.Append(nil)),
+		string(p.Append(nil)),
+		"PROBE 00000002 00000001\n",
+		"PROBE 00000002 00000003\n",
 		"ANNOUNCE 00000009 10.0.0.9 x 1 1 1 0\n",
 		"LEAVE 00000002\n",
 		"HEARTBEAT 00000002 0.25 1 0",

@@ -61,6 +61,8 @@ func interopMessages() []Message {
 		{Kind: Heartbeat, ID: "12345678", Load: 6553599, MemFree: ^uint64(0), Containers: 65535},
 		{Kind: Heartbeat, ID: "9abcdef0"},
 		{Kind: Leave, ID: "0a1b2c3d"},
+		{Kind: Probe, ID: "0a1b2c3d", To: "5e6f7a8b"},
+		{Kind: Probe, ID: "ffffffff", To: "00000000"},
 	}
 }
 

@@ -32,6 +32,30 @@ const (
 // (docs/protocol.md §4.2).
 const announceEvery = 3
 
+// Probes of suspect peers and their answers (docs/protocol.md §4.5).
+const (
+	// probesPerInterval: a suspect peer is probed every Interval/5, so
+	// 15 times before it is dead; each round trip survives 10 % loss
+	// per datagram with p = 0.81, so all 15 fail with p = 0.19^15 ≈ 1.5e-11.
+	probesPerInterval = 5
+	// probeAfter: a peer is probed only once it has been heard this
+	// many times. One ANNOUNCE with a spoofed source (keyless mode)
+	// draws no probe.
+	probeAfter = 2
+	// probeBurst is how many probes a node sends at once, all peers
+	// together; then probeBurst per Interval. Made-up peers that go
+	// silent (keyless mode) cannot make a node send more.
+	probeBurst = 10
+	// answerBurst is how many probes a node answers at once, all peers
+	// together; then answerBurst per Interval. A probe flood costs at
+	// most this many HEARTBEATs, each to a listed peer.
+	answerBurst = 16
+	// peerAnswerBurst is how many probes of one peer a node answers at
+	// once; then one per Interval/probesPerInterval, the rate a peer
+	// probes at.
+	peerAnswerBurst = 2
+)
+
 // Config configures a Node. Zero fields take the documented defaults;
 // New rejects the rest when they make no sense.
 type Config struct {
@@ -200,11 +224,21 @@ type Node struct {
 	auth    AuthMode
 	inc     uint64 // our incarnation
 	lastSeq uint64 // seq of the last signed message
+
+	// Probes (docs/protocol.md §4.5).
+	probing     map[string]time.Time // suspect peer -> when its next probe is due
+	probeBudget bucket               // probes sent, node-wide
+	answerAll   bucket               // answers to probes, node-wide
+	answerPeer  map[string]*bucket   // answers to probes, per peer
+	answerTo    []netip.Addr         // pending answers, one HEARTBEAT each
+	answerAt    time.Time            // when they are due; zero if none
 }
 
 type stats struct {
 	received, accepted, echo, sent, sendErrors uint64
 	answers, refutes                           uint64
+	probes, probesHeld                         uint64
+	probeAnswers, probeAnswersHeld             uint64
 	dropped                                    [numReasons]uint64
 }
 
@@ -234,6 +268,9 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 		rng:  cfg.Rand,
 		auth: cfg.Auth,
 		inc:  max(uint64(cfg.WallClock().UnixMilli()), 1),
+
+		probing:    make(map[string]time.Time),
+		answerPeer: make(map[string]*bucket),
 	}
 	for _, k := range cfg.Keys {
 		if _, err := n.ring.add(k); err != nil {
@@ -397,6 +434,7 @@ func (n *Node) Leave() {
 	n.joined = false
 	n.next, n.reply = time.Time{}, time.Time{}
 	n.tab.clear()
+	n.clearProbesLocked()
 	n.logf("cluster: left")
 	n.noteSelf("left")
 	n.unlock()
@@ -551,6 +589,7 @@ func (n *Node) stop() {
 	n.mu.Lock()
 	n.running = false
 	n.next, n.reply = time.Time{}, time.Time{}
+	n.clearProbesLocked()
 	n.unlock()
 }
 
@@ -561,6 +600,7 @@ func (n *Node) nextWake() time.Time {
 	w := n.tab.next()
 	if n.running && n.joined {
 		w = earliest(earliest(earliest(w, n.next), n.reply), n.refute)
+		w = earliest(earliest(w, n.answerAt), n.probeDueLocked())
 	}
 	return w
 }
@@ -625,6 +665,12 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	}
 	n.st.accepted++
 	n.logEvent(ev, now)
+	if ev.kind == evRevived || ev.kind == evLeft {
+		delete(n.probing, ev.peer.ID)
+	}
+	if m.Kind == Probe {
+		n.answerProbeLocked(ev.peer, now)
+	}
 	if m.Kind != Announce {
 		return
 	}
@@ -764,7 +810,8 @@ func (n *Node) fire() {
 	n.mu.Lock()
 	n.tickLocked(now, false)
 	due := n.running && n.joined &&
-		(reached(now, n.next) || reached(now, n.reply) || reached(now, n.refute))
+		(reached(now, n.next) || reached(now, n.reply) || reached(now, n.refute) ||
+			reached(now, n.answerAt) || reached(now, n.probeDueLocked()))
 	n.unlock()
 	if !due {
 		return
@@ -775,6 +822,7 @@ func (n *Node) fire() {
 		out   []Message // to the broadcast address
 		uni   Message   // an answer to each of uniTo
 		uniTo []*net.UDPAddr
+		more  []unicast // probes and their answers
 	)
 	if n.running && n.joined {
 		if !n.next.IsZero() && !now.Before(n.next) {
@@ -810,18 +858,130 @@ func (n *Node) fire() {
 			// A few nodes to answer: no need to wake every other.
 			uni = n.announceLocked(res)
 			for _, a := range n.replyTo {
-				uniTo = append(uniTo, net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(n.cfg.Port))))
+				uniTo = append(uniTo, n.unicastTo(a))
 			}
 		}
 		if reached(now, n.reply) || reached(now, n.refute) {
 			n.reply, n.refute = time.Time{}, time.Time{}
 		}
+		more = n.probeAnswersLocked(now, res)
+		more = append(more, n.probesLocked(now)...)
 	}
 	n.unlock()
 	n.send(out...)
 	for _, to := range uniTo {
 		n.sendTo(to, uni)
 	}
+	for _, u := range more {
+		n.sendTo(u.to, u.m)
+	}
+}
+
+// unicast is a message to one node.
+type unicast struct {
+	to *net.UDPAddr
+	m  Message
+}
+
+// unicastTo is port Port of a.
+func (n *Node) unicastTo(a netip.Addr) *net.UDPAddr {
+	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(n.cfg.Port)))
+}
+
+// probeDueLocked is when the next probe is due, or the zero time for
+// none.
+func (n *Node) probeDueLocked() time.Time {
+	var w time.Time
+	for _, t := range n.probing {
+		w = earliest(w, t)
+	}
+	return w
+}
+
+// probesLocked returns the probes due at now: one to each suspect peer
+// whose turn has come, at its recorded address, within the node-wide
+// budget. A peer no longer suspect is probed no more; one left out for
+// the budget waits for its next turn (docs/protocol.md §4.5).
+func (n *Node) probesLocked(now time.Time) []unicast {
+	var due []Peer
+	for id, t := range n.probing {
+		if !reached(now, t) {
+			continue
+		}
+		p, ok := n.tab.get(id)
+		if !ok || p.Status != Suspect {
+			delete(n.probing, id)
+			continue
+		}
+		due = append(due, p)
+	}
+	// When the budget is short, the peers closest to dead go first.
+	slices.SortFunc(due, func(a, b Peer) int {
+		if c := a.LastHeard.Compare(b.LastHeard); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	var out []unicast
+	for _, p := range due {
+		id := p.ID
+		n.probing[id] = now.Add(n.cfg.Interval / probesPerInterval)
+		if !n.probeBudget.take(now, probeBurst, n.cfg.Interval/probeBurst) {
+			n.st.probesHeld++
+			continue
+		}
+		n.st.probes++
+		out = append(out, unicast{n.unicastTo(p.Addr), Message{Kind: Probe, ID: n.cfg.ID, To: id}})
+	}
+	return out
+}
+
+// answerProbeLocked queues the answer to a valid PROBE from p, which the
+// table has just accepted from p's recorded address: our HEARTBEAT, to
+// that address alone, within p's budget and the node's
+// (docs/protocol.md §4.5).
+func (n *Node) answerProbeLocked(p Peer, now time.Time) {
+	if !n.running || slices.Contains(n.answerTo, p.Addr) {
+		return
+	}
+	if len(n.answerPeer) > 2*n.cfg.MaxPeers {
+		clear(n.answerPeer) // bounded: forget the budgets
+	}
+	b := n.answerPeer[p.ID]
+	if b == nil {
+		b = new(bucket)
+		n.answerPeer[p.ID] = b
+	}
+	if !b.take(now, peerAnswerBurst, n.cfg.Interval/probesPerInterval) ||
+		!n.answerAll.take(now, answerBurst, n.cfg.Interval/answerBurst) {
+		n.st.probeAnswersHeld++
+		return
+	}
+	n.answerTo = append(n.answerTo, p.Addr)
+	if n.answerAt.IsZero() {
+		n.answerAt = now
+	}
+}
+
+// probeAnswersLocked returns the answers due at now.
+func (n *Node) probeAnswersLocked(now time.Time, res Resources) []unicast {
+	if !reached(now, n.answerAt) {
+		return nil
+	}
+	hb := n.heartbeatLocked(res)
+	var out []unicast
+	for _, a := range n.answerTo {
+		out = append(out, unicast{n.unicastTo(a), hb})
+	}
+	n.st.probeAnswers += uint64(len(out))
+	n.answerTo, n.answerAt = n.answerTo[:0], time.Time{}
+	return out
+}
+
+// clearProbesLocked forgets the probes to send and the answers to give.
+func (n *Node) clearProbesLocked() {
+	clear(n.probing)
+	n.answerTo, n.answerAt = n.answerTo[:0], time.Time{}
 }
 
 // reached reports whether a pending time t (zero: none) has come.
@@ -913,6 +1073,11 @@ func (n *Node) poke() {
 func (n *Node) tickLocked(now time.Time, strict bool) {
 	for _, ev := range n.tab.tick(now, strict) {
 		n.logEvent(ev, now)
+		if ev.kind == evSuspect && ev.peer.msgs >= probeAfter {
+			// Probe it at once, then every Interval/5 while it stays
+			// suspect (docs/protocol.md §4.5).
+			n.probing[ev.peer.ID] = now
+		}
 	}
 }
 

@@ -48,6 +48,10 @@ type Peer struct {
 	Status     Status
 	Keyed      bool   // its last accepted message was signed (docs/protocol.md §9)
 	Inc        uint64 // keyed: incarnation of its last accepted ANNOUNCE
+	// msgs counts the valid messages heard from it since it was listed.
+	// A peer heard once (its first ANNOUNCE, perhaps forged from a free
+	// address) is not probed (docs/protocol.md §4.5).
+	msgs int
 }
 
 // eventKind is what a message or the passing of time did to the table.
@@ -225,6 +229,11 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 	if m.Kind == Announce && m.Addr != src {
 		return event{}, dropf(ReasonAddrMismatch, "ANNOUNCE of %s says addr %v, source is %v", m.ID, m.Addr, src)
 	}
+	if m.Kind == Probe && m.To != t.self {
+		// Not for us: answering would let anyone aim our HEARTBEATs
+		// (docs/protocol.md §4.5, §6 step 7).
+		return event{}, dropf(ReasonWrongTarget, "PROBE of %s names %s, we are %s", m.ID, m.To, t.self)
+	}
 	if s, ok := t.seen[m.ID]; ok && m.Keyed() && !s.newer(m.Inc, m.Seq) {
 		return event{}, dropf(ReasonReplay, "%v of %s is inc %d seq %d, already had inc %d seq %d",
 			m.Kind, m.ID, m.Inc, m.Seq, s.inc, s.seq)
@@ -234,8 +243,8 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 	switch m.Kind {
 	case Announce:
 		ev, err = t.announce(m, src, now)
-	case Heartbeat, Leave:
-		ev, err = t.heartbeatOrLeave(m, src, now)
+	case Heartbeat, Leave, Probe:
+		ev, err = t.fromPeer(m, src, now)
 	default:
 		err = dropf(ReasonUnknownVerb, "kind %d", m.Kind)
 	}
@@ -291,7 +300,11 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 	return ev, nil
 }
 
-func (t *table) heartbeatOrLeave(m Message, src netip.Addr, now time.Time) (event, error) {
+// fromPeer applies a HEARTBEAT, LEAVE or PROBE: messages only a listed
+// peer may send, from its recorded address. A PROBE, like any valid
+// message, shows its sender alive (docs/protocol.md §4.3, §4.5); it
+// carries no figures.
+func (t *table) fromPeer(m Message, src netip.Addr, now time.Time) (event, error) {
 	p := t.peers[m.ID]
 	if p == nil {
 		return event{}, dropf(ReasonUnknownID, "%v from unknown node_id %s", m.Kind, m.ID)
@@ -307,7 +320,9 @@ func (t *table) heartbeatOrLeave(m Message, src netip.Addr, now time.Time) (even
 	if p.Status != Online {
 		ev.kind = evRevived
 	}
-	p.MemFree, p.Containers, p.Load, p.HasLoad = m.MemFree, m.Containers, m.Load, true
+	if m.Kind == Heartbeat {
+		p.MemFree, p.Containers, p.Load, p.HasLoad = m.MemFree, m.Containers, m.Load, true
+	}
 	p.Keyed = m.Keyed()
 	t.heard(p, now)
 	ev.peer = *p
@@ -349,6 +364,7 @@ func (t *table) pruneSeen(now time.Time) {
 // heard marks p online as of now.
 func (t *table) heard(p *Peer, now time.Time) {
 	p.LastHeard, p.Status = now, Online
+	p.msgs++
 	if d := t.deadline(p); t.due.IsZero() || d.Before(t.due) {
 		t.due = d
 	}

@@ -313,8 +313,10 @@ func (n *Node) statsText() []byte {
 	for r, v := range st.dropped {
 		b = fmt.Appendf(b, "dropped_%v %d\n", Reason(r), v)
 	}
-	return fmt.Appendf(b, "sent %d\nsend_errors %d\npeers %d\nanswers %d\nrefutes %d\nlog_held %d\n",
+	b = fmt.Appendf(b, "sent %d\nsend_errors %d\npeers %d\nanswers %d\nrefutes %d\nlog_held %d\n",
 		st.sent, st.sendErrors, len(n.tab.peers), st.answers, st.refutes, n.logLim.total)
+	return fmt.Appendf(b, "probes %d\nprobes_held %d\nprobe_answers %d\nprobe_answers_held %d\n",
+		st.probes, st.probesHeld, st.probeAnswers, st.probeAnswersHeld)
 }
 
 // ctlText is what reading ctl gives: joined or left, the auth mode, and

@@ -5,7 +5,7 @@
 #   keyed.py check KEYHEX < datagrams    prints ok or bad per line
 import hashlib, hmac, sys
 
-PLAIN = {b"ANNOUNCE": 8, b"HEARTBEAT": 5, b"LEAVE": 2}  # §2 field counts
+PLAIN = {b"ANNOUNCE": 8, b"HEARTBEAT": 5, b"LEAVE": 2, b"PROBE": 3}  # §2 field counts
 
 
 def fingerprint(key):  # first 4 bytes of SHA-256(key), lowercase hex
