@@ -92,7 +92,9 @@ type Net struct {
 		sync.Mutex
 		q    *Queue
 		ring ring
-		asm  []byte // a frame spread over several buffers, put together
+		// the frame being handed on: its parts, and the slots they are in
+		parts [][]byte
+		held  []int
 	}
 
 	tx struct {
@@ -208,7 +210,6 @@ func (n *Net) Init() (err error) {
 	rxStride, rxSize := bufStride, NetHdrSize+MaxFrameSize
 	if n.features&FeatureNetMrgRxbuf != 0 {
 		rxStride, rxSize = mrgBufSize, mrgBufSize
-		n.rx.asm = make([]byte, n.maxRxFrame())
 	}
 	if err = n.rx.ring.init(n.Mem, n.rx.q.Size(), rxStride, rxSize); err != nil {
 		return
@@ -482,9 +483,13 @@ func (n *Net) postRx(i int) {
 // as dropped and reported with io.ErrShortBuffer.
 func (n *Net) Receive(buf []byte) (size int, err error) {
 	short := false
-	err = n.wait(nil, func(frame []byte, _ bool) bool {
-		size = copy(buf, frame)
-		short = size < len(frame)
+	err = n.wait(nil, func(parts [][]byte, _ bool) bool {
+		size = 0
+		for _, p := range parts {
+			k := copy(buf[size:], p)
+			size += k
+			short = short || k < len(p)
+		}
 		return !short
 	})
 	if err == nil && short {
@@ -494,17 +499,18 @@ func (n *Net) Receive(buf []byte) (size int, err error) {
 }
 
 // ReceiveFunc waits for the next received frame, like Receive, and hands
-// it to use in place: frame is the device's buffer, valid only until use
-// returns, after which it goes back to the device. It saves a copy on
-// the receive path (the link endpoint copies straight into the stack's
+// it to use in place: frame is the device's buffers (one, or with
+// MRG_RXBUF as many as the frame took), valid only until use returns,
+// after which they go back to the device. It saves a copy on the
+// receive path (the link endpoint copies straight into the stack's
 // buffers).
-func (n *Net) ReceiveFunc(use func(frame []byte, checksumOK bool)) error {
+func (n *Net) ReceiveFunc(use func(frame [][]byte, checksumOK bool)) error {
 	return n.wait(use, nil)
 }
 
 // wait blocks until receive has handed a frame to use, or, if use is
 // nil, to take.
-func (n *Net) wait(use func([]byte, bool), take func([]byte, bool) bool) error {
+func (n *Net) wait(use func([][]byte, bool), take func([][]byte, bool) bool) error {
 	for {
 		if n.closed.Load() {
 			return ErrClosed
@@ -537,7 +543,7 @@ func (n *Net) wait(use func([]byte, bool), take func([]byte, bool) bool) error {
 // did not fit) counts as dropped; a malformed one (bad length, a
 // num_buffers the used ring does not hold, an offload not negotiated) is
 // counted as an error and never handed on.
-func (n *Net) receive(use func([]byte, bool), take func([]byte, bool) bool) bool {
+func (n *Net) receive(use func([][]byte, bool), take func([][]byte, bool) bool) bool {
 	n.rx.Lock()
 	defer n.rx.Unlock()
 
@@ -550,94 +556,95 @@ func (n *Net) receive(use func([]byte, bool), take func([]byte, bool) bool) bool
 			return false
 		}
 
-		i := n.rx.ring.slot[head]
-		frame, csumOK, ok := n.rxFrame(i, int(length))
+		parts, csumOK, ok := n.rxFrame(n.rx.ring.slot[head], int(length))
 		if !ok {
 			n.stats.rxErrors.Add(1)
+			n.repostRx()
 			if n.needReset.Load() {
 				return false // the reset takes back what is left
 			}
 			continue
 		}
 		if use != nil {
-			use(frame, csumOK)
+			use(parts, csumOK)
 		}
-		if use != nil || take(frame, csumOK) {
+		if use != nil || take(parts, csumOK) {
+			size := 0
+			for _, p := range parts {
+				size += len(p)
+			}
 			n.stats.rxPackets.Add(1)
-			n.stats.rxBytes.Add(uint64(len(frame)))
+			n.stats.rxBytes.Add(uint64(size))
 		} else {
 			n.stats.rxDrops.Add(1)
 		}
-		n.refillRx(i) // and notifies for the rest, reposted by rxFrame
+		n.repostRx()
 
 		return true
 	}
 }
 
 // rxFrame reads the frame whose first buffer is slot i, length bytes of
-// it used. With MRG_RXBUF the rest of it is in the next num_buffers-1
-// used buffers, which it takes, copies after the first and reposts. On
-// a malformed frame it reposts every buffer it took and returns false;
-// otherwise slot i is left for the caller to repost once the frame is
-// used.
-func (n *Net) rxFrame(i, length int) (frame []byte, csumOK bool, ok bool) {
+// it used; with MRG_RXBUF the rest of it is in the next num_buffers-1
+// used buffers, which it takes too. The frame comes back in parts, views
+// of the buffers (no copy), whose slots are in n.rx.held for repostRx
+// once the frame is used. ok is false for a malformed frame.
+func (n *Net) rxFrame(i, length int) (parts [][]byte, csumOK, ok bool) {
+	n.rx.held = append(n.rx.held[:0], i)
 	b := n.rx.ring.bytes(i)
 	if length < NetHdrSize || length > len(b) {
-		n.refillRx(i)
 		return nil, false, false
 	}
 	hdr := b[:NetHdrSize]
-	frame = b[NetHdrSize:length]
+	parts = append(n.rx.parts[:0], b[NetHdrSize:length])
+	n.rx.parts = parts
 	if n.features&FeatureNetGuestCsum != 0 {
 		csumOK = hdr[netHdrFlagsOff]&(NetHdrFNeedsCsum|NetHdrFDataValid) != 0
 	}
 	gso := hdr[netHdrGSOTypeOff] &^ NetHdrGSOECN
 	bad := gso != NetHdrGSONone && (gso != NetHdrGSOTCPv4 || n.features&FeatureNetGuestTSO4 == 0)
 	if n.features&FeatureNetMrgRxbuf == 0 {
-		if bad {
-			n.refillRx(i)
-			return nil, false, false
-		}
-		return frame, csumOK, true
+		return parts, csumOK, !bad
 	}
 	more := int(binary.LittleEndian.Uint16(hdr[netHdrNumBuffersOff:])) - 1
 	if more < 0 || more >= n.rx.q.Size() {
 		// Where the next frame starts is lost: a broken queue.
 		n.needReset.Store(true)
-		n.refillRx(i)
 		return nil, false, false
 	}
-	if more == 0 {
-		if bad {
-			n.refillRx(i)
-			return nil, false, false
-		}
-		return frame, csumOK, true
-	}
-	asm := n.rx.asm[:copy(n.rx.asm, frame)]
+	size := length - NetHdrSize
 	for range more {
 		head, l, ok := n.rx.q.Used()
 		if !ok {
 			// The device published a frame's first buffer without the
 			// rest (§5.1.6.4.2 has them used together): a broken queue.
 			n.needReset.Store(true)
-			bad = true
-			break
+			return nil, false, false
 		}
 		j := n.rx.ring.slot[head]
+		n.rx.held = append(n.rx.held, j)
 		c := n.rx.ring.bytes(j)
-		if int(l) > len(c) || len(asm)+int(l) > len(n.rx.asm) {
+		size += int(l)
+		if int(l) > len(c) || size > n.maxRxFrame() {
 			bad = true
-		} else if !bad {
-			asm = append(asm, c[:l]...)
+		} else {
+			parts = append(parts, c[:l])
 		}
-		n.postRx(j)
 	}
-	if bad {
-		n.refillRx(i)
-		return nil, false, false
+	n.rx.parts = parts
+	return parts, csumOK, !bad
+}
+
+// repostRx gives the buffers of the last frame (n.rx.held) back to the
+// device and notifies it if it wants to know.
+func (n *Net) repostRx() {
+	for _, i := range n.rx.held {
+		n.postRx(i)
 	}
-	return asm, csumOK, true
+	n.rx.held = n.rx.held[:0]
+	if n.rx.q.NeedNotify() {
+		n.Regs.Write32(RegQueueNotify, rxQueue)
+	}
 }
 
 // refillRx reposts receive slot i and notifies the device if it wants

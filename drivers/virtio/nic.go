@@ -4,7 +4,8 @@ package virtio
 // endpoint (kernel/netstack/virtiolink) needs of it; *Net is one, and so
 // is virtiotest.NIC. Nothing here knows IP.
 //
-// ReceiveFunc blocks for the next frame and hands it to its argument,
+// ReceiveFunc blocks for the next frame and hands it to its argument, in
+// one or more pieces (a large segment spans several receive buffers),
 // valid only during that call; an error ends the endpoint's RX goroutine.
 // checksumOK says that the device vouches for the frame's IP and TCP/UDP
 // checksums: it checked them (VIRTIO_NET_HDR_F_DATA_VALID), or the frame
@@ -18,7 +19,7 @@ type NIC interface {
 	MAC() [6]byte
 	MTU() int
 	TransmitParts(parts [][]byte) error // one frame, in pieces
-	ReceiveFunc(use func(frame []byte, checksumOK bool)) error
+	ReceiveFunc(use func(frame [][]byte, checksumOK bool)) error
 }
 
 var _ NIC = (*Net)(nil)

@@ -19,7 +19,7 @@ func receiveInfo(t *testing.T, n *Net) rx {
 	t.Helper()
 	c := make(chan rx, 1)
 	go func() {
-		n.ReceiveFunc(func(f []byte, ok bool) { c <- rx{bytes.Clone(f), ok} })
+		n.ReceiveFunc(func(f [][]byte, ok bool) { c <- rx{bytes.Join(f, nil), ok} })
 	}()
 	select {
 	case r := <-c:

@@ -89,10 +89,10 @@ func (n *NIC) InjectVouched(frame []byte, checksumOK bool) {
 
 // ReceiveFunc blocks for the next frame and hands it to use, or returns
 // ErrClosed after Close. Frames from the peer come with checksumOK false.
-func (n *NIC) ReceiveFunc(use func(frame []byte, checksumOK bool)) error {
+func (n *NIC) ReceiveFunc(use func(frame [][]byte, checksumOK bool)) error {
 	select {
 	case f := <-n.rx:
-		use(f.b, f.checksumOK)
+		use([][]byte{f.b}, f.checksumOK)
 		return nil
 	case <-n.done:
 		return ErrClosed

@@ -263,7 +263,7 @@ func (e *Endpoint) rxLoop() {
 		d       stack.NetworkDispatcher
 		vouched bool
 	)
-	take := func(frame []byte, checksumOK bool) {
+	take := func(frame [][]byte, checksumOK bool) {
 		pkt, typ, d = e.packet(frame)
 		vouched = checksumOK
 	}
@@ -278,21 +278,23 @@ func (e *Endpoint) rxLoop() {
 	}
 }
 
-// packet classifies a received frame and copies it into a packet buffer,
-// or drops it (nil).
-func (e *Endpoint) packet(frame []byte) (*stack.PacketBuffer, tcpip.PacketType, stack.NetworkDispatcher) {
+// packet classifies a received frame, in parts, and copies it into a
+// packet buffer, or drops it (nil).
+func (e *Endpoint) packet(frame [][]byte) (*stack.PacketBuffer, tcpip.PacketType, stack.NetworkDispatcher) {
 	e.mu.RLock()
 	d, addr := e.dispatcher, e.addr
 	e.mu.RUnlock()
 
-	if d == nil || len(frame) < header.EthernetMinimumSize {
+	// The device's first buffer holds the Ethernet header whenever the
+	// frame has one (with MRG_RXBUF it is at least a page).
+	if d == nil || len(frame) == 0 || len(frame[0]) < header.EthernetMinimumSize {
 		e.rxDrops.Add(1)
 		return nil, 0, nil
 	}
 
 	var typ tcpip.PacketType
 
-	switch dst := header.Ethernet(frame).DestinationAddress(); {
+	switch dst := header.Ethernet(frame[0]).DestinationAddress(); {
 	case dst == addr:
 		typ = tcpip.PacketHost
 	case dst == header.EthernetBroadcastAddress:
@@ -305,11 +307,13 @@ func (e *Endpoint) packet(frame []byte) (*stack.PacketBuffer, tcpip.PacketType, 
 		return nil, 0, nil
 	}
 
-	// The one copy on the way in: from the device's buffer into the
+	// The one copy on the way in: from the device's buffers into the
 	// stack's.
-	return stack.NewPacketBuffer(stack.PacketBufferOptions{
-		Payload: buffer.MakeWithData(frame),
-	}), typ, d
+	payload := buffer.MakeWithData(frame[0])
+	for _, p := range frame[1:] {
+		payload.Append(buffer.NewViewWithData(p))
+	}
+	return stack.NewPacketBuffer(stack.PacketBufferOptions{Payload: payload}), typ, d
 }
 
 // deliver hands one received packet to the stack.
