@@ -21,7 +21,7 @@ KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench bench-net help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago bench bench-net bench-net-soak help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -121,4 +121,8 @@ bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, id
 
 bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB: Fornax beside the Debian guest
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) \
-		$(GO) test -run '^$$' -bench Netpath -benchtime 1x -timeout 20m -v ./internal/vmtest/ | grep -v '^=== '
+		$(GO) test -run '^$$' -bench 'Netpath$$' -benchtime 1x -timeout 20m -v ./internal/vmtest/ | grep -v '^=== '
+
+bench-net-soak: kernel check-qemu ## TCP into discard for SOAK (default 10m): the runtime's memory every 15 s must stay flat
+	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_SOAK=$${SOAK:-10m} \
+		$(GO) test -run '^$$' -bench NetpathSoak -benchtime 1x -timeout 60m -v ./internal/vmtest/ | grep -v '^=== '
