@@ -51,10 +51,15 @@ func startCluster(s *system) error {
 	if s.cfg.NameSet {
 		name = s.kern.Name()
 	}
-	profile, err := cluster.LookupProfile(s.cfg.Profile)
-	if err != nil {
-		pc.Close()
-		return err
+	profile := cluster.Profiles[0]
+	if s.cfg.Profile != "" {
+		// A profile the cluster does not know stops the service rather
+		// than run another: peers judge us by the profile we announce
+		// with (protocol §4.4).
+		if profile, err = cluster.LookupProfile(s.cfg.Profile); err != nil {
+			pc.Close()
+			return fmt.Errorf("profile=%s: %w", s.cfg.Profile, err)
+		}
 	}
 	cfg := cluster.Config{
 		ID:     id,

@@ -17,7 +17,6 @@ import (
 	"strconv"
 	"strings"
 
-	"fornax/cluster"
 	"fornax/internal/ipv4"
 	"fornax/internal/names"
 )
@@ -45,8 +44,10 @@ type Config struct {
 	// NinePWritable is 9p=rw: 9P clients may write the name space's
 	// ctl files. The default, 9p=ro, serves it read-only.
 	NinePWritable bool
-	// Profile is the cluster's timing profile (profile=, one of
-	// cluster.Profiles; docs/protocol.md §4.4). Default "default".
+	// Profile is the cluster's timing profile (profile=; docs/protocol.md
+	// §4.4), "" for the default. Only its spelling is checked here, so
+	// that the plain image links no cluster code: the cluster service
+	// refuses a name cluster.LookupProfile does not know.
 	Profile string
 }
 
@@ -94,7 +95,7 @@ func Parse(cmdline string) (Config, []string) {
 		}
 	}
 
-	c := Config{Name: DefaultName, Profile: cluster.Profiles[0].Name}
+	c := Config{Name: DefaultName}
 	// gw is checked after ip, which it depends on.
 	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile"} {
 		value, ok := values[key]
@@ -125,9 +126,8 @@ func Parse(cmdline string) (Config, []string) {
 				err = errors.New("want ro or rw")
 			}
 		case "profile":
-			var p cluster.Profile
-			if p, err = cluster.LookupProfile(value); err == nil {
-				c.Profile = p.Name
+			if err = checkProfile(value); err == nil {
+				c.Profile = value
 			}
 		}
 		if err != nil {
@@ -135,6 +135,15 @@ func Parse(cmdline string) (Config, []string) {
 		}
 	}
 	return c, warnings
+}
+
+// checkProfile checks the spelling of a profile name: 1 to 32 lowercase
+// letters.
+func checkProfile(s string) error {
+	if s == "" || len(s) > 32 || strings.Trim(s, "abcdefghijklmnopqrstuvwxyz") != "" {
+		return errors.New("want a profile name, such as fast (1 to 32 of a-z)")
+	}
+	return nil
 }
 
 // parseIPv4 parses a dotted-quad address fit for a host or router.
@@ -237,7 +246,7 @@ func (c Config) String() string {
 	if c.NinePWritable {
 		w = append(w, "9p=rw")
 	}
-	if c.Profile != "" && c.Profile != cluster.Profiles[0].Name {
+	if c.Profile != "" {
 		w = append(w, "profile="+c.Profile)
 	}
 	return strings.Join(w, " ")

@@ -8,7 +8,7 @@ import (
 )
 
 func TestParse(t *testing.T) {
-	def := Config{Name: DefaultName, Profile: "default"}
+	def := Config{Name: DefaultName}
 	with := func(f func(*Config)) Config {
 		c := def
 		f(&c)
@@ -61,8 +61,9 @@ func TestParse(t *testing.T) {
 		{"9p=RW", def, []string{`bootcfg: ignoring bad 9p= value "RW": want ro or rw`}},
 		{"9p=", def, []string{`bootcfg: ignoring bad 9p= value "": want ro or rw`}},
 		{"profile=fast", with(func(c *Config) { c.Profile = "fast" }), nil},
-		{"profile=default", def, nil},
-		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": unknown cluster profile "Fast": want one of default, fast`}},
+		{"profile=fsat", with(func(c *Config) { c.Profile = "fsat" }), nil}, // the cluster service refuses it
+		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": want a profile name, such as fast (1 to 32 of a-z)`}},
+		{"profile=", def, []string{`bootcfg: ignoring bad profile= value "": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
 		{"id=0a1b2c3", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3": must be 8 lowercase hex digits`}},
 		{"id=0a1b2c3g", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3g": must be 8 lowercase hex digits`}},
@@ -79,7 +80,7 @@ func TestParse(t *testing.T) {
 		{"console=ttyS0 earlyprintk=ttyS0 reboot=t panic=-1 virtio_mmio.device=512@0xfeb00e00:12 virtio_mmio.device=512@0xfeb00c00:11", def, nil},
 		{
 			"console=ttyS0 name=n2\tip=192.168.1.10/24  gw=192.168.1.1 id=deadbeef virtio_mmio.device=512@0xfeb00e00:12",
-			Config{Name: "n2", NameSet: true, Addr: pfx("192.168.1.10/24"), Gateway: addr("192.168.1.1"), ID: "deadbeef", Profile: "default"},
+			Config{Name: "n2", NameSet: true, Addr: pfx("192.168.1.10/24"), Gateway: addr("192.168.1.1"), ID: "deadbeef"},
 			nil,
 		},
 		{
@@ -114,7 +115,7 @@ func TestString(t *testing.T) {
 		{"9p=rw name=n1", "name=n1 9p=rw"},
 		{"9p=ro name=n1", "name=n1"},
 		{"profile=fast name=n1", "name=n1 profile=fast"},
-		{"profile=default", ""},
+		{"profile=default", "profile=default"},
 	}
 	for _, tt := range tests {
 		c, _ := Parse(tt.cmdline)
