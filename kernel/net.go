@@ -26,6 +26,7 @@ func startNet(s *system) error {
 		return errors.New("no ip= on the command line: network off")
 	}
 	nic := virtio.NewMMIONet(board.VIRTIO_NET0_BASE)
+	nic.NoOffload = s.cfg.NoOffload
 	if err := nic.Init(); err != nil {
 		return fmt.Errorf("virtio-net at %#x: %w", board.VIRTIO_NET0_BASE, err)
 	}

@@ -49,6 +49,10 @@ type Config struct {
 	// that the plain image links no cluster code: the cluster service
 	// refuses a name cluster.LookupProfile does not know.
 	Profile string
+	// NoOffload is offload=off: the virtio-net driver declines the
+	// device's checksum and segmentation offloads (docs/guide.md,
+	// "Network path"), to compare or to work around a device.
+	NoOffload bool
 }
 
 // quiet reports whether key belongs to QEMU or Linux conventions and is
@@ -64,7 +68,7 @@ func quiet(key string) bool {
 // known reports whether Parse uses key.
 func known(key string) bool {
 	switch key {
-	case "name", "ip", "gw", "id", "9p", "profile":
+	case "name", "ip", "gw", "id", "9p", "profile", "offload":
 		return true
 	}
 	return false
@@ -97,7 +101,7 @@ func Parse(cmdline string) (Config, []string) {
 
 	c := Config{Name: DefaultName}
 	// gw is checked after ip, which it depends on.
-	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile"} {
+	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload"} {
 		value, ok := values[key]
 		if !ok {
 			continue
@@ -124,6 +128,15 @@ func Parse(cmdline string) (Config, []string) {
 				c.NinePWritable = true
 			default:
 				err = errors.New("want ro or rw")
+			}
+		case "offload":
+			switch value {
+			case "on":
+				c.NoOffload = false
+			case "off":
+				c.NoOffload = true
+			default:
+				err = errors.New("want on or off")
 			}
 		case "profile":
 			if err = checkProfile(value); err == nil {
@@ -248,6 +261,9 @@ func (c Config) String() string {
 	}
 	if c.Profile != "" {
 		w = append(w, "profile="+c.Profile)
+	}
+	if c.NoOffload {
+		w = append(w, "offload=off")
 	}
 	return strings.Join(w, " ")
 }

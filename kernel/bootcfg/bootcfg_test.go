@@ -62,6 +62,9 @@ func TestParse(t *testing.T) {
 		{"9p=", def, []string{`bootcfg: ignoring bad 9p= value "": want ro or rw`}},
 		{"profile=fast", with(func(c *Config) { c.Profile = "fast" }), nil},
 		{"profile=fsat", with(func(c *Config) { c.Profile = "fsat" }), nil}, // the cluster service refuses it
+		{"offload=off", with(func(c *Config) { c.NoOffload = true }), nil},
+		{"offload=on", def, nil},
+		{"offload=no", def, []string{`bootcfg: ignoring bad offload= value "no": want on or off`}},
 		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"profile=", def, []string{`bootcfg: ignoring bad profile= value "": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
@@ -116,6 +119,7 @@ func TestString(t *testing.T) {
 		{"9p=ro name=n1", "name=n1"},
 		{"profile=fast name=n1", "name=n1 profile=fast"},
 		{"profile=default", "profile=default"},
+		{"offload=off name=n1", "name=n1 offload=off"},
 	}
 	for _, tt := range tests {
 		c, _ := Parse(tt.cmdline)
