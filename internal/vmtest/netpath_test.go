@@ -18,14 +18,17 @@ const netpathSize = 200_000_000
 // guest's busybox nc) and out of each (Fornax's chargen port, the guest's
 // nc fed from /dev/zero, into socat on the host). It prints MB/s and
 // QEMU's CPU seconds per GB moved for both, and the ratios. Run it with
-// `make bench-net`.
+// `make bench-net` (`make bench-net BENCH_APPEND=offload=off` for Fornax
+// without the virtio-net offloads).
 func BenchmarkNetpath(b *testing.B) {
 	k := kernelB(b, "FORNAX_KERNEL")
 	if os.Geteuid() != 0 {
 		b.Skip("needs root (network namespaces)")
 	}
 	lk, li := linuxGuest(b)
-	lan := startLANB(b, k, 1)
+	// FORNAX_APPEND adds to the Fornax VM's command line: offload=off
+	// gives the figures without the virtio-net offloads.
+	lan := startLANB(b, k, 1, Options{Append: strings.Fields(os.Getenv("FORNAX_APPEND"))})
 	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
 	if err != nil {
 		b.Fatal(err)
