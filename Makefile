@@ -21,7 +21,7 @@ KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago bench bench-sim help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -118,3 +118,9 @@ clean: ## remove build outputs
 bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
 		$(GO) test -run '^$$' -bench . -benchtime 3x -timeout 30m ./internal/vmtest/
+
+# The simulated LAN of docs/scale.md: 1000 real cluster.Nodes on a fake
+# clock, both profiles; SIM_ARGS passes -sim.n=, -sim.lossfor=, -sim.loss=.
+SIM_ARGS ?=
+bench-sim: ## 1000 simulated nodes: join storm, steady state, 10 % loss, partition, crashes (docs/scale.md)
+	$(GO) test -run '^$$' -bench 'Scale$$' -benchtime 1x -timeout 60m ./cluster/ -args $(SIM_ARGS)

@@ -116,10 +116,10 @@ type sim struct {
 	lossRand *rand.Rand
 	side     func(netip.Addr) int
 	// quiet drops the nodes' log lines instead of keeping them for
-	// logged; meter times each call into a node (nodeTime).
-	quiet    bool
-	meter    bool
-	nodeTime time.Duration
+	// logged.
+	quiet bool
+	// viewHint is where fullView starts (joinstorm_test.go).
+	viewHint int
 
 	logMu sync.Mutex // Logf may be called from a reader of the tree
 	log   []string
@@ -134,8 +134,10 @@ type simNode struct {
 	wake  time.Time // its nextWake as last pushed to sim.wakes
 
 	// What reached it and what it sent, datagrams and payload bytes (a
-	// broadcast counts once when sent).
+	// broadcast counts once when sent); of those, extra ones: not
+	// messages of the periodic schedule (§4.2), such as answers.
 	rx, rxBytes, tx, txBytes, txUnicast int
+	rxExtra, txExtra                    int
 }
 
 // delivery is one datagram to one receiver, as filter sees it.
@@ -150,11 +152,12 @@ func (d *delivery) msg() string { return strings.TrimSuffix(string(d.b), "\n") }
 
 // pending is one datagram sent, due at at to every host of to.
 type pending struct {
-	at   time.Time
-	seq  int
-	from *net.UDPAddr
-	to   []netip.Addr
-	b    []byte // shared by the receivers: a node does not keep or change it
+	at    time.Time
+	seq   int
+	from  *net.UDPAddr
+	to    []netip.Addr
+	b     []byte // shared by the receivers: a node does not keep or change it
+	extra bool   // not a message of the periodic schedule
 }
 
 type sendHeap []*pending
@@ -228,38 +231,46 @@ func (c *simConn) WriteTo(b []byte, dst net.Addr) (int, error) {
 		s.t.Errorf("%v sent to %v, want %v:9710 or a host of %v", c.addr, dst, s.bcast, s.prefix)
 	}
 	c.sent = append(c.sent, sent{s.clock.Now().Sub(t0), strings.TrimSuffix(string(b), "\n"), !bcast})
-	if c.n != nil {
-		c.n.tx++
-		c.n.txBytes += len(b)
+	src, extra := udp(c.addr), false
+	if n := c.n; n != nil {
+		src = n.src
+		// Message k of the schedule is sent at exactly base + k
+		// intervals; anything else (answers, refutations, LEAVE) is not
+		// (§4.2). The node does not hold mu while it writes.
+		n.mu.Lock()
+		extra = s.clock.Now().Sub(n.base)%n.cfg.Interval != 0
+		n.mu.Unlock()
+		n.tx++
+		n.txBytes += len(b)
 		if !bcast {
-			c.n.txUnicast++
+			n.txUnicast++
+		}
+		if extra {
+			n.txExtra++
 		}
 	}
-	src := udp(c.addr)
-	if c.n != nil {
-		src = c.n.src
-	}
 	if !bcast {
-		s.send(src, []netip.Addr{to}, b)
+		s.send(src, []netip.Addr{to}, b, extra)
 		return len(b), nil
 	}
 	to4 := s.order
 	if s.noEcho {
 		to4 = slices.DeleteFunc(slices.Clone(to4), func(a netip.Addr) bool { return a == c.addr })
 	}
-	s.send(src, to4, b)
+	s.send(src, to4, b, extra)
 	return len(b), nil
 }
 
 // send queues b from src to each of to, through the LAN's knobs: loss,
 // partition, filter, delay. Receivers due at the same time share an entry.
-func (s *sim) send(src *net.UDPAddr, to []netip.Addr, b []byte) {
+// extra marks a datagram that is not a periodic message.
+func (s *sim) send(src *net.UDPAddr, to []netip.Addr, b []byte, extra bool) {
 	b = slices.Clone(b)
 	now := s.clock.Now()
 	from := src.AddrPort().Addr().Unmap()
 	if s.filter == nil && s.loss == 0 && s.side == nil {
 		s.seq++
-		heap.Push(&s.queue, &pending{at: now.Add(s.delay), seq: s.seq, from: src, to: to, b: b})
+		heap.Push(&s.queue, &pending{at: now.Add(s.delay), seq: s.seq, from: src, to: to, b: b, extra: extra})
 		return
 	}
 	var cur *pending
@@ -281,7 +292,7 @@ func (s *sim) send(src *net.UDPAddr, to []netip.Addr, b []byte) {
 		}
 		if cur == nil || !cur.at.Equal(now.Add(delay)) {
 			s.seq++
-			cur = &pending{at: now.Add(delay), seq: s.seq, from: src, b: b}
+			cur = &pending{at: now.Add(delay), seq: s.seq, from: src, b: b, extra: extra}
 			heap.Push(&s.queue, cur)
 		}
 		cur.to = append(cur.to, a)
@@ -386,13 +397,13 @@ func (s *sim) kill(n *simNode) {
 
 // inject queues a datagram from an arbitrary source to host to.
 func (s *sim) inject(from string, to *simNode, msg string) {
-	s.send(udp(netip.MustParseAddr(from)), []netip.Addr{to.addr}, []byte(msg))
+	s.send(udp(netip.MustParseAddr(from)), []netip.Addr{to.addr}, []byte(msg), true)
 }
 
 // injectAll queues a datagram from an arbitrary source to every node, as
 // a broadcast would.
 func (s *sim) injectAll(from, msg string) {
-	s.send(udp(netip.MustParseAddr(from)), s.order, []byte(msg))
+	s.send(udp(netip.MustParseAddr(from)), s.order, []byte(msg), true)
 }
 
 // injectAt queues a datagram from an arbitrary source to host to so that
@@ -460,7 +471,11 @@ func (s *sim) runUntil(end time.Time) {
 				if n := s.nodes[to]; n != nil && n.alive {
 					n.rx++
 					n.rxBytes += len(p.b)
-					s.call(n, func() { n.handle(p.b, p.from) })
+					if p.extra {
+						n.rxExtra++
+					}
+					n.handle(p.b, p.from)
+					s.rewake(n)
 				}
 			}
 		}
@@ -474,26 +489,12 @@ func (s *sim) runUntil(end time.Time) {
 		slices.SortFunc(fire, func(a, b *simNode) int { return a.addr.Compare(b.addr) })
 		for _, n := range fire {
 			if w := n.nextWake(); !w.IsZero() && !w.After(now) {
-				s.call(n, n.fire)
-			} else {
-				s.rewake(n)
+				n.fire()
 			}
+			s.rewake(n)
 		}
 	}
 	s.clock.set(end)
-}
-
-// call runs f, a step of n, timing it if meter is set, and records n's
-// next wake.
-func (s *sim) call(n *simNode, f func()) {
-	if s.meter {
-		t := time.Now()
-		f()
-		s.nodeTime += time.Since(t)
-	} else {
-		f()
-	}
-	s.rewake(n)
 }
 
 // logged returns the log lines containing substr.
