@@ -27,8 +27,10 @@ import (
 // docs/scale.md.
 
 var (
-	simLossFor     = flag.Duration("sim.lossfor", 10*time.Minute, "BenchmarkScale: how long the LAN loses datagrams, simulated, default profile")
-	simLossForFast = flag.Duration("sim.lossfor.fast", 2*time.Minute, "BenchmarkScale: the same for the fast profile")
+	simLossFor     = flag.Duration("sim.lossfor", time.Minute, "BenchmarkScale: how long the LAN loses datagrams, simulated, default profile")
+	simLossForFast = flag.Duration("sim.lossfor.fast", time.Minute, "BenchmarkScale: the same for the fast profile")
+	simRemoval     = flag.Bool("sim.removal", true, "BenchmarkScale: partitions last until each side removes the other, not only until it is dead")
+	simSteadyOnly  = flag.Bool("sim.steadyonly", false, "BenchmarkScale: only the join storm and the steady state (for CPU figures)")
 	simLoss        = flag.Float64("sim.loss", 0.10, "BenchmarkScale: probability that a datagram is lost on the way to one receiver")
 )
 
@@ -43,8 +45,9 @@ type scaleConf struct {
 	crashes int           // nodes killed at the end
 	// removal: the partition lasts until each side has removed the
 	// other, not only until it finds it dead.
-	removal bool
-	seed    uint64
+	removal    bool
+	steadyOnly bool // stop after the steady state
+	seed       uint64
 }
 
 // scaleResult is what a run measured.
@@ -192,6 +195,10 @@ func runScale(tb testing.TB, c scaleConf) scaleResult {
 		}
 	}
 	lap("steady")
+	if c.steadyOnly {
+		r.totalWall = time.Since(wall0)
+		return r
+	}
 	s.loss, s.lossRand = c.loss, rand.New(rand.NewPCG(c.seed, 3))
 	base = s.counters()
 	w = time.Now()
@@ -286,6 +293,12 @@ func rusageTime(u syscall.Rusage) time.Duration {
 // scaleTables formats the results as one table per scenario, a row per
 // run.
 func scaleTables(rs []scaleResult) string {
+	return scenarioTables(rs) + fmt.Sprintf("\nwall time per run: %s\n", strings.Join(mapSlice(rs, func(r scaleResult) string {
+		return fmt.Sprintf("%d %s %v (%s)", r.conf.n, r.conf.profile.Name, r.totalWall.Round(time.Second), strings.Join(r.laps, ", "))
+	}), ", "))
+}
+
+func scenarioTables(rs []scaleResult) string {
 	var b strings.Builder
 	row := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
 	ms := func(d time.Duration) string { return fmt.Sprintf("%.2f s", d.Seconds()) }
@@ -314,6 +327,9 @@ func scaleTables(rs []scaleResult) string {
 			float64(r.cpuPerNodeSec.Nanoseconds())/1e3, r.wallPerSimSec.Round(time.Millisecond))
 	}
 
+	if rs[0].conf.steadyOnly {
+		return b.String()
+	}
 	row("\nLoss: %.0f %% of datagrams lost per receiver, no node fails; every suspect and dead is false", rs[0].conf.loss*100)
 	row("| nodes | profile | simulated | false suspects | (node, peer) pairs | per node per minute | false deads | pairs | removed | full view again after | wall |")
 	row("|---|---|---|---|---|---|---|---|---|---|---|")
@@ -344,9 +360,6 @@ func scaleTables(rs []scaleResult) string {
 		row("| %d | %s | %d | %s | %s | %s | %s | %s | %s | %d |", r.conf.n, r.conf.profile.Name, r.conf.crashes,
 			ms(s[0]), ms(s[1]), ms(s[2]), ms(d[0]), ms(d[1]), ms(d[2]), r.undetected)
 	}
-	row("\nwall time per run: %s", strings.Join(mapSlice(rs, func(r scaleResult) string {
-		return fmt.Sprintf("%d %s %v (%s)", r.conf.n, r.conf.profile.Name, r.totalWall.Round(time.Second), strings.Join(r.laps, ", "))
-	}), ", "))
 	return b.String()
 }
 
@@ -384,12 +397,13 @@ func scaleConfs(n int, loss float64, lossFor, fastLossFor time.Duration, removal
 }
 
 // BenchmarkScale is the long form: -sim.n nodes (1000), the loss for
-// -sim.lossfor (10 minutes) in the default profile and -sim.lossfor.fast
-// (2 minutes: as many intervals) in the fast one, partitions lasting
-// until removal. `make bench-sim`.
+// -sim.lossfor and -sim.lossfor.fast (a minute each: minutes of 1000
+// nodes cost minutes, see docs/scale.md), partitions lasting until
+// removal. `make bench-sim`.
 func BenchmarkScale(b *testing.B) {
 	var rs []scaleResult
-	for _, c := range scaleConfs(*simNodes, *simLoss, *simLossFor, *simLossForFast, true) {
+	for _, c := range scaleConfs(*simNodes, *simLoss, *simLossFor, *simLossForFast, *simRemoval) {
+		c.steadyOnly = *simSteadyOnly
 		b.Run(fmt.Sprintf("n=%d/%s", c.n, c.profile.Name), func(b *testing.B) {
 			var r scaleResult
 			for range b.N {
