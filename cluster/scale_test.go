@@ -317,12 +317,12 @@ func scenarioTables(rs []scaleResult) string {
 	}
 	b.WriteString(joinOneTable(ones, names))
 
-	row("\nSteady state (%v of default, %v of fast simulated): per node per second; CPU per node-second", rs[0].conf.steady, rs[len(rs)-1].conf.steady)
-	row("| nodes | profile | received /node/s | bytes /node/s | sent /node/s | CPU /node-s | wall per simulated s |")
-	row("|---|---|---|---|---|---|---|")
+	row("\nSteady state, 12 intervals: per node per second; CPU per node-second (the process's, simulation included)")
+	row("| nodes | profile | simulated | received /node/s | bytes /node/s | sent /node/s | CPU /node-s | wall per simulated s |")
+	row("|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		t := r.steady
-		row("| %d | %s | %.1f | %.0f | %.2f | %.1f µs | %v |", r.conf.n, r.conf.profile.Name,
+		row("| %d | %s | %v | %.1f | %.0f | %.2f | %.1f µs | %v |", t.n, r.conf.profile.Name, r.conf.steady,
 			t.perNodeSec(t.rx), t.perNodeSec(t.rxBytes), t.perNodeSec(t.sent),
 			float64(r.cpuPerNodeSec.Nanoseconds())/1e3, r.wallPerSimSec.Round(time.Millisecond))
 	}
