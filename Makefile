@@ -21,7 +21,7 @@ KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench bench-net bench-net-soak help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago bench bench-net bench-net-soak bench-sim help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -126,3 +126,10 @@ bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB
 bench-net-soak: kernel check-qemu ## TCP into discard for SOAK (default 10m): the runtime's memory every 15 s must stay flat
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_SOAK=$${SOAK:-10m} \
 		$(GO) test -run '^$$' -bench NetpathSoak -benchtime 1x -timeout 60m -v ./internal/vmtest/ | grep -v '^=== '
+
+
+# The simulated LAN of docs/scale.md: 1000 real cluster.Nodes on a fake
+# clock, both profiles; SIM_ARGS passes -sim.n=, -sim.lossfor=, -sim.loss=.
+SIM_ARGS ?=
+bench-sim: ## 1000 simulated nodes: join storm, steady state, 10 % loss, partition, crashes (docs/scale.md)
+	$(GO) test -run '^$$' -bench 'Scale$$' -benchtime 1x -timeout 60m ./cluster/ -args $(SIM_ARGS)

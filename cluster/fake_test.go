@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"container/heap"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -83,22 +84,42 @@ func (c *fakeClock) set(at time.Time) {
 
 func (c *fakeClock) advance(d time.Duration) { c.set(c.Now().Add(d)) }
 
-// sim is a broadcast network of fake nodes on 10.0.0.0/24 run as a
-// discrete-event simulation: one goroutine, the fake clock moving from
-// event to event, datagrams handled before the timers due at the same
-// instant. Nothing sleeps.
+// sim is a broadcast network of fake nodes run as a discrete-event
+// simulation: one goroutine, the fake clock moving from event to event,
+// datagrams handled before the timers due at the same instant. Nothing
+// sleeps. Hosts are on 10.0.0.0/24 unless prefix is set (newSimOn) before
+// the first start: the scale tests need more than 254 of them.
+//
+// It is built to run a thousand nodes: a broadcast is one entry of the
+// queue, with the list of its receivers, not one per receiver; the queue
+// and the nodes' wake times are heaps; and the knobs a LAN needs (loss,
+// partition, delay) are applied per receiver as the datagram is sent.
 type sim struct {
-	t      *testing.T
+	t      testing.TB
 	clock  *fakeClock
 	prefix netip.Prefix
+	bcast  netip.Addr
 	nodes  map[netip.Addr]*simNode
-	queue  []delivery // by time, then order of sending
+	order  []netip.Addr // of nodes, sorted; replaced, never changed in place
+	queue  sendHeap     // by time, then order of sending
+	wakes  wakeHeap     // nodes' nextWake; an entry is stale unless it is the node's wake
 	seq    int
 	// filter, if set, decides the fate of each datagram: drop it, or its
 	// delay.
 	filter func(d *delivery) (drop bool, delay time.Duration)
 	noEcho bool          // do not loop broadcasts back to their sender
 	delay  time.Duration // of every datagram unless filter says otherwise
+	// loss is the probability that a datagram is lost on the way to one
+	// receiver, drawn from lossRand; side, if set, partitions the LAN:
+	// a datagram crosses only between hosts of the same side.
+	loss     float64
+	lossRand *rand.Rand
+	side     func(netip.Addr) int
+	// quiet drops the nodes' log lines instead of keeping them for
+	// logged.
+	quiet bool
+	// viewHint is where fullView starts (joinstorm_test.go).
+	viewHint int
 
 	logMu sync.Mutex // Logf may be called from a reader of the tree
 	log   []string
@@ -107,10 +128,19 @@ type sim struct {
 type simNode struct {
 	*Node
 	addr  netip.Addr
+	src   *net.UDPAddr // addr:9710, the source of what it sends
 	conn  *simConn
 	alive bool
+	wake  time.Time // its nextWake as last pushed to sim.wakes
+
+	// What reached it and what it sent, datagrams and payload bytes (a
+	// broadcast counts once when sent); of those, extra ones: not
+	// messages of the periodic schedule (§4.2), such as answers.
+	rx, rxBytes, tx, txBytes, txUnicast int
+	rxExtra, txExtra                    int
 }
 
+// delivery is one datagram to one receiver, as filter sees it.
 type delivery struct {
 	at       time.Time
 	seq      int
@@ -120,14 +150,67 @@ type delivery struct {
 
 func (d *delivery) msg() string { return strings.TrimSuffix(string(d.b), "\n") }
 
-func newSim(t *testing.T) *sim {
-	return &sim{t: t, clock: newFakeClock(), prefix: netip.MustParsePrefix("10.0.0.0/24"),
+// pending is one datagram sent, due at at to every host of to.
+type pending struct {
+	at    time.Time
+	seq   int
+	from  *net.UDPAddr
+	to    []netip.Addr
+	b     []byte // shared by the receivers: a node does not keep or change it
+	extra bool   // not a message of the periodic schedule
+}
+
+type sendHeap []*pending
+
+func (h sendHeap) Len() int { return len(h) }
+func (h sendHeap) Less(i, j int) bool {
+	if c := h[i].at.Compare(h[j].at); c != 0 {
+		return c < 0
+	}
+	return h[i].seq < h[j].seq
+}
+func (h sendHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i] }
+func (h *sendHeap) Push(x any)   { *h = append(*h, x.(*pending)) }
+func (h *sendHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return x
+}
+
+type wakeAt struct {
+	at time.Time
+	n  *simNode
+}
+
+type wakeHeap []wakeAt
+
+func (h wakeHeap) Len() int           { return len(h) }
+func (h wakeHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h wakeHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *wakeHeap) Push(x any)        { *h = append(*h, x.(wakeAt)) }
+func (h *wakeHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
+
+func newSim(t testing.TB) *sim { return newSimOn(t, netip.MustParsePrefix("10.0.0.0/24")) }
+
+// newSimOn is newSim on another subnet, whose host h is the prefix's
+// address plus h.
+func newSimOn(t testing.TB, prefix netip.Prefix) *sim {
+	prefix = prefix.Masked()
+	return &sim{t: t, clock: newFakeClock(), prefix: prefix, bcast: broadcastAddr(prefix),
 		nodes: make(map[netip.Addr]*simNode), delay: time.Millisecond}
 }
 
 // simConn is a node's socket on the sim network.
 type simConn struct {
 	s    *sim
+	n    *simNode
 	addr netip.Addr
 	sent []sent // what the node wrote
 }
@@ -143,41 +226,77 @@ func (c *simConn) WriteTo(b []byte, dst net.Addr) (int, error) {
 	u := dst.(*net.UDPAddr)
 	to, _ := netip.AddrFromSlice(u.IP)
 	to = to.Unmap()
-	bcast := to == netip.AddrFrom4([4]byte{10, 0, 0, 255})
+	bcast := to == s.bcast
 	if u.Port != DefaultPort || !bcast && !s.prefix.Contains(to) {
-		s.t.Errorf("%v sent to %v, want 10.0.0.255:9710 or a host of 10.0.0.0/24", c.addr, dst)
+		s.t.Errorf("%v sent to %v, want %v:9710 or a host of %v", c.addr, dst, s.bcast, s.prefix)
 	}
 	c.sent = append(c.sent, sent{s.clock.Now().Sub(t0), strings.TrimSuffix(string(b), "\n"), !bcast})
+	src, extra := udp(c.addr), false
+	if n := c.n; n != nil {
+		src = n.src
+		// Message k of the schedule is sent at exactly base + k
+		// intervals; anything else (answers, refutations, LEAVE) is not
+		// (§4.2). The node does not hold mu while it writes.
+		n.mu.Lock()
+		extra = s.clock.Now().Sub(n.base)%n.cfg.Interval != 0
+		n.mu.Unlock()
+		n.tx++
+		n.txBytes += len(b)
+		if !bcast {
+			n.txUnicast++
+		}
+		if extra {
+			n.txExtra++
+		}
+	}
 	if !bcast {
-		s.enqueue(c.addr, to, b)
+		s.send(src, []netip.Addr{to}, b, extra)
 		return len(b), nil
 	}
-	for _, to := range s.addrs() {
-		if to == c.addr && s.noEcho {
-			continue
-		}
-		s.enqueue(c.addr, to, b)
+	to4 := s.order
+	if s.noEcho {
+		to4 = slices.DeleteFunc(slices.Clone(to4), func(a netip.Addr) bool { return a == c.addr })
 	}
+	s.send(src, to4, b, extra)
 	return len(b), nil
 }
 
-func (s *sim) enqueue(from, to netip.Addr, b []byte) {
-	s.seq++
-	d := &delivery{at: s.clock.Now().Add(s.delay), seq: s.seq, from: from, to: to, b: slices.Clone(b)}
-	if s.filter != nil {
-		drop, delay := s.filter(d)
-		if drop {
-			return
-		}
-		d.at = s.clock.Now().Add(delay)
+// send queues b from src to each of to, through the LAN's knobs: loss,
+// partition, filter, delay. Receivers due at the same time share an entry.
+// extra marks a datagram that is not a periodic message.
+func (s *sim) send(src *net.UDPAddr, to []netip.Addr, b []byte, extra bool) {
+	b = slices.Clone(b)
+	now := s.clock.Now()
+	from := src.AddrPort().Addr().Unmap()
+	if s.filter == nil && s.loss == 0 && s.side == nil {
+		s.seq++
+		heap.Push(&s.queue, &pending{at: now.Add(s.delay), seq: s.seq, from: src, to: to, b: b, extra: extra})
+		return
 	}
-	i, _ := slices.BinarySearchFunc(s.queue, *d, func(a, b delivery) int {
-		if c := a.at.Compare(b.at); c != 0 {
-			return c
+	var cur *pending
+	for _, a := range to {
+		if s.side != nil && s.side(from) != s.side(a) {
+			continue
 		}
-		return a.seq - b.seq
-	})
-	s.queue = slices.Insert(s.queue, i, *d)
+		if s.loss > 0 && s.lossRand.Float64() < s.loss {
+			continue
+		}
+		delay := s.delay
+		if s.filter != nil {
+			d := delivery{at: now.Add(delay), seq: s.seq + 1, from: from, to: a, b: b}
+			drop, dl := s.filter(&d)
+			if drop {
+				continue
+			}
+			delay = dl
+		}
+		if cur == nil || !cur.at.Equal(now.Add(delay)) {
+			s.seq++
+			cur = &pending{at: now.Add(delay), seq: s.seq, from: src, b: b, extra: extra}
+			heap.Push(&s.queue, cur)
+		}
+		cur.to = append(cur.to, a)
+	}
 }
 
 func (c *simConn) ReadFrom([]byte) (int, net.Addr, error) { panic("sim conns are not read") }
@@ -191,21 +310,24 @@ func udp(a netip.Addr) *net.UDPAddr {
 	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, DefaultPort))
 }
 
-func (s *sim) addrs() []netip.Addr {
-	var l []netip.Addr
-	for a := range s.nodes {
-		l = append(l, a)
-	}
-	slices.SortFunc(l, netip.Addr.Compare)
-	return l
+// addrs returns the hosts' addresses in order. The caller must not change
+// the slice.
+func (s *sim) addrs() []netip.Addr { return s.order }
+
+// host returns the address of host h: the prefix's address plus h.
+func (s *sim) host(h int) netip.Addr {
+	a := s.prefix.Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) + uint32(h)
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
-// config is the default test config of host h (10.0.0.h) with id 000000hh.
+// config is the default test config of host h (10.0.0.h on the default
+// subnet) with id 000000hh.
 func (s *sim) config(h int) Config {
 	return Config{
 		ID:        fmt.Sprintf("%08x", h),
 		Name:      fmt.Sprintf("n%d", h),
-		Addr:      netip.AddrFrom4([4]byte{10, 0, 0, byte(h)}),
+		Addr:      s.host(h),
 		Prefix:    s.prefix,
 		Clock:     s.clock,
 		WallClock: s.clock.Now,
@@ -229,17 +351,37 @@ func (s *sim) start(h int, edit func(*Config)) *simNode {
 		s.log = append(s.log, l)
 		s.logMu.Unlock()
 	}
+	if s.quiet {
+		cfg.Logf = func(string, ...any) {}
+	}
 	c := &simConn{s: s, addr: cfg.Addr}
 	n, err := New(cfg, c)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	sn := &simNode{Node: n, addr: cfg.Addr, conn: c, alive: true}
+	sn := &simNode{Node: n, addr: cfg.Addr, src: udp(cfg.Addr), conn: c, alive: true}
+	c.n = sn
+	if old := s.nodes[cfg.Addr]; old != nil {
+		old.alive = false
+	}
 	s.nodes[cfg.Addr] = sn
+	s.setOrder()
 	if err := n.start(); err != nil {
 		s.t.Fatal(err)
 	}
+	s.rewake(sn)
 	return sn
+}
+
+// setOrder remakes order from nodes: a new slice, since datagrams in
+// flight hold the old one as their list of receivers.
+func (s *sim) setOrder() {
+	l := make([]netip.Addr, 0, len(s.nodes))
+	for a := range s.nodes {
+		l = append(l, a)
+	}
+	slices.SortFunc(l, netip.Addr.Compare)
+	s.order = l
 }
 
 // kill stops a node without LEAVE, like a crash: it neither sends nor
@@ -247,20 +389,21 @@ func (s *sim) start(h int, edit func(*Config)) *simNode {
 func (s *sim) kill(n *simNode) {
 	n.alive = false
 	n.stop()
-	delete(s.nodes, n.addr)
+	if s.nodes[n.addr] == n {
+		delete(s.nodes, n.addr)
+		s.setOrder()
+	}
 }
 
 // inject queues a datagram from an arbitrary source to host to.
 func (s *sim) inject(from string, to *simNode, msg string) {
-	s.enqueue(netip.MustParseAddr(from), to.addr, []byte(msg))
+	s.send(udp(netip.MustParseAddr(from)), []netip.Addr{to.addr}, []byte(msg), true)
 }
 
 // injectAll queues a datagram from an arbitrary source to every node, as
 // a broadcast would.
 func (s *sim) injectAll(from, msg string) {
-	for _, a := range s.addrs() {
-		s.enqueue(netip.MustParseAddr(from), a, []byte(msg))
-	}
+	s.send(udp(netip.MustParseAddr(from)), s.order, []byte(msg), true)
 }
 
 // injectAt queues a datagram from an arbitrary source to host to so that
@@ -276,36 +419,79 @@ func (s *sim) run(d time.Duration) { s.runUntil(s.clock.Now().Add(d)) }
 // runTo advances the simulation to t0+at.
 func (s *sim) runTo(at time.Duration) { s.runUntil(t0.Add(at)) }
 
+// rewake records n's next wake in the heap if it changed.
+func (s *sim) rewake(n *simNode) {
+	w := n.nextWake()
+	if w.Equal(n.wake) {
+		return
+	}
+	n.wake = w
+	if !w.IsZero() {
+		heap.Push(&s.wakes, wakeAt{w, n})
+	}
+}
+
+// nextWake is the earliest wake of a live node, dropping stale entries.
+func (s *sim) nextWake() time.Time {
+	for len(s.wakes) > 0 {
+		w := s.wakes[0]
+		if w.n.alive && s.nodes[w.n.addr] == w.n && w.at.Equal(w.n.wake) {
+			return w.at
+		}
+		heap.Pop(&s.wakes)
+	}
+	return time.Time{}
+}
+
 func (s *sim) runUntil(end time.Time) {
+	// Between runs a test may have called into the nodes (Rename, Leave,
+	// a read of the tree), which moves their wakes.
+	for _, a := range s.order {
+		s.rewake(s.nodes[a])
+	}
+	var fire []*simNode
 	for steps := 0; ; steps++ {
-		if steps > 1e6 {
-			s.t.Fatal("simulation does not settle")
-		}
-		var next time.Time
+		next := s.nextWake()
 		if len(s.queue) > 0 {
-			next = s.queue[0].at
-		}
-		for _, a := range s.addrs() {
-			next = earliest(next, s.nodes[a].nextWake())
+			next = earliest(next, s.queue[0].at)
 		}
 		if next.IsZero() || next.After(end) {
 			break
 		}
+		if next.After(s.clock.Now()) {
+			steps = 0
+		} else if steps > 1e6 {
+			s.t.Fatal("simulation does not settle")
+		}
 		s.clock.set(next)
 		now := s.clock.Now()
 		for len(s.queue) > 0 && !s.queue[0].at.After(now) {
-			d := s.queue[0]
-			s.queue = s.queue[1:]
-			if n := s.nodes[d.to]; n != nil && n.alive {
-				n.handle(d.b, udp(d.from))
-			}
-		}
-		for _, a := range s.addrs() {
-			if n := s.nodes[a]; n != nil {
-				if w := n.nextWake(); !w.IsZero() && !w.After(now) {
-					n.fire()
+			p := heap.Pop(&s.queue).(*pending)
+			for _, to := range p.to {
+				if n := s.nodes[to]; n != nil && n.alive {
+					n.rx++
+					n.rxBytes += len(p.b)
+					if p.extra {
+						n.rxExtra++
+					}
+					n.handle(p.b, p.from)
+					s.rewake(n)
 				}
 			}
+		}
+		// Nodes due now fire in address order.
+		fire = fire[:0]
+		for w := s.nextWake(); !w.IsZero() && !w.After(now); w = s.nextWake() {
+			n := heap.Pop(&s.wakes).(wakeAt).n
+			n.wake = time.Time{}
+			fire = append(fire, n)
+		}
+		slices.SortFunc(fire, func(a, b *simNode) int { return a.addr.Compare(b.addr) })
+		for _, n := range fire {
+			if w := n.nextWake(); !w.IsZero() && !w.After(now) {
+				n.fire()
+			}
+			s.rewake(n)
 		}
 	}
 	s.clock.set(end)
