@@ -127,7 +127,6 @@ bench-net-soak: kernel check-qemu ## TCP into discard for SOAK (default 10m): th
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_SOAK=$${SOAK:-10m} \
 		$(GO) test -run '^$$' -bench NetpathSoak -benchtime 1x -timeout 60m -v ./internal/vmtest/ | grep -v '^=== '
 
-
 # The simulated LAN of docs/scale.md: 1000 real cluster.Nodes on a fake
 # clock, both profiles; SIM_ARGS passes -sim.n=, -sim.lossfor=, -sim.loss=.
 SIM_ARGS ?=

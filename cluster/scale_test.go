@@ -477,9 +477,8 @@ func checkScale(t *testing.T, r scaleResult) {
 		t.Errorf("steady state: %.1f datagrams received per node per second, want %.1f", got, want)
 	}
 	if r.falseDead > 0 {
-		// The probe message (a parallel branch) is meant to remove these;
-		// then this becomes an error.
-		t.Logf("KNOWN: false deads without probes: %d false deads (%d pairs) in %v at %.0f %% loss",
+		// Probes (protocol §4.5) end a false suspicion before it is dead.
+		t.Errorf("%d false deads (%d pairs) in %v at %.0f %% loss: a live peer was declared dead",
 			r.falseDead, r.deadPairs, c.lossFor, 100*c.loss)
 	}
 	if lim := announceEvery * p.Interval; r.merge > lim {
