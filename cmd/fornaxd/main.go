@@ -53,6 +53,10 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) int {
 		writeUsage(stdout)
 		return 0
 	}
+	if err != nil {
+		fmt.Fprintf(stderr, "fornaxd: %v\n", err)
+		return 2
+	}
 	logger := log.New(stderr, "", log.LstdFlags)
 	d, err := start(o, logger)
 	if err != nil {
