@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -403,4 +404,35 @@ func readEvents(t *testing.T, fid *client.Fid, n int) []string {
 		}
 	}
 	return lines
+}
+
+// One gossip socket per interface: two on different interfaces share
+// port 9710 (each fornaxd gossips on its own), a second on the same one
+// is refused with a message that says why.
+func TestListenGossipPerInterface(t *testing.T) {
+	p := newPair(t)
+	err := vmtest.InNetns(p.ns[0], func() error {
+		a, err := listenGossip(p.iface, cluster.DefaultPort)
+		if err != nil {
+			return err
+		}
+		defer a.Close()
+		b, err := listenGossip("lo", cluster.DefaultPort)
+		if err != nil {
+			return fmt.Errorf("a second interface: %w", err)
+		}
+		defer b.Close()
+		c, err := listenGossip(p.iface, cluster.DefaultPort)
+		if err == nil {
+			c.Close()
+			return errors.New("two gossip sockets on one interface")
+		}
+		if want := "udp port 9710 on fxd0 is taken: is another fornaxd running on fxd0?"; !strings.Contains(err.Error(), want) {
+			return fmt.Errorf("the second socket on fxd0: %v, want %q", err, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
 }
