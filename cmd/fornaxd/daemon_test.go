@@ -73,7 +73,7 @@ type pair struct {
 	iface string // the name of the veth end in both namespaces
 }
 
-func newPair(t *testing.T) *pair {
+func newPair(t testing.TB) *pair {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("TEST SKIPPED: needs root, to make network namespaces")
@@ -104,7 +104,7 @@ func newPair(t *testing.T) *pair {
 }
 
 // mac returns the MAC of the veth end in namespace i.
-func (p *pair) mac(t *testing.T, i int) net.HardwareAddr {
+func (p *pair) mac(t testing.TB, i int) net.HardwareAddr {
 	t.Helper()
 	b, err := exec.Command("ip", "-n", p.ns[i], "-br", "link", "show", p.iface).Output()
 	if err != nil {
@@ -143,7 +143,7 @@ func (l *logBuffer) String() string {
 }
 
 // wait waits until the log contains s and returns when it saw it.
-func (l *logBuffer) wait(t *testing.T, s string, timeout time.Duration) time.Time {
+func (l *logBuffer) wait(t testing.TB, s string, timeout time.Duration) time.Time {
 	t.Helper()
 	stop := time.AfterFunc(timeout, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
 	defer stop.Stop()
@@ -168,7 +168,7 @@ type proc struct {
 }
 
 // startDaemon runs fornaxd in network namespace ns.
-func startDaemon(t *testing.T, ns string, args ...string) *proc {
+func startDaemon(t testing.TB, ns string, args ...string) *proc {
 	t.Helper()
 	self, err := os.Executable()
 	if err != nil {
@@ -197,7 +197,7 @@ func startDaemon(t *testing.T, ns string, args ...string) *proc {
 }
 
 // stop sends SIGTERM and returns fornaxd's exit status.
-func (d *proc) stop(t *testing.T) int {
+func (d *proc) stop(t testing.TB) int {
 	t.Helper()
 	d.cmd.Process.Signal(syscall.SIGTERM)
 	select {
