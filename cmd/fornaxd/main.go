@@ -82,47 +82,21 @@ type daemon struct {
 // start sets everything up from the options, or fails without leaving
 // anything open. Errors about the options are usageErrors.
 func start(o options, logger *log.Logger) (*daemon, error) {
-	bad := func(err error) error { return usageError{err.Error()} }
-	ifs, err := loadInterfaces()
+	me, err := identify(o)
 	if err != nil {
 		return nil, err
 	}
-	ifc, err := pickInterface(ifs, o.iface)
+	keys, keyDesc, err := loadKeys(o.keyFile, logger)
 	if err != nil {
-		return nil, bad(err)
+		return nil, err
 	}
-	prefix, err := pickAddr(ifc, o.addr)
-	if err != nil {
-		return nil, bad(err)
-	}
-	id, err := nodeID(ifc, o.id)
-	if err != nil {
-		return nil, bad(err)
-	}
-	name := o.name
-	if name == "" {
-		host, _ := os.Hostname()
-		name = defaultName(host, id)
-	}
-	keyDesc := "no key"
-	var keys [][]byte
-	if o.keyFile != "" {
-		key, warning, err := readKeyFile(o.keyFile)
-		if err != nil {
-			return nil, bad(err)
-		}
-		defer clear(key) // the node keeps a copy
-		if warning != "" {
-			logger.Printf("fornaxd: warning: %s", warning)
-		}
-		keys, keyDesc = [][]byte{key}, "key "+cluster.Fingerprint(key)
-	}
+	defer clearKeys(keys) // the node keeps copies
 
 	started := time.Now()
 	kern := sys.New(sys.Machine{
 		Uptime: func() time.Duration { return time.Since(started) },
 		Now:    time.Now,
-	}, name)
+	}, me.name)
 	// Log lines go to stderr and, as in a VM, to /dev/kmesg.
 	logf := func(format string, args ...any) {
 		kern.Logf(format, args...)
@@ -133,17 +107,17 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 		return nil, fmt.Errorf("%w: fornaxd reads the host's figures from /proc (is it mounted?)", err)
 	}
 
-	conn, err := listenGossip(ifc.name, cluster.DefaultPort)
+	conn, err := listenGossip(me.ifc.name, cluster.DefaultPort)
 	if err != nil {
 		return nil, err
 	}
 	var seed [16]byte
 	crand.Read(seed[:])
 	cfg := cluster.Config{
-		ID:        id,
-		Name:      name,
-		Addr:      prefix.Addr(),
-		Prefix:    prefix,
+		ID:        me.id,
+		Name:      me.name,
+		Addr:      me.prefix.Addr(),
+		Prefix:    me.prefix,
 		Resources: proc.Resources,
 		Rand:      rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		Logf:      logf,
@@ -157,37 +131,99 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 	}
 	kern.SetNameFunc(node.Name) // a rename through ctl shows in /dev/sysname
 
-	space := ns.New()
-	if err := space.Mount("/cluster", node.Tree()); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	if err := space.Mount("/dev", kern.Dev()); err != nil {
-		conn.Close()
-		return nil, err
-	}
 	d := &daemon{node: node, conn: conn, logf: logf}
-	ninepDesc := "no 9P (-listen none)"
-	if o.listen != listenNone {
-		addr := o.listen
-		if addr == "" {
-			addr = netip.AddrPortFrom(prefix.Addr(), ninePPort).String()
-		}
-		d.l, err = net.Listen("tcp", addr)
-		if err != nil {
-			conn.Close()
-			return nil, listenError(addr, err)
-		}
-		d.srv = ninep.New(space, ninep.Config{Writable: o.rw})
-		mode := "read-only"
-		if o.rw {
-			mode = "read-write (-9p-rw)"
-		}
-		ninepDesc = fmt.Sprintf("9P on tcp %v, %s", d.l.Addr(), mode)
+	ninepDesc, err := d.listen9P(o, me.prefix.Addr(), node.Tree(), kern.Dev())
+	if err != nil {
+		conn.Close()
+		return nil, err
 	}
 	d.intro = fmt.Sprintf("fornaxd: node %s (%s) on %s %v, udp/%d, %s, profile %s; %s",
-		id, name, ifc.name, prefix, cluster.DefaultPort, keyDesc, o.profile.Name, ninepDesc)
+		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, keyDesc, o.profile.Name, ninepDesc)
 	return d, nil
+}
+
+// self is who the node is and where it gossips.
+type self struct {
+	ifc      ifaceInfo
+	prefix   netip.Prefix
+	id, name string
+}
+
+// identify resolves -iface, -addr, -id and -name against the host.
+func identify(o options) (self, error) {
+	bad := func(err error) error { return usageError{err.Error()} }
+	ifs, err := loadInterfaces()
+	if err != nil {
+		return self{}, err
+	}
+	var me self
+	if me.ifc, err = pickInterface(ifs, o.iface); err != nil {
+		return self{}, bad(err)
+	}
+	if me.prefix, err = pickAddr(me.ifc, o.addr); err != nil {
+		return self{}, bad(err)
+	}
+	if me.id, err = nodeID(me.ifc, o.id); err != nil {
+		return self{}, bad(err)
+	}
+	me.name = o.name
+	if me.name == "" {
+		host, _ := os.Hostname()
+		me.name = defaultName(host, me.id)
+	}
+	return me, nil
+}
+
+// loadKeys reads -key-file, if given, and describes the key by its
+// fingerprint ("key 1a2b3c4d", or "no key"), never by itself.
+func loadKeys(path string, logger *log.Logger) (keys [][]byte, desc string, err error) {
+	if path == "" {
+		return nil, "no key", nil
+	}
+	key, warning, err := readKeyFile(path)
+	if err != nil {
+		return nil, "", usageError{err.Error()}
+	}
+	if warning != "" {
+		logger.Printf("fornaxd: warning: %s", warning)
+	}
+	return [][]byte{key}, "key " + cluster.Fingerprint(key), nil
+}
+
+func clearKeys(keys [][]byte) {
+	for _, k := range keys {
+		clear(k)
+	}
+}
+
+// listen9P opens the 9P listener of -listen (default addr:564) on a name
+// space of /cluster and /dev, the paths of a Fornax VM, and describes
+// it; with -listen none it does nothing.
+func (d *daemon) listen9P(o options, addr netip.Addr, clusterTree, dev ns.Server) (string, error) {
+	if o.listen == listenNone {
+		return "no 9P (-listen none)", nil
+	}
+	space := ns.New()
+	if err := space.Mount("/cluster", clusterTree); err != nil {
+		return "", err
+	}
+	if err := space.Mount("/dev", dev); err != nil {
+		return "", err
+	}
+	where := o.listen
+	if where == "" {
+		where = netip.AddrPortFrom(addr, ninePPort).String()
+	}
+	l, err := net.Listen("tcp", where)
+	if err != nil {
+		return "", listenError(where, err)
+	}
+	d.l, d.srv = l, ninep.New(space, ninep.Config{Writable: o.rw})
+	mode := "read-only"
+	if o.rw {
+		mode = "read-write (-9p-rw)"
+	}
+	return fmt.Sprintf("9P on tcp %v, %s", l.Addr(), mode), nil
 }
 
 // listenError says how to get the 9P port.
