@@ -23,8 +23,9 @@ import (
 )
 
 // fornaxdAddr is the Linux host's address on the VMs' LAN, beside the
-// bridge (10.0.0.1) and the VMs (10.0.0.2, ...).
-const fornaxdAddr = "10.0.0.50"
+// bridge (10.0.0.1), the VMs (10.0.0.2, ...) and the Linux guest
+// (LinuxAddr).
+const fornaxdAddr = "10.0.0.60"
 
 // buildFornaxd builds cmd/fornaxd into a temporary directory.
 func buildFornaxd(t *testing.T) string {
@@ -163,23 +164,8 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 	hostID := host.id(t)
 	ids := vmNodeIDs(t, lan)
 
-	log := newStderrLog()
-	cmd := exec.Command("ip", append([]string{"netns", "exec", host.ns, bin, "-iface", host.iface}, args...)...)
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	started := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("fornaxd's log:\n%s", log.String())
-		}
-	})
+	fd := startFornaxd(t, bin, host, args...)
+	cmd, log, exited, started := fd.cmd, fd.log, fd.exited, fd.started
 	log.wait(t, "cluster: joined as "+hostID+" (linux-01) at "+fornaxdAddr, 10*time.Second)
 
 	// Each VM lists fornaxd and the other VM.
@@ -243,6 +229,13 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 	if len(got) != 2 || !strings.HasSuffix(got[0], want[0]) || !strings.HasSuffix(got[1], want[1]) {
 		t.Errorf("fornaxd's /cluster/events: %q, want lines ending in %q", got, want)
 	}
+	// VM 2 emptied its table when it left: it lists the others again
+	// once they answer its join ANNOUNCE (§4.1: within 1.2 s).
+	t0 := time.Now()
+	at, _ := poll(t, lan.VMs[1], "ls /cluster/nodes/", 5*time.Second, 20*time.Millisecond, func(s string) bool {
+		return strings.Contains(s, hostID+"/") && strings.Contains(s, ids[0]+"/")
+	})
+	t.Logf("%s, back, lists fornaxd and %s %v after its join", lan.VMs[1].Name, Name(1), at.Sub(t0).Round(time.Millisecond))
 
 	// Writes over 9P: refused by default, taken with -9p-rw.
 	ctl, err := fsys.Open("/cluster/ctl", plan9.OWRITE)
@@ -268,7 +261,7 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 
 	// SIGTERM: fornaxd sends LEAVE and exits 0; the VMs drop it at once,
 	// without waiting to find it suspect.
-	t0 := time.Now()
+	t0 = time.Now()
 	cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-exited:
@@ -297,6 +290,92 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 		}
 	}
 	t.Logf("fornaxd's log:\n%s", log.String())
+}
+
+// fornaxd is a running fornaxd.
+type fornaxd struct {
+	cmd     *exec.Cmd
+	log     *stderrLog
+	exited  chan struct{}
+	started time.Time
+}
+
+// startFornaxd runs fornaxd on host's interface, killed when the test
+// ends.
+func startFornaxd(t *testing.T, bin string, host linuxHost, args ...string) *fornaxd {
+	t.Helper()
+	fd := &fornaxd{log: newStderrLog(), exited: make(chan struct{})}
+	fd.cmd = exec.Command("ip", append([]string{"netns", "exec", host.ns, bin, "-iface", host.iface}, args...)...)
+	fd.cmd.Stdout, fd.cmd.Stderr = fd.log, fd.log
+	fd.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	fd.started = time.Now()
+	if err := fd.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { fd.cmd.Wait(); close(fd.exited) }()
+	t.Cleanup(func() {
+		fd.cmd.Process.Kill()
+		<-fd.exited
+		if t.Failed() {
+			t.Logf("fornaxd's log:\n%s", fd.log.String())
+		}
+	})
+	return fd
+}
+
+// TestFornaxdLinuxMount: Linux mounts fornaxd's name space over 9P as
+// docs/guide.md says, and reads the cluster there as from a VM.
+func TestFornaxdLinuxMount(t *testing.T) {
+	k := kernel(t, "FORNAX_KERNEL_CLUSTER")
+	if os.Geteuid() != 0 {
+		t.Skip("VM TEST SKIPPED: the virtual LAN needs root (network namespaces)")
+	}
+	bin := buildFornaxd(t)
+	lk, li := linuxGuest(t)
+	lan := startLANOpts(t, k, 1, Options{})
+	host := attachLinuxHost(t)
+	fd := startFornaxd(t, bin, host, "-name", "linux-01")
+	id := vmNodeIDs(t, lan)[0]
+	fd.log.wait(t, "cluster: "+id+" (fornax-01) joined", 10*time.Second)
+
+	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("console of the Linux guest:\n%s", g.Log())
+		}
+		if err := g.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	if _, err := g.Expect(g.Prompt(), 90*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := g.Command("", 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	mount := "mkdir -p /mnt/fornaxd && mount -t 9p -o trans=tcp,port=564,version=9p2000 " + fornaxdAddr + " /mnt/fornaxd && echo mounted"
+	if out := command(t, g.VM, mount); !strings.Contains(out, "mounted") {
+		t.Fatalf("%s: %q", mount, out)
+	}
+	for line, want := range map[string]string{
+		"ls /mnt/fornaxd/":                      "cluster\ndev\n",
+		"ls /mnt/fornaxd/cluster/nodes/":        id + "\n",
+		"cat /mnt/fornaxd/cluster/nodes/*/name": "fornax-01\n",
+		"cat /mnt/fornaxd/dev/sysname":          "linux-01\n",
+	} {
+		if got := command(t, g.VM, line); got != want {
+			t.Errorf("guest: %s: %q, want %q", line, got, want)
+		}
+	}
+	// Read-only without -9p-rw: the write fails, the name stays.
+	if got := command(t, g.VM, "echo name x > /mnt/fornaxd/cluster/ctl; cat /mnt/fornaxd/cluster/self/name"); !strings.HasSuffix(got, "linux-01\n") || !strings.Contains(got, "ermission denied") {
+		t.Errorf("guest: write to a read-only ctl: %q", got)
+	}
+	t.Logf("guest: cat /mnt/fornaxd/cluster/view:\n%s", command(t, g.VM, "cat /mnt/fornaxd/cluster/view"))
+	command(t, g.VM, "umount /mnt/fornaxd")
 }
 
 // hostCPUs counts the cpuN lines of /proc/stat, as fornaxd does.
