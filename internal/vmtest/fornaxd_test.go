@@ -361,8 +361,8 @@ func TestFornaxdLinuxMount(t *testing.T) {
 		t.Fatalf("%s: %q", mount, out)
 	}
 	for line, want := range map[string]string{
-		"ls /mnt/fornaxd/":                      "cluster\ndev\n",
-		"ls /mnt/fornaxd/cluster/nodes/":        id + "\n",
+		"ls -1 /mnt/fornaxd/":                   "cluster\ndev\n",
+		"ls -1 /mnt/fornaxd/cluster/nodes/":     id + "\n",
 		"cat /mnt/fornaxd/cluster/nodes/*/name": "fornax-01\n",
 		"cat /mnt/fornaxd/dev/sysname":          "linux-01\n",
 	} {
