@@ -21,7 +21,7 @@ KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench bench-net bench-net-soak bench-sim help kernel kernel-cluster qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago bench bench-net bench-net-soak bench-sim help kernel kernel-cluster fornaxd qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -33,6 +33,10 @@ kernel: tamago ## build build/fornax.elf (no cluster code)
 kernel-cluster: tamago ## build build/fornax-cluster.elf (-tags cluster)
 	@mkdir -p build
 	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS),cluster -ldflags "$(LDFLAGS)" -o $(KERNEL_CL) ./kernel
+
+fornaxd: ## build build/fornaxd, a cluster node as a Linux daemon (docs/guide.md, fornaxd)
+	@mkdir -p build
+	$(GO) build -trimpath -o build/fornaxd ./cmd/fornaxd
 
 qemu: kernel check-qemu ## boot build/fornax.elf in one VM, console on this terminal (Ctrl-A X quits)
 	args=$$(scripts/qemu-args --accel $(ACCEL) -- $(KERNEL) "$(APPEND)"); mapfile -t args <<< "$$args"; \
