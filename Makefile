@@ -11,8 +11,9 @@ TAMAGO_TOOL := github.com/usbarmory/tamago/cmd/tamago
 TAMAGO      = $(shell $(GO) tool -n $(TAMAGO_TOOL))
 TAMAGO_ENV  := GOOS=tamago GOOSPKG=github.com/usbarmory/tamago GOARCH=amd64
 VERSION     := $(shell git describe --always --dirty 2>/dev/null || echo dev)
-# Memory layout of board/qemu_amd64 (see its mem.go): text at 16 MB + 64 KB.
-LDFLAGS     := -T 0x01010000 -R 0x1000 -X main.version=$(VERSION)
+# Memory layout of board/qemu_amd64 (see its layout.go): text at 4 MB + 64 KB;
+# the entry point sizes the runtime's memory from QEMU's -m (entry_amd64.s).
+LDFLAGS     := -T 0x00410000 -R 0x1000 -E fornax/board/qemu_amd64.entry -X main.version=$(VERSION)
 BUILDFLAGS  := -trimpath -tags linkramstart
 QEMU        ?= qemu-system-x86_64
 ACCEL       ?= tcg
