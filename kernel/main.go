@@ -64,12 +64,17 @@ func main() {
 	kern := sys.New(sys.Machine{
 		Version:  version,
 		CmdLine:  cmdline,
-		MemTotal: board.RamSize,
+		MemTotal: board.Memory().RamSize,
 		NumCPU:   board.NumCPU(),
 		Uptime:   board.Uptime,
 		Now:      time.Now,
 		Clock:    fmt.Sprintf("%s tsc %d Hz lapic %d Hz", kind, tsc, lapic),
 	}, cfg.Name)
+
+	// The layout follows QEMU's -m (board/qemu_amd64/layout.go).
+	mem := board.Memory()
+	kern.Logf("mem: QEMU gave %dM of RAM: runtime %#x-%#x (%dM), DMA %#x-%#x",
+		mem.RAM>>20, mem.RamStart, mem.RamStart+mem.RamSize, mem.RamSize>>20, mem.DMAStart, mem.DMAStart+mem.DMASize)
 
 	space := ns.New()
 	mustMount(space, "/dev", kern.Dev())

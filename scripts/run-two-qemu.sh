@@ -2,19 +2,23 @@
 # Boot Fornax VMs on one virtual LAN (the project's main job).
 #
 #   scripts/run-two-qemu.sh [-n COUNT] [-k KERNEL] [--dir DIR] [--accel tcg|kvm]
-#                           [--key FILE] [--append "WORDS"] [--detach]
+#                           [--mem SIZE] [--key FILE] [--append "WORDS"] [--detach]
 #   scripts/run-two-qemu.sh --stop [--dir DIR]
 #   scripts/run-two-qemu.sh --restart fornax-NN [--dir DIR]
+#   scripts/run-two-qemu.sh --attach fornax-NN [--dir DIR]
 #   scripts/run-two-qemu.sh --print-qemu-args [-n COUNT] [-k KERNEL] [--dir DIR] ...
 #
 # Network namespace "fornax" holds bridge fxbr0 (10.0.0.1/24) and one tap
-# per VM; VM NN is fornax-NN at 10.0.0.(NN+1) with MAC 52:54:00:f0:00:NN.
-# Each console is a unix socket DIR/fornax-NN.sock, logged to
-# DIR/fornax-NN.log; QEMU's pid is in DIR/fornax-NN.pid.
+# per VM; VM NN (1 to 99, -n, default 2) is fornax-NN at 10.0.0.(NN+1)
+# with MAC 52:54:00:f0:00:NN (hex). Each console is a unix socket
+# DIR/fornax-NN.sock, logged to DIR/fornax-NN.log; QEMU's pid is in
+# DIR/fornax-NN.pid. --mem is each VM's RAM (QEMU's -m, default 128M; the
+# kernel says on its console if it needs more).
 # --key gives every VM the cluster key in FILE (`openssl rand -hex 32 > FILE`)
 # as fw_cfg file opt/fornax/key, never on the command line; --append adds
 # kernel command-line words after the launcher's own. --restart boots a VM
 # with the settings of its run (kept in DIR/config; the key by its path).
+# --attach puts a running VM's console on this terminal (Ctrl-] detaches).
 # QEMU runs with the line of scripts/qemu-args, console on the socket, plus
 # a NIC, the key and -daemonize; --print-qemu-args prints those arguments
 # for each VM, one a line, a blank line after each VM (no root needed).
@@ -27,6 +31,7 @@ COUNT=2
 KERNEL=build/fornax-cluster.elf
 DIR=run
 ACCEL=tcg
+MEM=128M
 MODE=run
 TARGET=
 DETACH=0
@@ -39,7 +44,7 @@ HERE=$(dirname "$(realpath "$0")")
 die() { echo "run-two-qemu: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -49,11 +54,13 @@ while [ $# -gt 0 ]; do
 	-k) KERNEL=${2:?}; SETTINGS+=" $1"; shift 2 ;;
 	--dir) DIR=${2:?}; shift 2 ;;
 	--accel) ACCEL=${2:?}; SETTINGS+=" $1"; shift 2 ;;
+	--mem) MEM=${2:?--mem needs a size, as for QEMU -m: 64M}; SETTINGS+=" $1"; shift 2 ;;
 	--key) KEY=${2:?--key needs a file (make one with: openssl rand -hex 32 > cluster.key)}; SETTINGS+=" $1"; shift 2 ;;
 	--append) APPEND=${2?--append needs the words, quoted}; SETTINGS+=" $1"; shift 2 ;;
 	--detach) DETACH=1; shift ;;
 	--stop) MODE=stop; shift ;;
 	--restart) MODE=restart; TARGET=${2:?--restart needs a VM name}; shift 2 ;;
+	--attach) MODE=attach; TARGET=${2:?--attach needs a VM name}; shift 2 ;;
 	--print-qemu-args) MODE=print; shift ;;
 	-h|--help) usage 0 ;;
 	*) echo "run-two-qemu: unknown argument: $1" >&2; usage 2 ;;
@@ -62,6 +69,7 @@ done
 
 [[ $COUNT =~ ^[0-9]+$ ]] && [ "$COUNT" -ge 1 ] && [ "$COUNT" -le 99 ] || die "-n takes a count from 1 to 99"
 case "$ACCEL" in tcg|kvm) ;; *) die "--accel takes tcg or kvm" ;; esac
+[[ $MEM =~ ^[0-9]+[MG]?$ ]] || die "--mem takes a size as QEMU's -m does, like 64M or 1G"
 name() { printf 'fornax-%02d' "$1"; }
 tap() { printf 'fxtap%02d' "$1"; }
 
@@ -115,7 +123,7 @@ qemu_args() { # index
 	# QEMU's option syntax doubles a comma inside a value.
 	[ -z "$KEY" ] || extra+=(-fw_cfg "name=opt/fornax/key,file=${KEY//,/,,}")
 	extra+=(-daemonize -pidfile "$DIR/$n.pid")
-	"$HERE/qemu-args" --accel "$ACCEL" --console "$DIR/$n.sock" "$DIR/$n.log" -- \
+	"$HERE/qemu-args" --accel "$ACCEL" --mem "$MEM" --console "$DIR/$n.sock" "$DIR/$n.log" -- \
 		"$KERNEL" "name=$n ip=$SUBNET.$((i + 1))/24 gw=$SUBNET.1${APPEND:+ $APPEND}" "${extra[@]}"
 }
 
@@ -165,9 +173,21 @@ if [ "$MODE" = print ]; then
 	exit 0
 fi
 
+# attach connects this terminal to the console socket of VM $1.
+attach() {
+	command -v socat >/dev/null || die "socat is missing (Debian: apt-get install socat)"
+	socat -,raw,echo=0,escape=0x1d "UNIX-CONNECT:$DIR/$1.sock" || true
+}
+
 [ "$(id -u)" = 0 ] || die "needs root (it creates network namespace '$NS', a bridge and taps)"
 
 case "$MODE" in
+attach)
+	[[ $TARGET =~ ^fornax-[0-9]{2}$ ]] || die "--attach takes a name like fornax-02"
+	[ -S "$DIR/$TARGET.sock" ] || die "no console $DIR/$TARGET.sock: is $TARGET running from --dir $DIR?"
+	echo "attached to $TARGET: press Enter for a prompt; Ctrl-] detaches (the VM keeps running)"
+	attach "$TARGET"
+	exit 0 ;;
 stop)
 	teardown
 	exit 0 ;;
@@ -206,7 +226,7 @@ ip netns exec "$NS" ip link set lo up
 ip netns exec "$NS" ip link add "$BRIDGE" type bridge
 ip netns exec "$NS" ip addr add "$SUBNET.1/24" dev "$BRIDGE"
 ip netns exec "$NS" ip link set "$BRIDGE" up
-printf 'KERNEL=%q\nACCEL=%q\nCOUNT=%q\nKEY=%q\nAPPEND=%q\n' "$KERNEL" "$ACCEL" "$COUNT" "$KEY" "$APPEND" > "$DIR/config"
+printf 'KERNEL=%q\nACCEL=%q\nMEM=%q\nCOUNT=%q\nKEY=%q\nAPPEND=%q\n' "$KERNEL" "$ACCEL" "$MEM" "$COUNT" "$KEY" "$APPEND" > "$DIR/config"
 
 for i in $(seq 1 "$COUNT"); do boot_vm "$i"; done
 wait_ready $(seq 1 "$COUNT")
@@ -218,8 +238,4 @@ if [ "$DETACH" = 1 ]; then
 fi
 
 echo "attached to $(name 1): press Enter for a prompt; Ctrl-] detaches and stops all VMs"
-if command -v socat >/dev/null; then
-	socat -,raw,echo=0,escape=0x1d "UNIX-CONNECT:$DIR/$(name 1).sock" || true
-else
-	die "socat is missing (Debian: apt-get install socat)"
-fi
+attach "$(name 1)"

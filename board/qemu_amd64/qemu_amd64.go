@@ -5,12 +5,12 @@
 //
 // It differs from tamago's board/qemu/microvm where TCG needs it to: time is
 // kept by a TSC calibrated against the 8254 PIT instead of kvmclock (used
-// when present), the runtime fits in -m 128M, the kernel command line is
-// read through fw_cfg, and the idle governor sleeps on a one-shot LAPIC
+// when present), the runtime's memory follows the RAM QEMU gives (-m, see
+// layout.go), the kernel command line is read through fw_cfg, and the idle governor sleeps on a one-shot LAPIC
 // timer rather than spinning, since TCG offers no TSC-deadline timer.
 //
 // Build with GOOS=tamago GOARCH=amd64, `-tags linkramstart` and
-// `-ldflags "-T 0x01010000 -R 0x1000"`.
+// `-ldflags "-T 0x00410000 -R 0x1000 -E fornax/board/qemu_amd64.entry"`.
 package qemu_amd64
 
 import (
@@ -66,6 +66,7 @@ func Init() {
 	IOAPIC0.Init()
 	IOAPIC1.Init()
 	UART0.Init()
+	checkLayout()
 
 	lapicEnable()
 
@@ -93,7 +94,7 @@ func Init() {
 func init() {
 	AMD64.EnableExceptions()
 
-	if err := dma.Init(DMAStart, DMASize); err != nil {
+	if err := dma.Init(uint(mem.DMAStart), int(mem.DMASize)); err != nil {
 		panic(err)
 	}
 

@@ -26,15 +26,19 @@ const checkedTamago = "v1.26.0"
 // supplies them. A hook tamago renames no longer links (missing body); a
 // variable it renames links to nothing and the runtime sees zero.
 
-// ramStart and ramSize are the memory the runtime owns (see mem.go).
+// ramStart and ramSize are the memory the runtime owns (layout.go).
 // Without them the heap would land on tamago's defaults, not where the
-// linker (-T) and the DMA region expect it.
+// linker (-T) and the DMA region expect it. ramSize follows the RAM QEMU
+// gives: the kernel's entry (entry_amd64.s) writes it, as
+// runtime∕goos·RamSize, before tamago's cpuinit reads it; the value here
+// is only what a kernel linked without that entry would use, and Init
+// stops such a kernel (checkLayout).
 //
 //go:linkname ramStart runtime/goos.RamStart
 var ramStart uint64 = RamStart
 
 //go:linkname ramSize runtime/goos.RamSize
-var ramSize uint64 = RamSize
+var ramSize uint64 = 128<<20 - DMASize - RamStart
 
 // printk is the runtime's console output (print, panics, crashes): to
 // COM1. Without it a panic says nothing.

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -51,7 +52,7 @@ func TestLinknamesFenced(t *testing.T) {
 			}
 			return nil
 		}
-		if !strings.HasSuffix(name, ".go") {
+		if !strings.HasSuffix(name, ".go") && !strings.HasSuffix(name, ".s") {
 			return nil
 		}
 		rel, err := filepath.Rel(repoRoot, path)
@@ -59,6 +60,10 @@ func TestLinknamesFenced(t *testing.T) {
 			return err
 		}
 		rel = filepath.ToSlash(rel)
+		if strings.HasSuffix(name, ".s") {
+			checkAsmSymbols(t, rel, path)
+			return nil
+		}
 		if rel == internalsFile {
 			return nil
 		}
@@ -75,6 +80,38 @@ func TestLinknamesFenced(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// entryFile is the one assembly file that names runtime symbols, and
+// entrySymbols the ones it may name (docs/tamago.md, "Memory layout").
+const entryFile = "board/qemu_amd64/entry_amd64.s"
+
+var entrySymbols = map[string]bool{
+	"runtime∕goos·RamSize": true, // written before cpuinit reads it
+	"runtime·end":          true, // the end of the image, for the least RAM
+	"_rt0_amd64_tamago":    true, // tamago's entry, jumped to
+}
+
+var asmRuntimeSym = regexp.MustCompile(`runtime[^\s(),$]*·\w+|_rt0_\w+`)
+
+// checkAsmSymbols fails when an assembly file other than entryFile names a
+// runtime symbol, or entryFile one it was not checked for.
+func checkAsmSymbols(t *testing.T, rel, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, line := range strings.Split(string(b), "\n") {
+		code, _, _ := strings.Cut(line, "//")
+		for _, sym := range asmRuntimeSym.FindAllString(code, -1) {
+			if rel != entryFile {
+				t.Errorf("%s:%d: %s names runtime symbol %s: only %s may (docs/tamago.md)", rel, i+1, rel, sym, entryFile)
+			} else if !entrySymbols[sym] {
+				t.Errorf("%s:%d: %s is not among the symbols checked against tamago (entrySymbols): check it, then add it there and to docs/tamago.md", rel, i+1, sym)
+			}
+		}
 	}
 }
 

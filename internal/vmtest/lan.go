@@ -40,12 +40,17 @@ type Options struct {
 	KeyFile string
 	// Append are extra kernel command-line words (--append).
 	Append []string
+	// Memory is each VM's RAM, as QEMU's -m (--mem; default 128M).
+	Memory string
 }
 
 func (o Options) args() []string {
 	var a []string
 	if o.KeyFile != "" {
 		a = append(a, "--key", o.KeyFile)
+	}
+	if o.Memory != "" {
+		a = append(a, "--mem", o.Memory)
 	}
 	if len(o.Append) > 0 {
 		a = append(a, "--append", strings.Join(o.Append, " "))

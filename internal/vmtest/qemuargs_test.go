@@ -173,7 +173,8 @@ func TestQEMUArgsMake(t *testing.T) {
 }
 
 // scripts/run-two-qemu.sh runs QEMU with the line of scripts/qemu-args,
-// console on a socket, plus its NIC, key and daemon options.
+// console on a socket and its memory (--mem), plus its NIC, key and
+// daemon options.
 func TestQEMUArgsLauncher(t *testing.T) {
 	dir := t.TempDir()
 	key := filepath.Join(dir, "a,b.key") // a comma QEMU must see doubled
@@ -183,8 +184,10 @@ func TestQEMUArgsLauncher(t *testing.T) {
 	kernel := filepath.Join(dir, "fornax-cluster.elf")
 	for _, withKey := range []bool{false, true} {
 		args := []string{"--print-qemu-args", "-n", "2", "-k", kernel, "--dir", dir, "--append", "x=1 y"}
+		mem := "128M" // the launcher's default
 		if withKey {
-			args = append(args, "--key", key)
+			mem = "64M"
+			args = append(args, "--key", key, "--mem", mem)
 		}
 		out, err := exec.Command(Script(), args...).Output()
 		if err != nil {
@@ -202,7 +205,7 @@ func TestQEMUArgsLauncher(t *testing.T) {
 				extra = append(extra, "-fw_cfg", "name=opt/fornax/key,file="+strings.ReplaceAll(key, ",", ",,"))
 			}
 			extra = append(extra, "-daemonize", "-pidfile", filepath.Join(dir, n+".pid"))
-			src := append([]string{"--accel", "tcg", "--console", filepath.Join(dir, n+".sock"), filepath.Join(dir, n+".log"),
+			src := append([]string{"--accel", "tcg", "--mem", mem, "--console", filepath.Join(dir, n+".sock"), filepath.Join(dir, n+".log"),
 				"--", kernel, "name=" + n + " ip=" + Addr(i+1) + "/24 gw=10.0.0.1 x=1 y"}, extra...)
 			wantOut, err := exec.Command(qemuArgsScript(), src...).Output()
 			if err != nil {
