@@ -289,6 +289,12 @@ func (s *sim) send(src *net.UDPAddr, to []netip.Addr, b []byte, extra bool) {
 				continue
 			}
 			delay = dl
+			if len(d.b) != len(b) || len(b) > 0 && &d.b[0] != &b[0] {
+				// The filter rewrote the datagram for this receiver.
+				s.seq++
+				heap.Push(&s.queue, &pending{at: now.Add(delay), seq: s.seq, from: src, to: []netip.Addr{a}, b: d.b, extra: extra})
+				continue
+			}
 		}
 		if cur == nil || !cur.at.Equal(now.Add(delay)) {
 			s.seq++
