@@ -71,7 +71,7 @@ func newDualConn(send, other net.PacketConn) *dualConn {
 	d := &dualConn{
 		send:    send,
 		all:     []net.PacketConn{send, other},
-		in:      make(chan datagram, 64),
+		in:      make(chan datagram, 16),
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
@@ -84,7 +84,10 @@ func newDualConn(send, other net.PacketConn) *dualConn {
 // pump moves c's datagrams into d.in until c fails or d is closed.
 func (d *dualConn) pump(c net.PacketConn) {
 	for {
-		buf := make([]byte, 2048)
+		// Room for more than cluster.MaxMessageSize+1, so that the node
+		// still sees an oversize datagram as one; small, because it is
+		// counted in the node's heap.
+		buf := make([]byte, 576)
 		k, src, err := c.ReadFrom(buf)
 		select {
 		case d.in <- datagram{buf[:k], src, err}:

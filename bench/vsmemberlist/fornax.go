@@ -81,7 +81,7 @@ func (f *fornaxLAN) start(k int) (member, error) {
 // its creation, in whole ms) plus 1 ms: never before it happened, and
 // within 1 ms of it even when this goroutine lags.
 func (f *fornaxLAN) watch(k int, created time.Time, read func(context.Context, []byte) (int, error)) {
-	buf := make([]byte, 1024)
+	buf := make([]byte, 512) // event lines are shorter than 128 bytes (§8.4)
 	for {
 		n, err := read(context.Background(), buf)
 		now := time.Now()
