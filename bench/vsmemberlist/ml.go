@@ -161,8 +161,11 @@ type meteredTransport struct {
 	t       *traffic
 	packets chan *memberlist.Packet
 	streams chan net.Conn
-	done    chan struct{}
-	once    sync.Once
+	// closing: memberlist no longer reads, so the pumps throw away what
+	// comes (the inner listeners wait for that before they stop);
+	// stopped: the inner transport has stopped, and so do the pumps.
+	closing, stopped chan struct{}
+	once             sync.Once
 }
 
 func newMeteredTransport(inner *memberlist.NetTransport, t *traffic, d *dropper) *meteredTransport {
@@ -171,7 +174,8 @@ func newMeteredTransport(inner *memberlist.NetTransport, t *traffic, d *dropper)
 		t:       t,
 		packets: make(chan *memberlist.Packet),
 		streams: make(chan net.Conn),
-		done:    make(chan struct{}),
+		closing: make(chan struct{}),
+		stopped: make(chan struct{}),
 	}
 	go m.pumpPackets(d)
 	go m.pumpStreams()
@@ -189,10 +193,9 @@ func (m *meteredTransport) pumpPackets(d *dropper) {
 			}
 			select {
 			case m.packets <- p:
-			case <-m.done:
-				return
+			case <-m.closing:
 			}
-		case <-m.done:
+		case <-m.stopped:
 			return
 		}
 	}
@@ -204,11 +207,10 @@ func (m *meteredTransport) pumpStreams() {
 		case c := <-m.inner.StreamCh():
 			select {
 			case m.streams <- &meteredStream{Conn: c, t: m.t}:
-			case <-m.done:
+			case <-m.closing:
 				c.Close()
-				return
 			}
-		case <-m.done:
+		case <-m.stopped:
 			return
 		}
 	}
@@ -239,8 +241,13 @@ func (m *meteredTransport) DialTimeout(addr string, timeout time.Duration) (net.
 func (m *meteredTransport) StreamCh() <-chan net.Conn { return m.streams }
 
 func (m *meteredTransport) Shutdown() error {
-	m.once.Do(func() { close(m.done) })
-	return m.inner.Shutdown()
+	var err error
+	m.once.Do(func() {
+		close(m.closing)
+		err = m.inner.Shutdown()
+		close(m.stopped)
+	})
+	return err
 }
 
 // meteredStream counts a TCP stream's payload.
