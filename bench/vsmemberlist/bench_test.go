@@ -153,8 +153,9 @@ func TestMeteredConn(t *testing.T) {
 	if k, _, _ := m.ReadFrom(buf); string(buf[:k]) != "echo" {
 		t.Errorf("read %q, want the echo: every datagram from a peer should be lost", buf[:k])
 	}
-	if m.t.dropped.Load() != 5 || m.t.recvPkts.Load() != 6 {
-		t.Errorf("dropped %d of %d received, want 5 of 6", m.t.dropped.Load(), m.t.recvPkts.Load())
+	if m.t.dropped.Load() != 5 || m.t.datagrams.Load() != 6 || m.t.recvPkts.Load() != 6 {
+		t.Errorf("dropped %d of %d datagrams (%d packets) received, want 5 of 6 (6)",
+			m.t.dropped.Load(), m.t.datagrams.Load(), m.t.recvPkts.Load())
 	}
 }
 
@@ -230,12 +231,14 @@ func TestTable(t *testing.T) {
 	fx := &result{name: "fornax default", n: 16, join: ms(1, 2, 3), leave: ms(20, 40, 60),
 		perNode: trafficRate{sentB: 25}, heapPerNode: 20 * 1024, falseSuspect: 0, lossFor: time.Minute}
 	fx.suspect = []timing{{time.Second, 7, 15}}
+	ml.dead = ms(6000, 7000)
 	out := table(16, []*result{ml, fx}, plan{lossFor: time.Minute, lossRate: 0.1})
 	for _, want := range []string{
 		"| N = 16 | memberlist | fornax default | default ÷ memberlist |",
 		"| newcomer listed by all | 200 ms (190 ms–210 ms) | 2.0 ms (1.0 ms–3.0 ms) | 0.01× |",
 		"| graceful leave seen by all | 350 ms (300 ms–400 ms) | 40 ms (20 ms–60 ms) | 0.114× |",
 		"| crash → suspect by all | — | timed out (7/15 saw it) | — |",
+		"| crash → dead by all | 6500 ms (6000 ms–7000 ms) | — | — |",
 		"| sent, B/s per node | 100 | 25 | 0.25× |",
 		"| heap per node | 80.0 KiB | 20.0 KiB | 0.25× |",
 		"false suspicions | 3 (0.188 /node/min) | 0 (0 /node/min) | 0× |",

@@ -176,7 +176,8 @@ func (d *dualConn) SetWriteDeadline(t time.Time) error { return d.send.SetWriteD
 // Write a packet sent and each Read that returned data a packet received.
 type traffic struct {
 	sentPkts, sentBytes, recvPkts, recvBytes atomic.Uint64
-	dropped                                  atomic.Uint64 // received, then dropped as lost
+	// Of the packets received, the UDP datagrams, and those dropped as lost.
+	datagrams, dropped atomic.Uint64
 }
 
 func (t *traffic) sent(n int) {
@@ -189,8 +190,19 @@ func (t *traffic) received(n int) {
 	t.recvBytes.Add(uint64(n))
 }
 
+// datagram counts a UDP datagram received and reports whether it is lost.
+func (t *traffic) datagram(n int, d *dropper) (lost bool) {
+	t.received(n)
+	t.datagrams.Add(1)
+	if d.drop() {
+		t.dropped.Add(1)
+		return true
+	}
+	return false
+}
+
 // trafficSum is the total of many nodes' counters at one time.
-type trafficSum struct{ sentPkts, sentBytes, recvPkts, recvBytes, dropped uint64 }
+type trafficSum struct{ sentPkts, sentBytes, recvPkts, recvBytes, datagrams, dropped uint64 }
 
 func sumTraffic(ts []*traffic) trafficSum {
 	var s trafficSum
@@ -199,6 +211,7 @@ func sumTraffic(ts []*traffic) trafficSum {
 		s.sentBytes += t.sentBytes.Load()
 		s.recvPkts += t.recvPkts.Load()
 		s.recvBytes += t.recvBytes.Load()
+		s.datagrams += t.datagrams.Load()
 		s.dropped += t.dropped.Load()
 	}
 	return s
@@ -206,7 +219,7 @@ func sumTraffic(ts []*traffic) trafficSum {
 
 func (a trafficSum) minus(b trafficSum) trafficSum {
 	return trafficSum{a.sentPkts - b.sentPkts, a.sentBytes - b.sentBytes,
-		a.recvPkts - b.recvPkts, a.recvBytes - b.recvBytes, a.dropped - b.dropped}
+		a.recvPkts - b.recvPkts, a.recvBytes - b.recvBytes, a.datagrams - b.datagrams, a.dropped - b.dropped}
 }
 
 // loss is the fraction of received datagrams every node drops, shared by
@@ -251,9 +264,7 @@ func (m *meteredConn) ReadFrom(p []byte) (int, net.Addr, error) {
 		if ua, ok := src.(*net.UDPAddr); ok && ua.AddrPort().Addr().Unmap() == m.self {
 			return k, src, nil
 		}
-		m.t.received(k)
-		if m.d.drop() {
-			m.t.dropped.Add(1)
+		if m.t.datagram(k, m.d) {
 			continue
 		}
 		return k, src, nil

@@ -186,9 +186,7 @@ func (m *meteredTransport) pumpPackets(d *dropper) {
 	for {
 		select {
 		case p := <-m.inner.PacketCh():
-			m.t.received(len(p.Buf))
-			if d.drop() {
-				m.t.dropped.Add(1)
+			if m.t.datagram(len(p.Buf), d) {
 				continue
 			}
 			select {

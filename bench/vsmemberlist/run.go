@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"runtime"
+	"syscall"
 	"time"
 )
 
@@ -53,9 +54,10 @@ type result struct {
 	perNode      trafficRate
 	heapPerNode  float64 // bytes
 	stackPerNode float64 // bytes
+	cpuPerNode   float64 // CPU seconds a second: the process's, user and system, over N
 	// Under loss: suspicions and deaths of live nodes, and how long.
 	falseSuspect, falseDead int
-	lossDropped             float64 // fraction of received datagrams dropped
+	lossDropped             float64 // fraction of received UDP datagrams dropped
 	lossFor                 time.Duration
 	notes                   []string
 }
@@ -113,10 +115,11 @@ func bench(l lan, n int, p plan, rec *recorder, ls *loss, logf func(string, ...a
 	for i, m := range ms {
 		ts[i] = m.traffic()
 	}
-	s0 := sumTraffic(ts)
+	s0, c0 := sumTraffic(ts), cpuNow()
 	time.Sleep(p.window)
 	d := sumTraffic(ts).minus(s0)
 	per := float64(n) * p.window.Seconds()
+	res.cpuPerNode = float64(cpuNow()-c0) / float64(time.Second) / per
 	res.perNode = trafficRate{float64(d.sentBytes) / per, float64(d.recvBytes) / per,
 		float64(d.sentPkts) / per, float64(d.recvPkts) / per}
 
@@ -157,8 +160,8 @@ func bench(l lan, n int, p plan, rec *recorder, ls *loss, logf func(string, ...a
 		ls.set(0)
 		obs := rec.stop()
 		d := sumTraffic(ts).minus(s0)
-		if d.recvPkts > 0 {
-			res.lossDropped = float64(d.dropped) / float64(d.recvPkts)
+		if d.datagrams > 0 {
+			res.lossDropped = float64(d.dropped) / float64(d.datagrams)
 		}
 		res.lossFor = p.lossFor
 		for _, o := range obs {
@@ -240,6 +243,16 @@ func waitUntil(timeout, poll time.Duration, ok func() bool) bool {
 		time.Sleep(poll)
 	}
 	return true
+}
+
+// cpuNow is the CPU time the process has used, in user and system mode
+// (the kernel's work on its sockets included).
+func cpuNow() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 type mem struct{ heap, stack uint64 }

@@ -47,6 +47,7 @@ func table(n int, rs []*result, p plan) string {
 		{"received, B/s per node", rate(func(t trafficRate) float64 { return t.recvB }, "%.0f"), rateNum(func(t trafficRate) float64 { return t.recvB })},
 		{"sent, packets/s per node", rate(func(t trafficRate) float64 { return t.sentP }, "%.2f"), rateNum(func(t trafficRate) float64 { return t.sentP })},
 		{"received, packets/s per node", rate(func(t trafficRate) float64 { return t.recvP }, "%.2f"), rateNum(func(t trafficRate) float64 { return t.recvP })},
+		{"CPU per node, % of a core", func(r *result) string { return fmt.Sprintf("%.3f %%", 100*r.cpuPerNode) }, func(r *result) (float64, bool) { return r.cpuPerNode, true }},
 		{"heap per node", func(r *result) string { return kib(r.heapPerNode) }, func(r *result) (float64, bool) { return r.heapPerNode, true }},
 		{"goroutine stacks per node", func(r *result) string { return kib(r.stackPerNode) }, func(r *result) (float64, bool) { return r.stackPerNode, true }},
 		{"all N list all, from the first start", func(r *result) string { return dur(r.bringUp) }, func(r *result) (float64, bool) { return float64(r.bringUp), true }},
@@ -153,7 +154,7 @@ func timingCell(get func(*result) []timing) func(*result) string {
 		if len(ds) == 1 {
 			return dur(ds[0])
 		}
-		return fmt.Sprintf("%s (%s–%s)", dur(ds[len(ds)/2]), dur(ds[0]), dur(ds[len(ds)-1]))
+		return fmt.Sprintf("%s (%s–%s)", dur(mid(ds)), dur(ds[0]), dur(ds[len(ds)-1]))
 	}
 }
 
@@ -169,8 +170,18 @@ func median(get func(*result) []timing) func(*result) (float64, bool) {
 			return 0, false
 		}
 		ds := durations(ts)
-		return float64(ds[len(ds)/2]), true
+		return float64(mid(ds)), true
 	}
+}
+
+// mid is the median of sorted ds: the mean of the middle two of an even
+// number.
+func mid(ds []time.Duration) time.Duration {
+	k := len(ds) / 2
+	if len(ds)%2 == 0 {
+		return (ds[k-1] + ds[k]) / 2
+	}
+	return ds[k]
 }
 
 func durations(ts []timing) []time.Duration {
