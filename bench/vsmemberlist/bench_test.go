@@ -250,6 +250,23 @@ func TestTable(t *testing.T) {
 	}
 }
 
+func TestTableFailed(t *testing.T) {
+	ml := &result{name: "memberlist", n: 16, failed: true}
+	ml.notef("failed: %s", "did not converge")
+	fx := &result{name: "fornax fast", n: 16, join: []timing{{time.Millisecond, 15, 15}}, perNode: trafficRate{sentB: 25}}
+	out := table(16, []*result{ml, fx}, plan{})
+	for _, want := range []string{
+		"| newcomer listed by all | failed | 1.0 ms | — |",
+		"| sent, B/s per node | failed | 25 | — |",
+		"fast join not measured",
+		"note (memberlist): failed: did not converge",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+}
+
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-n", "16, 64", "-systems", "memberlist,fast", "-loss", "0"})
 	if err != nil {

@@ -45,6 +45,7 @@ type plan struct {
 // result is what one lan did at one N.
 type result struct {
 	name         string
+	failed       bool // bench returned an error (in notes)
 	n            int
 	bringUp      time.Duration // N nodes started until all list all
 	join, lists  []timing      // newcomer listed by all; newcomer lists all

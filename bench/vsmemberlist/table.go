@@ -72,6 +72,10 @@ func table(n int, rs []*result, p plan) string {
 	for _, rw := range rows {
 		cells := []string{rw.name}
 		for _, r := range rs {
+			if r.failed {
+				cells = append(cells, "failed")
+				continue
+			}
 			cells = append(cells, rw.cell(r))
 		}
 		if base != nil {
@@ -95,6 +99,9 @@ func table(n int, rs []*result, p plan) string {
 func ratio(rw row, r, base *result) string {
 	if rw.num == nil {
 		return ""
+	}
+	if r.failed || base.failed {
+		return "—"
 	}
 	a, ok1 := rw.num(r)
 	m, ok2 := rw.num(base)
@@ -125,7 +132,7 @@ func goals(rs []*result, base *result) string {
 			a, ok1 := median(g.ts)(r)
 			m, ok2 := median(g.ts)(base)
 			verdict := "not measured"
-			if ok1 && ok2 && m > 0 {
+			if ok1 && ok2 && m > 0 && !r.failed && !base.failed {
 				verdict = fmt.Sprintf("%.3g× (goal ≤ %g×): met", a/m, g.limit)
 				if a/m > g.limit {
 					verdict = fmt.Sprintf("%.3g× (goal ≤ %g×): NOT met", a/m, g.limit)
