@@ -108,8 +108,8 @@ func bench(l lan, n int, p plan, rec *recorder, ls *loss, logf func(string, ...a
 	logf("%s N=%d: all list all %.1f s after the first start", l.name(), n, res.bringUp.Seconds())
 	time.Sleep(p.settle)
 	after := memNow()
-	res.heapPerNode = float64(after.heap-before.heap) / float64(n)
-	res.stackPerNode = float64(after.stack-before.stack) / float64(n)
+	res.heapPerNode = (float64(after.heap) - float64(before.heap)) / float64(n)
+	res.stackPerNode = (float64(after.stack) - float64(before.stack)) / float64(n)
 
 	// Steady-state traffic.
 	ts := make([]*traffic, len(ms))
