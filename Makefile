@@ -22,7 +22,7 @@ KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench bench-net bench-net-soak bench-sim bench-vms help kernel kernel-cluster fornaxd qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago bench bench-net bench-net-soak bench-sim bench-vms bench-memberlist help kernel kernel-cluster fornaxd qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -74,6 +74,7 @@ vet-tamago: tamago ## go vet the GOOS=tamago code (board, kernel, drivers)
 
 test-host: check ## `make check`, then the host tests with -race (no QEMU; -race needs cgo: gcc)
 	$(HOST_PKGS); $(GO) test -race -count=1 $$pkgs
+	cd bench && $(GO) test -race -count=1 ./...
 
 # The TamaGo half of vet runs only when the compiler is already installed
 # (cmd/tamago's path for a tagged tamago version): installing it takes minutes.
@@ -86,6 +87,10 @@ check: ## fast checks: gofmt, go vet (host, and GOOS=tamago when its compiler is
 	$(GO) vet ./...
 	@echo "$(GO) mod tidy -diff"; $(GO) mod tidy -diff || \
 		{ echo "fornax: go.mod/go.sum are not tidy (diff above): run: $(GO) mod tidy"; exit 1; }
+	@# bench/ is a module of its own, so that memberlist stays out of fornax's.
+	cd bench && $(GO) vet ./...
+	@echo "cd bench && $(GO) mod tidy -diff"; cd bench && $(GO) mod tidy -diff || \
+		{ echo "fornax: bench/go.mod/go.sum are not tidy (diff above): run: cd bench && $(GO) mod tidy"; exit 1; }
 	@v=$$($(GO) list -m -f '{{.Version}}' github.com/usbarmory/tamago); \
 	if [ -x "$${XDG_CACHE_HOME:-$$HOME/.cache}/tamago-go/tamago-go$${v#v}/bin/go" ]; then \
 		$(MAKE) --no-print-directory vet-tamago; \
@@ -144,3 +149,14 @@ VMS_MEM     ?= 64M
 bench-vms: kernel-cluster check-qemu ## boot VMS=64 cluster VMs on one bridge, -m VMS_MEM=64M each: convergence, idle CPU, memory, 8 crashed and rebooted
 	FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) FORNAX_BENCH_VMS=$(VMS) FORNAX_BENCH_VMS_MEM=$(VMS_MEM) \
 		flock /tmp/fornax-vm.lock $(GO) test -run '^$$' -bench '^BenchmarkVMs$$' -benchtime 1x -timeout 20m ./internal/vmtest/
+
+# One process, inside a network namespace it makes and removes (root):
+# memberlist, then Fornax's default and fast profiles, N at a time. The
+# lock keeps VM runs and other benchmarks off the CPU meanwhile.
+# BENCH_ARGS passes flags, e.g. BENCH_ARGS='-n 16,64' (go run ./vsmemberlist -h).
+BENCH_ARGS ?=
+bench-memberlist: ## Fornax vs memberlist v0.7.0 at N=16, 64, 256, one table per N (root; about 25 min)
+	@mkdir -p build
+	cd bench && $(GO) build -o ../build/vsmemberlist ./vsmemberlist
+	@echo "fornax $(VERSION), $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) CPUs"
+	flock /tmp/fornax-vm.lock build/vsmemberlist $(BENCH_ARGS)
