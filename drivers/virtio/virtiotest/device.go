@@ -3,6 +3,7 @@ package virtiotest
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sync"
 )
 
@@ -82,6 +83,10 @@ type Device struct {
 	// HoldTX makes the device leave transmit buffers pending until
 	// CompleteTX.
 	HoldTX bool
+	// ReverseTX makes the device return the transmit chains it takes in
+	// one go in reverse order: used entries need not follow the avail
+	// ring (§2.7.8), and a driver must free each by its id.
+	ReverseTX bool
 	// NoNotify sets VIRTQ_USED_F_NO_NOTIFY in the used rings (§2.7.10).
 	NoNotify bool
 
@@ -451,6 +456,7 @@ func (d *Device) processTX() (frames [][]byte, irq bool) {
 		return
 	}
 
+	var done []uint32 // heads taken, returned after the loop
 	for {
 		head, ok := d.popAvail(q)
 		if !ok {
@@ -481,8 +487,14 @@ func (d *Device) processTX() (frames [][]byte, irq bool) {
 			frames = append(frames, fs...)
 		}
 
-		d.pushUsed(q, uint32(head), 0)
+		done = append(done, uint32(head))
 		irq = true
+	}
+	if d.ReverseTX {
+		slices.Reverse(done)
+	}
+	for _, h := range done {
+		d.pushUsed(q, h, 0)
 	}
 
 	if irq {
