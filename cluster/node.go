@@ -226,12 +226,16 @@ type Node struct {
 	lastSeq uint64 // seq of the last signed message
 
 	// Probes (docs/protocol.md §4.5).
-	probing     map[string]time.Time // suspect peer -> when its next probe is due
-	probeBudget bucket               // probes sent, node-wide
-	answerAll   bucket               // answers to probes, node-wide
-	answerPeer  map[string]*bucket   // answers to probes, per peer
-	answerTo    []netip.Addr         // pending answers, one HEARTBEAT each
-	answerAt    time.Time            // when they are due; zero if none
+	probing map[string]time.Time // suspect peer -> when its next probe is due
+	// probeAt is the earliest time in probing, or earlier (a peer no
+	// longer probed leaves it early: fire then recomputes it): kept so
+	// that nextWake, run for every datagram, does not scan probing.
+	probeAt     time.Time
+	probeBudget bucket             // probes sent, node-wide
+	answerAll   bucket             // answers to probes, node-wide
+	answerPeer  map[string]*bucket // answers to probes, per peer
+	answerTo    []netip.Addr       // pending answers, one HEARTBEAT each
+	answerAt    time.Time          // when they are due; zero if none
 }
 
 type stats struct {
@@ -600,7 +604,7 @@ func (n *Node) nextWake() time.Time {
 	w := n.tab.next()
 	if n.running && n.joined {
 		w = earliest(earliest(earliest(w, n.next), n.reply), n.refute)
-		w = earliest(earliest(w, n.answerAt), n.probeDueLocked())
+		w = earliest(earliest(w, n.answerAt), n.probeAt)
 	}
 	return w
 }
@@ -811,7 +815,7 @@ func (n *Node) fire() {
 	n.tickLocked(now, false)
 	due := n.running && n.joined &&
 		(reached(now, n.next) || reached(now, n.reply) || reached(now, n.refute) ||
-			reached(now, n.answerAt) || reached(now, n.probeDueLocked()))
+			reached(now, n.answerAt) || reached(now, n.probeAt))
 	n.unlock()
 	if !due {
 		return
@@ -888,16 +892,6 @@ func (n *Node) unicastTo(a netip.Addr) *net.UDPAddr {
 	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(n.cfg.Port)))
 }
 
-// probeDueLocked is when the next probe is due, or the zero time for
-// none.
-func (n *Node) probeDueLocked() time.Time {
-	var w time.Time
-	for _, t := range n.probing {
-		w = earliest(w, t)
-	}
-	return w
-}
-
 // probesLocked returns the probes due at now: one to each suspect peer
 // whose turn has come, at its recorded address, within the node-wide
 // budget. A peer no longer suspect is probed no more; one left out for
@@ -923,6 +917,12 @@ func (n *Node) probesLocked(now time.Time) []unicast {
 		return strings.Compare(a.ID, b.ID)
 	})
 	var out []unicast
+	defer func() {
+		n.probeAt = time.Time{}
+		for _, t := range n.probing {
+			n.probeAt = earliest(n.probeAt, t)
+		}
+	}()
 	for _, p := range due {
 		id := p.ID
 		n.probing[id] = now.Add(n.cfg.Interval / probesPerInterval)
@@ -981,6 +981,7 @@ func (n *Node) probeAnswersLocked(now time.Time, res Resources) []unicast {
 // clearProbesLocked forgets the probes to send and the answers to give.
 func (n *Node) clearProbesLocked() {
 	clear(n.probing)
+	n.probeAt = time.Time{}
 	n.answerTo, n.answerAt = n.answerTo[:0], time.Time{}
 }
 
@@ -1077,6 +1078,7 @@ func (n *Node) tickLocked(now time.Time, strict bool) {
 			// Probe it at once, then every Interval/5 while it stays
 			// suspect (docs/protocol.md §4.5).
 			n.probing[ev.peer.ID] = now
+			n.probeAt = earliest(n.probeAt, now)
 		}
 	}
 }
