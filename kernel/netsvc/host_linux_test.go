@@ -95,6 +95,11 @@ func TestEcho(t *testing.T) {
 	if _, err := io.ReadFull(tc, got); err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("tcp echo: %v", err)
 	}
+	// The UDP counter moves after WriteTo returns, which may be after
+	// the reply has arrived: wait for it.
+	for deadline := time.Now().Add(5 * time.Second); s.Stats.EchoedUDP.Load() != 1 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
 	if s.Stats.EchoedUDP.Load() != 1 || s.Stats.EchoedTCP.Load() != 1 {
 		t.Errorf("counters: %s", s.Stats.String())
 	}
