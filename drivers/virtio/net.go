@@ -265,7 +265,11 @@ func (n *Net) negotiate() (status uint32, err error) {
 	if offered&FeatureVersion1 == 0 {
 		return status, errors.New("virtio: device does not offer VIRTIO_F_VERSION_1")
 	}
-	features := wantFeatures(offered, n.NoOffload)
+	rxBufs := n.QueueSize
+	if rxBufs <= 0 {
+		rxBufs = DefaultQueueSize
+	}
+	features := wantFeatures(offered, n.NoOffload, rxBufs)
 	if n.features != 0 && features != n.features {
 		return status, fmt.Errorf("virtio: device now offers features %#x, had %#x", features, n.features)
 	}
@@ -290,11 +294,16 @@ func (n *Net) negotiate() (status uint32, err error) {
 // page-sized buffers, MRG_RXBUF to hold 64 KiB segments; MRG_RXBUF alone
 // is taken too (it costs nothing). So do the transmit ones: HOST_TSO4
 // needs CSUM.
-func wantFeatures(offered uint64, noOffload bool) uint64 {
+//
+// A receive queue of rxBufs pages that cannot hold a 64 KiB segment
+// takes no GUEST_TSO4: the device would wait for room that never comes
+// (QEMU holds a frame until the buffers for all of it are posted).
+func wantFeatures(offered uint64, noOffload bool, rxBufs int) uint64 {
 	want := uint64(FeatureVersion1 | FeatureNetMAC)
 	if !noOffload {
 		want |= FeatureNetGuestCsum | FeatureNetMrgRxbuf | FeatureNetCsum
-		if offered&(FeatureNetGuestCsum|FeatureNetMrgRxbuf) == FeatureNetGuestCsum|FeatureNetMrgRxbuf {
+		if offered&(FeatureNetGuestCsum|FeatureNetMrgRxbuf) == FeatureNetGuestCsum|FeatureNetMrgRxbuf &&
+			rxBufs*mrgBufSize >= NetHdrSize+MaxRxFrameSize {
 			want |= FeatureNetGuestTSO4
 		}
 		if offered&FeatureNetCsum != 0 {

@@ -89,6 +89,11 @@ type Device struct {
 	ReverseTX bool
 	// NoNotify sets VIRTQ_USED_F_NO_NOTIFY in the used rings (§2.7.10).
 	NoNotify bool
+	// Backlog is how many frames that found no receive buffers the
+	// device holds, in order, until the driver posts buffers, as QEMU's
+	// backend queue does (Wire sets 1024); 0 drops them.
+	Backlog int
+	backlog [][]byte
 
 	mu          sync.Mutex
 	status      uint32
@@ -431,8 +436,27 @@ func (d *Device) notify(v uint32) (frames [][]byte, irq bool) {
 	if v == 1 && !d.HoldTX {
 		return d.processTX()
 	}
+	if v == 0 {
+		irq = d.drainBacklog()
+	}
 
 	return
+}
+
+// drainBacklog delivers held frames while there are buffers for them.
+func (d *Device) drainBacklog() (delivered bool) {
+	for len(d.backlog) > 0 {
+		f := d.backlog[0]
+		d.backlog = d.backlog[1:]
+		if !d.inject(f, Hdr{}) {
+			// inject held it again, at the end (there was room, f
+			// having left): put it back first.
+			d.backlog = append([][]byte{f}, d.backlog[:len(d.backlog)-1]...)
+			return delivered
+		}
+		delivered = true
+	}
+	return delivered
 }
 
 // CompleteTX consumes all pending transmit buffers (for HoldTX).
@@ -527,7 +551,14 @@ func (d *Device) Inject(frame []byte) bool { return d.InjectHdr(frame, Hdr{}) }
 // told, negotiated or not, so tests can play a device that lies.
 func (d *Device) InjectHdr(frame []byte, h Hdr) bool {
 	d.mu.Lock()
-	ok := d.inject(frame, h)
+	ok := d.drainBacklog()
+	if len(d.backlog) == 0 { // frames keep their order
+		ok = d.inject(frame, h) || ok
+	} else if len(d.backlog) < d.Backlog {
+		d.backlog = append(d.backlog, frame)
+	} else {
+		d.rxDropped++
+	}
 	d.mu.Unlock()
 
 	if ok {
@@ -564,7 +595,11 @@ func (d *Device) inject(frame []byte, h Hdr) bool {
 			// Not enough buffers: drop the frame, leaving those it
 			// took available, as QEMU checks before it takes any.
 			q.lastAvail -= uint16(len(bufs))
-			d.rxDropped++
+			if len(d.backlog) < d.Backlog {
+				d.backlog = append(d.backlog, frame) // see Backlog
+			} else {
+				d.rxDropped++
+			}
 			return false
 		}
 		segs, err := d.chain(q, head)
@@ -783,6 +818,7 @@ func ServeIRQ(d *Device, handle func()) (stop func()) {
 // Wire connects two devices back to back: what one transmits, the other
 // receives (or drops, lacking a buffer).
 func Wire(a, b *Device) {
+	a.Backlog, b.Backlog = 1024, 1024
 	a.OnTransmit = func(f []byte) { b.Inject(f) }
 	b.OnTransmit = func(f []byte) { a.Inject(f) }
 }
