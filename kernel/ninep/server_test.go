@@ -483,7 +483,9 @@ func (r *raw) closed(d time.Duration) {
 
 func TestHostile(t *testing.T) {
 	sp := space(t)
-	s := New(sp, Config{MsgTimeout: 200 * time.Millisecond, IdleTimeout: 300 * time.Millisecond, MaxFids: 8})
+	// Timeouts well above a scheduling gap under -race on a loaded
+	// machine, so only the subtests that mean to go silent are closed.
+	s := New(sp, Config{MsgTimeout: 500 * time.Millisecond, IdleTimeout: time.Second, MaxFids: 8})
 
 	t.Run("version", func(t *testing.T) {
 		r := dialRaw(t, s)
@@ -586,17 +588,17 @@ func TestHostile(t *testing.T) {
 		r := dialRaw(t, s)
 		b := (&Fcall{Type: Tversion, Tag: NoTag, Msize: 8192, Version: "9P2000"}).Append(nil)
 		r.c.Write(b[:9])
-		r.closed(2 * time.Second)
+		r.closed(4 * time.Second)
 	})
 	t.Run("half a header", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.c.Write([]byte{19, 0})
-		r.closed(2 * time.Second)
+		r.closed(4 * time.Second)
 	})
 	t.Run("idle", func(t *testing.T) {
 		r := dialRaw(t, s)
 		r.attach(8192)
-		r.closed(2 * time.Second)
+		r.closed(4 * time.Second)
 	})
 	t.Run("garbage with a good header", func(t *testing.T) {
 		r := dialRaw(t, s)
@@ -649,7 +651,8 @@ func TestStream(t *testing.T) {
 	sp := space(t)
 	sp.Mount("/dev/x", ns.NewDir().File("events", ns.File{Read: func() ([]byte, error) { return nil, nil }}))
 	sfs := &streamFS{Namespace: sp, events: make(chan []byte)}
-	s := New(sfs, Config{IdleTimeout: 100 * time.Millisecond})
+	// 1 s: a test goroutine paused under load must not look idle.
+	s := New(sfs, Config{IdleTimeout: time.Second})
 
 	r := dialRaw(t, s)
 	r.attach(8192)
@@ -659,7 +662,7 @@ func TestStream(t *testing.T) {
 	}
 	// A read waits for an event, and past the idle timeout.
 	r.send(&Fcall{Type: Tread, Tag: 2, Fid: 1, Count: 100})
-	time.Sleep(300 * time.Millisecond)
+	time.Sleep(1300 * time.Millisecond)
 	sfs.events <- []byte("node up\n")
 	if rf, err := r.recv(); err != nil || rf.Tag != 2 || string(rf.Data) != "node up\n" {
 		t.Fatalf("stream read: %+v %v", rf, err)
