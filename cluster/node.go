@@ -226,11 +226,7 @@ type Node struct {
 	lastSeq uint64 // seq of the last signed message
 
 	// Probes (docs/protocol.md §4.5).
-	probing map[string]time.Time // suspect peer -> when its next probe is due
-	// probeAt is the earliest time in probing, or earlier (a peer no
-	// longer probed leaves it early: fire then recomputes it): kept so
-	// that nextWake, run for every datagram, does not scan probing.
-	probeAt     time.Time
+	probing     timers             // suspect peer -> when its next probe is due
 	probeBudget bucket             // probes sent, node-wide
 	answerAll   bucket             // answers to probes, node-wide
 	answerPeer  map[string]*bucket // answers to probes, per peer
@@ -273,7 +269,6 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 		auth: cfg.Auth,
 		inc:  max(uint64(cfg.WallClock().UnixMilli()), 1),
 
-		probing:    make(map[string]time.Time),
 		answerPeer: make(map[string]*bucket),
 	}
 	for _, k := range cfg.Keys {
@@ -604,7 +599,7 @@ func (n *Node) nextWake() time.Time {
 	w := n.tab.next()
 	if n.running && n.joined {
 		w = earliest(earliest(earliest(w, n.next), n.reply), n.refute)
-		w = earliest(earliest(w, n.answerAt), n.probeAt)
+		w = earliest(earliest(w, n.answerAt), n.probing.next())
 	}
 	return w
 }
@@ -670,7 +665,7 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	n.st.accepted++
 	n.logEvent(ev, now)
 	if ev.kind == evRevived || ev.kind == evLeft {
-		delete(n.probing, ev.peer.ID)
+		n.probing.remove(ev.peer.ID)
 	}
 	if m.Kind == Probe {
 		n.answerProbeLocked(ev.peer, now)
@@ -730,6 +725,13 @@ func (n *Node) refuteLocked(now time.Time, from netip.Addr) {
 
 // checkNameLocked flags a name held by more than one id (docs/protocol.md §8).
 func (n *Node) checkNameLocked(id, name string, now time.Time) {
+	held := n.tab.named(name)
+	if n.name == name {
+		held++
+	}
+	if held <= 1 {
+		return // the common case, found without visiting every peer
+	}
 	if ids := n.holdersLocked(name); len(ids) > 1 {
 		n.limitedLogf(id, now, "cluster: name %s is claimed by %s", name, strings.Join(ids, " "))
 	}
@@ -741,7 +743,7 @@ func (n *Node) holdersLocked(name string) []string {
 	if n.name == name {
 		ids = append(ids, n.cfg.ID)
 	}
-	for _, p := range n.tab.peers { // no copy nor sort: this runs per ANNOUNCE of a new id
+	for _, p := range n.tab.peers {
 		if p.Name == name {
 			ids = append(ids, p.ID)
 		}
@@ -815,7 +817,7 @@ func (n *Node) fire() {
 	n.tickLocked(now, false)
 	due := n.running && n.joined &&
 		(reached(now, n.next) || reached(now, n.reply) || reached(now, n.refute) ||
-			reached(now, n.answerAt) || reached(now, n.probeAt))
+			reached(now, n.answerAt) || reached(now, n.probing.next()))
 	n.unlock()
 	if !due {
 		return
@@ -898,16 +900,18 @@ func (n *Node) unicastTo(a netip.Addr) *net.UDPAddr {
 // the budget waits for its next turn (docs/protocol.md §4.5).
 func (n *Node) probesLocked(now time.Time) []unicast {
 	var due []Peer
-	for id, t := range n.probing {
-		if !reached(now, t) {
-			continue
+	for {
+		id, at, ok := n.probing.min()
+		if !ok || !reached(now, at) {
+			break
 		}
 		p, ok := n.tab.get(id)
 		if !ok || p.Status != Suspect {
-			delete(n.probing, id)
+			n.probing.remove(id)
 			continue
 		}
 		due = append(due, p)
+		n.probing.set(id, now.Add(n.cfg.Interval/probesPerInterval))
 	}
 	// When the budget is short, the peers closest to dead go first.
 	slices.SortFunc(due, func(a, b Peer) int {
@@ -917,15 +921,8 @@ func (n *Node) probesLocked(now time.Time) []unicast {
 		return strings.Compare(a.ID, b.ID)
 	})
 	var out []unicast
-	defer func() {
-		n.probeAt = time.Time{}
-		for _, t := range n.probing {
-			n.probeAt = earliest(n.probeAt, t)
-		}
-	}()
 	for _, p := range due {
 		id := p.ID
-		n.probing[id] = now.Add(n.cfg.Interval / probesPerInterval)
 		if !n.probeBudget.take(now, probeBurst, n.cfg.Interval/probeBurst) {
 			n.st.probesHeld++
 			continue
@@ -980,8 +977,7 @@ func (n *Node) probeAnswersLocked(now time.Time, res Resources) []unicast {
 
 // clearProbesLocked forgets the probes to send and the answers to give.
 func (n *Node) clearProbesLocked() {
-	clear(n.probing)
-	n.probeAt = time.Time{}
+	n.probing.reset()
 	n.answerTo, n.answerAt = n.answerTo[:0], time.Time{}
 }
 
@@ -1077,8 +1073,7 @@ func (n *Node) tickLocked(now time.Time, strict bool) {
 		if ev.kind == evSuspect && ev.peer.msgs >= probeAfter {
 			// Probe it at once, then every Interval/5 while it stays
 			// suspect (docs/protocol.md §4.5).
-			n.probing[ev.peer.ID] = now
-			n.probeAt = earliest(n.probeAt, now)
+			n.probing.set(ev.peer.ID, now)
 		}
 	}
 }

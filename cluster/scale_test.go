@@ -27,8 +27,8 @@ import (
 // docs/scale.md.
 
 var (
-	simLossFor     = flag.Duration("sim.lossfor", time.Minute, "BenchmarkScale: how long the LAN loses datagrams, simulated, default profile")
-	simLossForFast = flag.Duration("sim.lossfor.fast", time.Minute, "BenchmarkScale: the same for the fast profile")
+	simLossFor     = flag.Duration("sim.lossfor", 10*time.Minute, "BenchmarkScale: how long the LAN loses datagrams, simulated, default profile")
+	simLossForFast = flag.Duration("sim.lossfor.fast", 10*time.Minute, "BenchmarkScale: the same for the fast profile")
 	simRemoval     = flag.Bool("sim.removal", true, "BenchmarkScale: partitions last until each side removes the other, not only until it is dead")
 	simSteadyOnly  = flag.Bool("sim.steadyonly", false, "BenchmarkScale: only the join storm and the steady state (for CPU figures)")
 	simLoss        = flag.Float64("sim.loss", 0.10, "BenchmarkScale: probability that a datagram is lost on the way to one receiver")
@@ -397,9 +397,9 @@ func scaleConfs(n int, loss float64, lossFor, fastLossFor time.Duration, removal
 }
 
 // BenchmarkScale is the long form: -sim.n nodes (1000), the loss for
-// -sim.lossfor and -sim.lossfor.fast (a minute each: minutes of 1000
-// nodes cost minutes, see docs/scale.md), partitions lasting until
-// removal. `make bench-sim`.
+// -sim.lossfor and -sim.lossfor.fast (10 simulated minutes each; the
+// wall times are in docs/scale.md), partitions lasting until removal.
+// `make bench-sim`.
 func BenchmarkScale(b *testing.B) {
 	var rs []scaleResult
 	for _, c := range scaleConfs(*simNodes, *simLoss, *simLossFor, *simLossForFast, *simRemoval) {

@@ -98,14 +98,18 @@ type table struct {
 
 	peers  map[string]*Peer
 	byAddr map[netip.Addr]string // recorded address -> id: one id per address
+	names  map[string]int        // name -> how many peers go by it
 	// seen holds the last accepted (inc, seq) of every keyed sender, kept
 	// window after it was last heard even once it leaves the table, so
 	// that recorded traffic cannot bring it back (docs/protocol.md §9.2).
-	seen   map[string]seenMsg
-	window time.Duration
-	// due is no later than the earliest time at which tick has work;
-	// the zero time when the table is empty.
-	due time.Time
+	seen    map[string]seenMsg
+	window  time.Duration
+	pruneAt time.Time // when seen is next pruned
+	// deadlines holds, for each peer, no later than its next transition
+	// (deadline), so that tick visits only the peers whose time may have
+	// come. A message moves a deadline later: it is left as it was, and
+	// tick moves it when it comes, so a message costs no heap work.
+	deadlines timers
 }
 
 type seenMsg struct {
@@ -124,7 +128,7 @@ func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, suspect, de
 	return &table{
 		self: self, selfAddr: selfAddr, prefix: prefix, bcast: broadcastAddr(prefix),
 		suspect: suspect, dead: dead, remove: dead + removeAfterDead, max: max,
-		peers: make(map[string]*Peer), byAddr: make(map[netip.Addr]string),
+		peers: make(map[string]*Peer), byAddr: make(map[netip.Addr]string), names: make(map[string]int),
 		seen: make(map[string]seenMsg), window: window,
 	}
 }
@@ -164,12 +168,20 @@ func (t *table) past(age, threshold time.Duration, strict bool) bool {
 // later, so that a message received at now counts first. Events are in
 // node_id order.
 func (t *table) tick(now time.Time, strict bool) []event {
-	if t.due.IsZero() || now.Before(t.due) || strict && now.Equal(t.due) {
-		return nil
-	}
 	var evs []event
-	var due time.Time
-	for id, p := range t.peers {
+	// Each peer is visited at most twice: once if its deadline had moved,
+	// once for its transition, after which its deadline lies past now
+	// (or at now, when strict).
+	for range 2*len(t.peers) + 1 {
+		id, at, ok := t.deadlines.min()
+		if !ok || now.Before(at) || strict && now.Equal(at) {
+			break
+		}
+		p := t.peers[id]
+		if d := t.deadline(p); !d.Equal(at) {
+			t.deadlines.set(id, d) // heard since
+			continue
+		}
 		age := now.Sub(p.LastHeard)
 		switch {
 		case t.past(age, t.remove, strict):
@@ -187,12 +199,12 @@ func (t *table) tick(now time.Time, strict bool) []event {
 				evs = append(evs, event{kind: evSuspect, peer: *p})
 			}
 		}
-		if d := t.deadline(p); due.IsZero() || d.Before(due) {
-			due = d
-		}
+		t.deadlines.set(id, t.deadline(p))
 	}
-	t.due = due
-	t.pruneSeen(now)
+	if !now.Before(t.pruneAt) {
+		t.pruneSeen(now)
+		t.pruneAt = now.Add(t.window)
+	}
 	slices.SortFunc(evs, func(a, b event) int { return strings.Compare(a.peer.ID, b.peer.ID) })
 	return evs
 }
@@ -208,9 +220,9 @@ func (t *table) deadline(p *Peer) time.Time {
 	return p.LastHeard.Add(t.remove)
 }
 
-// next is no later than the earliest time at which tick has work, or the
-// zero time if the table is empty.
-func (t *table) next() time.Time { return t.due }
+// next is no later than the earliest time at which tick has work, or
+// the zero time if the table is empty.
+func (t *table) next() time.Time { return t.deadlines.next() }
 
 // observe applies one valid message from source src received at now
 // (docs/protocol.md §5 and §6, steps 5–7). The caller has applied
@@ -292,6 +304,10 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 		delete(t.byAddr, p.Addr)
 		t.byAddr[src] = m.ID
 	}
+	if p.Name != m.Name {
+		t.unname(p.Name)
+		t.names[m.Name]++
+	}
 	p.Name, p.Addr, p.CPUs = m.Name, m.Addr, m.CPUs
 	p.MemTotal, p.MemFree, p.Containers = m.MemTotal, m.MemFree, m.Containers
 	p.Keyed, p.Inc = m.Keyed(), m.Inc
@@ -347,9 +363,21 @@ func (t *table) delete(id string) {
 		if t.byAddr[p.Addr] == id {
 			delete(t.byAddr, p.Addr)
 		}
+		t.unname(p.Name)
 		delete(t.peers, id)
+		t.deadlines.remove(id)
 	}
 }
+
+// unname counts one peer fewer going by name.
+func (t *table) unname(name string) {
+	if t.names[name]--; t.names[name] <= 0 {
+		delete(t.names, name)
+	}
+}
+
+// named is how many peers go by name.
+func (t *table) named(name string) int { return t.names[name] }
 
 // pruneSeen forgets the (inc, seq) of keyed senders no longer listed and
 // not heard for twice the window: their old messages are stale by then.
@@ -363,11 +391,12 @@ func (t *table) pruneSeen(now time.Time) {
 
 // heard marks p online as of now.
 func (t *table) heard(p *Peer, now time.Time) {
+	old := t.deadline(p) // no earlier than its entry in deadlines
 	p.LastHeard, p.Status = now, Online
-	p.msgs++
-	if d := t.deadline(p); t.due.IsZero() || d.Before(t.due) {
-		t.due = d
+	if d := t.deadline(p); p.msgs == 0 || d.Before(old) {
+		t.deadlines.set(p.ID, d) // new, or due sooner than it was
 	}
+	p.msgs++
 }
 
 // full reports whether a new id would be refused.
@@ -377,7 +406,8 @@ func (t *table) full() bool { return len(t.peers) >= t.max }
 func (t *table) clear() {
 	clear(t.peers)
 	clear(t.byAddr)
-	t.due = time.Time{}
+	clear(t.names)
+	t.deadlines.reset()
 }
 
 // get returns a copy of the peer with the given id.

@@ -2,6 +2,9 @@ package cluster
 
 import (
 	"errors"
+	"fmt"
+	"maps"
+	"math/rand/v2"
 	"net/netip"
 	"testing"
 	"time"
@@ -166,6 +169,65 @@ func TestBroadcastAddr(t *testing.T) {
 	} {
 		if got := broadcastAddr(netip.MustParsePrefix(p)).String(); got != want {
 			t.Errorf("broadcastAddr(%s) = %s, want %s", p, got, want)
+		}
+	}
+}
+
+// TestTableTickRandom drives a table with random messages, moves and
+// renames at random times and checks after every tick what §5 says must
+// hold of every peer given its age alone, that next is no later than
+// the earliest deadline, and that the name counts match the peers: tick visits only
+// the peers whose deadline came, so a peer it missed would show here.
+func TestTableTickRandom(t *testing.T) {
+	tb := testTable(64)
+	rng := rand.New(rand.NewPCG(3, 4))
+	now := t0
+	for step := range 5000 {
+		now = now.Add(time.Duration(rng.IntN(4000)) * ms)
+		strict := rng.IntN(4) == 0
+		tb.tick(now, strict)
+		id := fmt.Sprintf("%08x", 2+rng.IntN(40))
+		addr := netip.AddrFrom4([4]byte{10, 0, 0, byte(2 + rng.IntN(60))})
+		m := announce(id, addr.String())
+		m.Name = fmt.Sprintf("n%d", rng.IntN(8))
+		if rng.IntN(3) == 0 {
+			m = Message{Kind: Heartbeat, ID: id}
+			if p, ok := tb.get(id); ok {
+				addr = p.Addr
+			}
+		}
+		if rng.IntN(50) == 0 {
+			m = Message{Kind: Leave, ID: id}
+		}
+		tb.observe(m, addr, now)
+		now = now.Add(time.Duration(rng.IntN(3)) * ms)
+		tb.tick(now, false)
+		var next time.Time
+		names := map[string]int{}
+		for _, p := range tb.list() {
+			age := now.Sub(p.LastHeard)
+			want := Online
+			switch {
+			case age >= 90*s:
+				t.Fatalf("step %d: %s is %v old and still listed", step, p.ID, age)
+			case age >= 30*s:
+				want = Dead
+			case age >= 15*s:
+				want = Suspect
+			}
+			if p.Status != want {
+				t.Fatalf("step %d: %s is %v old and %v, want %v", step, p.ID, age, p.Status, want)
+			}
+			if d := tb.deadline(tb.peers[p.ID]); next.IsZero() || d.Before(next) {
+				next = d
+			}
+			names[p.Name]++
+		}
+		if tb.next().After(next) || tb.next().IsZero() != next.IsZero() {
+			t.Fatalf("step %d: next %v, want no later than %v", step, tb.next(), next)
+		}
+		if !maps.Equal(names, tb.names) {
+			t.Fatalf("step %d: name counts %v, want %v", step, tb.names, names)
 		}
 	}
 }
