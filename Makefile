@@ -141,7 +141,7 @@ bench-net-soak: kernel check-qemu ## TCP into discard for SOAK (default 10m): th
 # clock, both profiles; SIM_ARGS passes -sim.n=, -sim.lossfor=, -sim.loss=.
 SIM_ARGS ?=
 bench-sim: ## 1000 simulated nodes: join storm, steady state, 10 % loss, partition, crashes (docs/scale.md)
-	$(GO) test -run '^$$' -bench 'Scale$$' -benchtime 1x -timeout 60m ./cluster/ -args $(SIM_ARGS)
+	$(GO) test -run '^$$' -bench 'Scale$$' -benchtime 1x -timeout 120m ./cluster/ -args $(SIM_ARGS)
 
 # Not in CI: 64 VMs take the machine for about four minutes.
 VMS         ?= 64
