@@ -265,9 +265,15 @@ func (n *Net) negotiate() (status uint32, err error) {
 	if offered&FeatureVersion1 == 0 {
 		return status, errors.New("virtio: device does not offer VIRTIO_F_VERSION_1")
 	}
-	rxBufs := n.QueueSize
-	if rxBufs <= 0 {
-		rxBufs = DefaultQueueSize
+	// The receive queue's size decides GUEST_TSO4, so the device's limit
+	// on it is read before the features are fixed (step 7 reads it
+	// again). A restart keeps its rings: program checks that they fit.
+	var rxBufs int
+	if n.rx.q != nil {
+		rxBufs = n.rx.q.Size()
+	} else {
+		r.Write32(RegQueueSel, rxQueue)
+		rxBufs = n.queueSize(r.Read32(RegQueueNumMax))
 	}
 	features := wantFeatures(offered, n.NoOffload, rxBufs)
 	if n.features != 0 && features != n.features {
@@ -381,16 +387,9 @@ func (n *Net) setupQueue(index uint32) (*Queue, error) {
 	r := n.Regs
 	r.Write32(RegQueueSel, index)
 
-	limit := n.QueueSize
-	if limit <= 0 {
-		limit = DefaultQueueSize
-	}
-	size := min(int(r.Read32(RegQueueNumMax)), limit, MaxQueueSize)
+	size := n.queueSize(r.Read32(RegQueueNumMax))
 	if size == 0 {
 		return nil, fmt.Errorf("virtio: queue %d not available", index)
-	}
-	for size&(size-1) != 0 {
-		size &= size - 1 // round down to a power of 2 (§2.7)
 	}
 
 	q, err := NewQueue(n.Mem, size)
@@ -399,6 +398,21 @@ func (n *Net) setupQueue(index uint32) (*Queue, error) {
 	}
 
 	return q, n.program(index, q)
+}
+
+// queueSize is the size of a queue whose QueueNumMax is numMax: the
+// largest power of 2 (§2.7) within numMax, QueueSize and MaxQueueSize;
+// 0 if the queue is not available.
+func (n *Net) queueSize(numMax uint32) int {
+	limit := n.QueueSize
+	if limit <= 0 {
+		limit = DefaultQueueSize
+	}
+	size := min(int(numMax), limit, MaxQueueSize)
+	for size&(size-1) != 0 {
+		size &= size - 1
+	}
+	return size
 }
 
 // program tells the device where queue index's rings are and enables

@@ -131,6 +131,39 @@ func TestInitQueueSize(t *testing.T) {
 	}
 }
 
+// TestInitSmallQueueNoTSO: a receive queue of fewer than 17 pages cannot
+// hold a 64 KiB segment, so GUEST_TSO4 is declined, whether the driver
+// or the device makes the queue small; the other offloads stay.
+func TestInitSmallQueueNoTSO(t *testing.T) {
+	for _, c := range []struct {
+		name              string
+		queueSize, numMax int
+		tso               bool
+	}{
+		{"default", 0, 256, true},
+		{"driver 32", 32, 256, true},
+		{"driver 16", 16, 256, false},
+		{"device 16", 0, 16, false},
+		{"device 31", 0, 31, false}, // rounds down to 16
+		{"device 32", 0, 32, true},
+	} {
+		mem := virtiotest.NewMemory(8 << 20)
+		dev := virtiotest.NewDevice(mem, testMAC)
+		dev.QueueNumMax = uint32(c.numMax)
+		n := &Net{Regs: dev, Mem: mem, QueueSize: c.queueSize}
+		if err := n.Init(); err != nil {
+			t.Fatalf("%s: %v", c.name, err)
+		}
+		f := dev.DriverFeatures()
+		if tso := f&FeatureNetGuestTSO4 != 0; tso != c.tso {
+			t.Errorf("%s: GUEST_TSO4 %v, want %v", c.name, tso, c.tso)
+		}
+		if f&(FeatureNetGuestCsum|FeatureNetMrgRxbuf) != FeatureNetGuestCsum|FeatureNetMrgRxbuf {
+			t.Errorf("%s: features %#x lack GUEST_CSUM or MRG_RXBUF", c.name, f)
+		}
+	}
+}
+
 // refuse is a device that never accepts FEATURES_OK.
 type refuse struct{ *virtiotest.Device }
 
