@@ -22,22 +22,22 @@ func BenchmarkDaemonJoinLeave(b *testing.B) {
 	p := newPair(b)
 	idA := cluster.IDFromMAC(p.mac(b, 0))
 	a := startDaemon(b, p.ns[0], "-iface", p.iface, "-name", "a", "-listen", "none")
-	a.log.wait(b, "cluster: joined as", 10*time.Second)
+	a.log.Wait(b, "cluster: joined as", 10*time.Second)
 	var join, answer, leave time.Duration
 	for i := 0; b.Loop(); i++ {
 		// A new id each time: a's log budget allows 4 lines about one
 		// peer at once (§8.3), and a restarted id would be "online again".
 		id := fmt.Sprintf("b%07x", i)
 		d := startDaemon(b, p.ns[1], "-iface", p.iface, "-name", "b", "-id", id, "-listen", "none")
-		seen := a.log.wait(b, fmt.Sprintf("cluster: %s (b) joined", id), 10*time.Second)
-		answered := d.log.wait(b, fmt.Sprintf("cluster: %s (a) joined", idA), 10*time.Second)
+		seen := a.log.Wait(b, fmt.Sprintf("cluster: %s (b) joined", id), 10*time.Second)
+		answered := d.log.Wait(b, fmt.Sprintf("cluster: %s (a) joined", idA), 10*time.Second)
 		join += seen.Sub(d.started)
 		answer += answered.Sub(d.started)
 		t0 := time.Now()
 		if code := d.stop(b); code != 0 {
 			b.Fatalf("b exited %d", code)
 		}
-		left := a.log.wait(b, fmt.Sprintf("cluster: %s (b) left", id), 10*time.Second)
+		left := a.log.Wait(b, fmt.Sprintf("cluster: %s (b) left", id), 10*time.Second)
 		leave += left.Sub(t0)
 	}
 	n := float64(b.N)
@@ -54,7 +54,7 @@ func BenchmarkDaemonIdle(b *testing.B) {
 	for b.Loop() {
 		a := startDaemon(b, p.ns[0], "-iface", p.iface, "-name", "a", "-profile", "fast")
 		c := startDaemon(b, p.ns[1], "-iface", p.iface, "-name", "c", "-profile", "fast")
-		a.log.wait(b, "(c) joined", 10*time.Second)
+		a.log.Wait(b, "(c) joined", 10*time.Second)
 		cpu0 := cpuTime(b, a.cmd.Process.Pid)
 		const d = 10 * time.Second
 		time.Sleep(d)

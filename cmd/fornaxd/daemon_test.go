@@ -12,7 +12,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -121,48 +120,10 @@ func (p *pair) mac(t testing.TB, i int) net.HardwareAddr {
 	return mac
 }
 
-// logBuffer collects a daemon's stderr and lets a test wait for a line.
-type logBuffer struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	b    bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Write(p)
-	l.cond.Broadcast()
-	return len(p), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// wait waits until the log contains s and returns when it saw it.
-func (l *logBuffer) wait(t testing.TB, s string, timeout time.Duration) time.Time {
-	t.Helper()
-	stop := time.AfterFunc(timeout, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
-	defer stop.Stop()
-	deadline := time.Now().Add(timeout)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for !strings.Contains(l.b.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("no %q in %v; the log:\n%s", s, timeout, l.b.String())
-		}
-		l.cond.Wait()
-	}
-	return time.Now()
-}
-
 // proc is a fornaxd process: this test binary, as its TestMain says.
 type proc struct {
 	cmd     *exec.Cmd
-	log     *logBuffer
+	log     *vmtest.LogBuffer
 	started time.Time
 	done    chan struct{}
 }
@@ -174,8 +135,7 @@ func startDaemon(t testing.TB, ns string, args ...string) *proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := &proc{log: new(logBuffer), done: make(chan struct{})}
-	d.log.cond = sync.NewCond(&d.log.mu)
+	d := &proc{log: vmtest.NewLogBuffer(), done: make(chan struct{})}
 	d.cmd = exec.Command("ip", append([]string{"netns", "exec", ns, self}, args...)...)
 	d.cmd.Env = append(os.Environ(), daemonEnv+"=1")
 	d.cmd.Stderr = d.log
@@ -208,62 +168,6 @@ func (d *proc) stop(t testing.TB) int {
 	return d.cmd.ProcessState.ExitCode()
 }
 
-// mount9p attaches to the 9P server at addr from inside namespace ns.
-func mount9p(t *testing.T, ns, addr string) *client.Fsys {
-	t.Helper()
-	var c net.Conn
-	err := vmtest.InNetns(ns, func() error {
-		var err error
-		c, err = net.DialTimeout("tcp4", addr, 10*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	conn, err := client.NewConn(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsys, err := conn.Attach(nil, "glenda", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fsys
-}
-
-func read9p(t *testing.T, fsys *client.Fsys, name string) string {
-	t.Helper()
-	fid, err := fsys.Open(name, plan9.OREAD)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer fid.Close()
-	b, err := io.ReadAll(fid)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return string(b)
-}
-
-func ls9p(t *testing.T, fsys *client.Fsys, name string) []string {
-	t.Helper()
-	fid, err := fsys.Open(name, plan9.OREAD)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer fid.Close()
-	dirs, err := fid.Dirreadall()
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	var names []string
-	for _, d := range dirs {
-		names = append(names, d.Name)
-	}
-	return names
-}
-
 // TestDaemonPair runs two fornaxd on two hosts of one LAN (network
 // namespaces): each lists the other, 9P serves /cluster and /dev the way
 // a VM does (writes only with -9p-rw), /cluster/events streams over 9P,
@@ -289,24 +193,24 @@ func testPair(t *testing.T, extra []string, profile string) {
 	// a: every default (name from the host name, 9P on its address:564,
 	// read-only); b: named, 9P elsewhere and writable.
 	a := startDaemon(t, p.ns[0], common...)
-	a.log.wait(t, "cluster: joined as "+ids[0], 10*time.Second)
+	a.log.Wait(t, "cluster: joined as "+ids[0], 10*time.Second)
 	b := startDaemon(t, p.ns[1], append(common, "-name", "b", "-listen", ":5640", "-9p-rw")...)
 	host, _ := os.Hostname()
 	nameA := defaultName(host, ids[0])
-	aSeesB := a.log.wait(t, fmt.Sprintf("cluster: %s (b) joined from %s", ids[1], p.addr[1]), 10*time.Second)
-	bSeesA := b.log.wait(t, fmt.Sprintf("cluster: %s (%s) joined from %s", ids[0], nameA, p.addr[0]), 10*time.Second)
+	aSeesB := a.log.Wait(t, fmt.Sprintf("cluster: %s (b) joined from %s", ids[1], p.addr[1]), 10*time.Second)
+	bSeesA := b.log.Wait(t, fmt.Sprintf("cluster: %s (%s) joined from %s", ids[0], nameA, p.addr[0]), 10*time.Second)
 	t.Logf("b started; a lists b after %v, b lists a after %v", aSeesB.Sub(b.started).Round(time.Millisecond), bSeesA.Sub(b.started).Round(time.Millisecond))
 	wantIntro := fmt.Sprintf("fornaxd: node %s (%s) on %s %s/24, udp/9710, ", ids[0], nameA, p.iface, p.addr[0])
 	if !strings.Contains(a.log.String(), wantIntro) || !strings.Contains(a.log.String(), "profile "+profile+"; 9P on tcp "+p.addr[0]+":564, read-only") {
 		t.Errorf("a's log lacks %q ... profile %s; 9P on tcp %s:564, read-only:\n%s", wantIntro, profile, p.addr[0], a.log.String())
 	}
 
-	fa := mount9p(t, p.ns[0], p.addr[0]+":564")
-	fb := mount9p(t, p.ns[0], p.addr[1]+":5640") // from a's host, across the LAN
-	if got := ls9p(t, fa, "/"); strings.Join(got, " ") != "cluster dev" {
+	fa := vmtest.Mount9P(t, p.ns[0], p.addr[0]+":564")
+	fb := vmtest.Mount9P(t, p.ns[0], p.addr[1]+":5640") // from a's host, across the LAN
+	if got := vmtest.Ls9P(t, fa, "/"); strings.Join(got, " ") != "cluster dev" {
 		t.Errorf("/ of a: %q, want cluster dev", got)
 	}
-	if got := ls9p(t, fa, "/cluster/nodes"); len(got) != 1 || got[0] != ids[1] {
+	if got := vmtest.Ls9P(t, fa, "/cluster/nodes"); len(got) != 1 || got[0] != ids[1] {
 		t.Errorf("a's /cluster/nodes: %q, want [%s]", got, ids[1])
 	}
 	for _, c := range []struct {
@@ -321,16 +225,16 @@ func testPair(t *testing.T, extra []string, profile string) {
 		{fb, "/cluster/nodes/" + ids[0] + "/name", nameA + "\n"},
 		{fb, "/dev/sysname", "b\n"},
 	} {
-		if got := read9p(t, c.fsys, c.file); got != c.want {
+		if got := vmtest.Read9P(t, c.fsys, c.file); got != c.want {
 			t.Errorf("%s: %q, want %q", c.file, got, c.want)
 		}
 	}
 	// The figures are the host's, from /proc.
 	self := newProcFiles(t.Logf).Resources()
-	if got, want := read9p(t, fa, "/cluster/nodes/"+ids[1]+"/resources"), fmt.Sprintf("cpus %d\n", self.CPUs); !strings.HasPrefix(got, want) {
+	if got, want := vmtest.Read9P(t, fa, "/cluster/nodes/"+ids[1]+"/resources"), fmt.Sprintf("cpus %d\n", self.CPUs); !strings.HasPrefix(got, want) {
 		t.Errorf("b's resources as a sees them: %q, want %q first", got, want)
 	}
-	if got := read9p(t, fa, "/dev/kmesg"); !strings.Contains(got, "cluster: "+ids[1]+" (b) joined") {
+	if got := vmtest.Read9P(t, fa, "/dev/kmesg"); !strings.Contains(got, "cluster: "+ids[1]+" (b) joined") {
 		t.Errorf("a's /dev/kmesg lacks b's join:\n%s", got)
 	}
 
@@ -351,8 +255,8 @@ func testPair(t *testing.T, extra []string, profile string) {
 		t.Fatal(err)
 	}
 	ctl.Close()
-	a.log.wait(t, fmt.Sprintf("cluster: %s renamed from b to b2", ids[1]), 5*time.Second)
-	if got := read9p(t, fb, "/dev/sysname"); got != "b2\n" {
+	a.log.Wait(t, fmt.Sprintf("cluster: %s renamed from b to b2", ids[1]), 5*time.Second)
+	if got := vmtest.Read9P(t, fb, "/dev/sysname"); got != "b2\n" {
 		t.Errorf("b's /dev/sysname after the rename: %q", got)
 	}
 
@@ -361,7 +265,7 @@ func testPair(t *testing.T, extra []string, profile string) {
 	if code := b.stop(t); code != 0 {
 		t.Errorf("b exited %d after SIGTERM, want 0", code)
 	}
-	left := a.log.wait(t, fmt.Sprintf("cluster: %s (b2) left", ids[1]), 5*time.Second)
+	left := a.log.Wait(t, fmt.Sprintf("cluster: %s (b2) left", ids[1]), 5*time.Second)
 	t.Logf("a saw b leave %v after the SIGTERM", left.Sub(t0).Round(time.Millisecond))
 	for _, s := range []string{"fornaxd: SIGTERM: leaving the cluster\n", "cluster: left\n", "fornaxd: stopped\n"} {
 		if !strings.Contains(b.log.String(), s) {
@@ -376,7 +280,7 @@ func testPair(t *testing.T, extra []string, profile string) {
 			break
 		}
 	}
-	if got := ls9p(t, fa, "/cluster/nodes"); len(got) != 0 {
+	if got := vmtest.Ls9P(t, fa, "/cluster/nodes"); len(got) != 0 {
 		t.Errorf("a's /cluster/nodes after b left: %q", got)
 	}
 	if code := a.stop(t); code != 0 {

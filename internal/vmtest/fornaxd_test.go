@@ -1,9 +1,7 @@
 package vmtest
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -11,13 +9,11 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"9fans.net/go/plan9"
-	"9fans.net/go/plan9/client"
 
 	"fornax/cluster"
 )
@@ -92,50 +88,6 @@ func (h linuxHost) id(t *testing.T) string {
 	return cluster.IDFromMAC(mac)
 }
 
-// stderrLog is fornaxd's stderr, which a test can wait on.
-type stderrLog struct {
-	mu   sync.Mutex
-	cond *sync.Cond
-	b    bytes.Buffer
-}
-
-func newStderrLog() *stderrLog {
-	l := new(stderrLog)
-	l.cond = sync.NewCond(&l.mu)
-	return l
-}
-
-func (l *stderrLog) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.b.Write(p)
-	l.cond.Broadcast()
-	return len(p), nil
-}
-
-func (l *stderrLog) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// wait waits until the log holds s.
-func (l *stderrLog) wait(t *testing.T, s string, timeout time.Duration) time.Time {
-	t.Helper()
-	wake := time.AfterFunc(timeout, func() { l.mu.Lock(); l.cond.Broadcast(); l.mu.Unlock() })
-	defer wake.Stop()
-	deadline := time.Now().Add(timeout)
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for !strings.Contains(l.b.String(), s) {
-		if time.Now().After(deadline) {
-			t.Fatalf("fornaxd did not log %q in %v; its log:\n%s", s, timeout, l.b.String())
-		}
-		l.cond.Wait()
-	}
-	return time.Now()
-}
-
 // TestFornaxd: a Linux host running fornaxd and two Fornax VMs form one
 // cluster. Each VM lists fornaxd and the other VM, fornaxd lists both
 // VMs over its 9P server, /cluster/events streams over that 9P, and
@@ -166,7 +118,7 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 
 	fd := startFornaxd(t, bin, host, args...)
 	cmd, log, exited, started := fd.cmd, fd.log, fd.exited, fd.started
-	log.wait(t, "cluster: joined as "+hostID+" (linux-01) at "+fornaxdAddr, 10*time.Second)
+	log.Wait(t, "cluster: joined as "+hostID+" (linux-01) at "+fornaxdAddr, 10*time.Second)
 
 	// Each VM lists fornaxd and the other VM.
 	for i, vm := range lan.VMs {
@@ -187,10 +139,10 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 	}
 
 	// fornaxd lists both VMs: its /cluster over 9P.
-	fsys := mount9p(t, fornaxdAddr)
+	fsys := Mount9P(t, Namespace, fornaxdAddr+":564")
 	var listed time.Time
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		got := ls9pNames(t, fsys, "/cluster/nodes")
+		got := Ls9P(t, fsys, "/cluster/nodes")
 		if slices.Equal(got, sorted(ids)) {
 			listed = time.Now()
 			break
@@ -201,18 +153,18 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 	}
 	t.Logf("fornaxd lists both VMs %v after it started", listed.Sub(started).Round(time.Millisecond))
 	for i, id := range ids {
-		if got := read9p(t, fsys, "/cluster/nodes/"+id+"/name"); got != Name(i+1)+"\n" {
+		if got := Read9P(t, fsys, "/cluster/nodes/"+id+"/name"); got != Name(i+1)+"\n" {
 			t.Errorf("fornaxd: %s's name %q, want %s", id, got, Name(i+1))
 		}
-		if got := read9p(t, fsys, "/cluster/nodes/"+id+"/addr"); got != Addr(i+1)+"\n" {
+		if got := Read9P(t, fsys, "/cluster/nodes/"+id+"/addr"); got != Addr(i+1)+"\n" {
 			t.Errorf("fornaxd: %s's addr %q, want %s", id, got, Addr(i+1))
 		}
 	}
-	if got := read9p(t, fsys, "/dev/sysname"); got != "linux-01\n" {
+	if got := Read9P(t, fsys, "/dev/sysname"); got != "linux-01\n" {
 		t.Errorf("fornaxd's /dev/sysname: %q", got)
 	}
 	// The layout is a VM's: the same paths on both.
-	if got, want := read9p(t, fsys, "/cluster/self/id"), hostID+"\n"; got != want {
+	if got, want := Read9P(t, fsys, "/cluster/self/id"), hostID+"\n"; got != want {
 		t.Errorf("fornaxd's /cluster/self/id: %q, want %q", got, want)
 	}
 
@@ -224,7 +176,7 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 	defer events.Close()
 	command(t, lan.VMs[1], "echo leave > /cluster/ctl")
 	command(t, lan.VMs[1], "echo join > /cluster/ctl")
-	got := readStream(t, events, 2, 10*time.Second)
+	got := ReadStream(t, events, 2, 10*time.Second)
 	want := []string{ids[1] + " left", ids[1] + " joined " + Name(2) + " " + Addr(2)}
 	if len(got) != 2 || !strings.HasSuffix(got[0], want[0]) || !strings.HasSuffix(got[1], want[1]) {
 		t.Errorf("fornaxd's /cluster/events: %q, want lines ending in %q", got, want)
@@ -257,7 +209,7 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 		at, _ := poll(t, lan.VMs[0], "cat /cluster/nodes/"+hostID+"/name", 5*time.Second, 20*time.Millisecond, equals("linux-02\n"))
 		t.Logf("a rename written over 9P shows on %s after %v", lan.VMs[0].Name, at.Sub(t0).Round(time.Millisecond))
 	}
-	name, _ := strings.CutSuffix(read9p(t, fsys, "/cluster/self/name"), "\n")
+	name, _ := strings.CutSuffix(Read9P(t, fsys, "/cluster/self/name"), "\n")
 
 	// SIGTERM: fornaxd sends LEAVE and exits 0; the VMs drop it at once,
 	// without waiting to find it suspect.
@@ -295,7 +247,7 @@ func testFornaxd(t *testing.T, kernel, bin string, opts Options, args []string, 
 // fornaxd is a running fornaxd.
 type fornaxd struct {
 	cmd     *exec.Cmd
-	log     *stderrLog
+	log     *LogBuffer
 	exited  chan struct{}
 	started time.Time
 }
@@ -304,7 +256,7 @@ type fornaxd struct {
 // ends.
 func startFornaxd(t *testing.T, bin string, host linuxHost, args ...string) *fornaxd {
 	t.Helper()
-	fd := &fornaxd{log: newStderrLog(), exited: make(chan struct{})}
+	fd := &fornaxd{log: NewLogBuffer(), exited: make(chan struct{})}
 	fd.cmd = exec.Command("ip", append([]string{"netns", "exec", host.ns, bin, "-iface", host.iface}, args...)...)
 	fd.cmd.Stdout, fd.cmd.Stderr = fd.log, fd.log
 	fd.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
@@ -336,7 +288,7 @@ func TestFornaxdLinuxMount(t *testing.T) {
 	host := attachLinuxHost(t)
 	fd := startFornaxd(t, bin, host, "-name", "linux-01")
 	id := vmNodeIDs(t, lan)[0]
-	fd.log.wait(t, "cluster: "+id+" (fornax-01) joined", 10*time.Second)
+	fd.log.Wait(t, "cluster: "+id+" (fornax-01) joined", 10*time.Second)
 
 	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
 	if err != nil {
@@ -397,57 +349,4 @@ func sorted(s []string) []string {
 	s = slices.Clone(s)
 	slices.Sort(s)
 	return s
-}
-
-func ls9pNames(t *testing.T, fsys *client.Fsys, name string) []string {
-	t.Helper()
-	fid, err := fsys.Open(name, plan9.OREAD)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer fid.Close()
-	dirs, err := fid.Dirreadall()
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	var names []string
-	for _, d := range dirs {
-		names = append(names, d.Name)
-	}
-	return names
-}
-
-// readStream reads n lines from a stream fid. A read of 0 bytes ends a
-// burst, not the stream (kernel/ninep's doc): it reads on. A read that
-// blocks past the timeout fails the test when the connection closes.
-func readStream(t *testing.T, fid *client.Fid, n int, timeout time.Duration) []string {
-	t.Helper()
-	type result struct {
-		text string
-		err  error
-	}
-	done := make(chan result, 1)
-	go func() {
-		var text string
-		buf := make([]byte, 4096)
-		for strings.Count(text, "\n") < n {
-			k, err := fid.Read(buf)
-			if err != nil && err != io.EOF {
-				done <- result{text, err}
-				return
-			}
-			text += string(buf[:k])
-		}
-		done <- result{text, nil}
-	}()
-	select {
-	case r := <-done:
-		if r.err != nil {
-			t.Fatalf("read the stream: %v (after %q)", r.err, r.text)
-		}
-		return strings.Split(strings.TrimSuffix(r.text, "\n"), "\n")
-	case <-time.After(timeout):
-		t.Fatalf("fewer than %d lines in %v", n, timeout)
-	}
-	return nil
 }

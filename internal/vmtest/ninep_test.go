@@ -1,8 +1,6 @@
 package vmtest
 
 import (
-	"io"
-	"net"
 	"slices"
 	"strings"
 	"testing"
@@ -11,50 +9,6 @@ import (
 	"9fans.net/go/plan9"
 	"9fans.net/go/plan9/client"
 )
-
-// dial9p connects to the 9P server of the VM at addr from the LAN's
-// namespace.
-func dial9p(t *testing.T, addr string) net.Conn {
-	t.Helper()
-	var c net.Conn
-	err := InNetns(Namespace, func() error {
-		var err error
-		c, err = net.DialTimeout("tcp4", addr+":564", 10*time.Second)
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
-
-func mount9p(t *testing.T, addr string) *client.Fsys {
-	t.Helper()
-	c, err := client.NewConn(dial9p(t, addr))
-	if err != nil {
-		t.Fatal(err)
-	}
-	fsys, err := c.Attach(nil, "glenda", "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return fsys
-}
-
-func read9p(t *testing.T, fsys *client.Fsys, name string) string {
-	t.Helper()
-	fid, err := fsys.Open(name, plan9.OREAD)
-	if err != nil {
-		t.Fatalf("open %s: %v", name, err)
-	}
-	defer fid.Close()
-	b, err := io.ReadAll(fid)
-	if err != nil {
-		t.Fatalf("read %s: %v", name, err)
-	}
-	return string(b)
-}
 
 // TestNinep mounts a cluster VM's name space over 9P from the host: it
 // reads, renames the node through /cluster/ctl (9p=rw), measures read
@@ -65,13 +19,13 @@ func TestNinep(t *testing.T) {
 	if log := lan.Log(1); !strings.Contains(log, "9p: serving the name space on tcp/564, read-write") {
 		t.Errorf("no 9p line on the console:\n%s", log)
 	}
-	fsys := mount9p(t, Addr(1))
+	fsys := Mount9P(t, Namespace, Addr(1)+":564")
 
-	id := read9p(t, fsys, "/cluster/self/id")
+	id := Read9P(t, fsys, "/cluster/self/id")
 	if want := command(t, vm, "cat /cluster/self/id"); !strings.Contains(want, strings.TrimSpace(id)) || len(id) != 9 {
 		t.Errorf("self/id over 9P %q, on the console %q", id, want)
 	}
-	if got := read9p(t, fsys, "/dev/sysname"); got != Name(1)+"\n" {
+	if got := Read9P(t, fsys, "/dev/sysname"); got != Name(1)+"\n" {
 		t.Errorf("/dev/sysname = %q", got)
 	}
 	ctl, err := fsys.Open("/cluster/ctl", plan9.OWRITE|plan9.OTRUNC)
@@ -85,10 +39,10 @@ func TestNinep(t *testing.T) {
 		t.Errorf("bad ctl write: %v", err)
 	}
 	ctl.Close()
-	if got := read9p(t, fsys, "/dev/sysname"); got != "x\n" {
+	if got := Read9P(t, fsys, "/dev/sysname"); got != "x\n" {
 		t.Errorf("/dev/sysname after the rename = %q", got)
 	}
-	if got := read9p(t, fsys, "/cluster/self/name"); got != "x\n" {
+	if got := Read9P(t, fsys, "/cluster/self/name"); got != "x\n" {
 		t.Errorf("self/name after the rename = %q", got)
 	}
 
@@ -97,18 +51,18 @@ func TestNinep(t *testing.T) {
 	lat := make([]time.Duration, n)
 	for i := range lat {
 		t0 := time.Now()
-		read9p(t, fsys, "/cluster/self/id")
+		Read9P(t, fsys, "/cluster/self/id")
 		lat[i] = time.Since(t0)
 	}
 	slices.Sort(lat)
 	t.Logf("cat /cluster/self/id over 9P, %d times: median %v, p99 %v, max %v", n, lat[n/2], lat[n*99/100], lat[n-1])
 
 	// 16 clients, each with a directory and a file open.
-	before := read9p(t, fsys, "/proc/meminfo")
-	gBefore := strings.TrimSpace(read9p(t, fsys, "/proc/goroutines"))
+	before := Read9P(t, fsys, "/proc/meminfo")
+	gBefore := strings.TrimSpace(Read9P(t, fsys, "/proc/goroutines"))
 	clients := []*client.Fsys{fsys}
 	for len(clients) < 16 {
-		clients = append(clients, mount9p(t, Addr(1)))
+		clients = append(clients, Mount9P(t, Namespace, Addr(1)+":564"))
 	}
 	for _, c := range clients {
 		for _, name := range []string{"/cluster/nodes", "/proc/meminfo"} {
@@ -119,15 +73,15 @@ func TestNinep(t *testing.T) {
 			t.Cleanup(func() { fid.Close() })
 		}
 	}
-	after := read9p(t, fsys, "/proc/meminfo")
-	t.Logf("1 then 16 clients: goroutines %s then %s; meminfo before:\n%safter:\n%s", gBefore, strings.TrimSpace(read9p(t, fsys, "/proc/goroutines")), before, after)
+	after := Read9P(t, fsys, "/proc/meminfo")
+	t.Logf("1 then 16 clients: goroutines %s then %s; meminfo before:\n%safter:\n%s", gBefore, strings.TrimSpace(Read9P(t, fsys, "/proc/goroutines")), before, after)
 
-	c17 := dial9p(t, Addr(1))
+	c17 := Dial9P(t, Namespace, Addr(1)+":564")
 	c17.SetReadDeadline(time.Now().Add(10 * time.Second))
 	if _, err := c17.Read(make([]byte, 1)); err == nil {
 		t.Error("a 17th connection was served")
 	}
-	if got := read9p(t, clients[15], "/dev/sysname"); got != "x\n" {
+	if got := Read9P(t, clients[15], "/dev/sysname"); got != "x\n" {
 		t.Errorf("client 16 reads %q", got)
 	}
 }
