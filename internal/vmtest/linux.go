@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -424,32 +423,14 @@ func StartLinux(cfg LinuxConfig) (*Linux, error) {
 		ns("ip", "link", "del", cfg.Tap)
 		return nil, err
 	}
-	argv := append([]string{"netns", "exec", cfg.Netns, qemu}, LinuxQEMUArgs(cfg)...)
-	cmd := exec.Command("ip", argv...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	in, err := cmd.StdinPipe()
+	argv := append([]string{"ip", "netns", "exec", cfg.Netns, qemu}, LinuxQEMUArgs(cfg)...)
+	waited := make(chan struct{})
+	vm, err := launch(cfg.Name, argv, func() { close(waited) })
 	if err != nil {
+		ns("ip", "link", "del", cfg.Tap)
 		return nil, err
 	}
-	vm := &VM{Name: cfg.Name, cmd: cmd, in: in, c: in}
-	vm.cond = sync.NewCond(&vm.mu)
-	cmd.Stdout = consoleWriter{vm}
-	cmd.Stderr = cmd.Stdout
-	vm.Started = time.Now()
-	if err := cmd.Start(); err != nil {
-		ns("ip", "link", "del", cfg.Tap)
-		return nil, fmt.Errorf("vmtest: start qemu: %w", err)
-	}
-	g := &Linux{VM: vm, cfg: cfg, waited: make(chan struct{})}
-	go func() {
-		cmd.Wait()
-		vm.mu.Lock()
-		vm.done = true
-		vm.cond.Broadcast()
-		vm.mu.Unlock()
-		close(g.waited)
-	}()
-	return g, nil
+	return &Linux{VM: vm, cfg: cfg, waited: waited}, nil
 }
 
 // Stop kills the guest and removes its tap.

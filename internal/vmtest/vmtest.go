@@ -89,13 +89,20 @@ func Start(cfg Config) (*VM, error) {
 	if cfg.Netns != "" {
 		argv = append([]string{"ip", "netns", "exec", cfg.Netns}, argv...)
 	}
+	return launch(cfg.Name, argv, nil)
+}
+
+// launch runs argv, a QEMU command line, as VM name with its serial
+// console on stdin and stdout; exited, if not nil, runs once QEMU has
+// exited and its output is all in.
+func launch(name string, argv []string, exited func()) (*VM, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
 	}
-	vm := &VM{Name: cfg.Name, cmd: cmd, in: in, c: in}
+	vm := &VM{Name: name, cmd: cmd, in: in, c: in}
 	vm.cond = sync.NewCond(&vm.mu)
 	// A Writer, not a pipe we read: Wait then returns only once all the
 	// output, a dying guest's last words included, is in.
@@ -111,6 +118,9 @@ func Start(cfg Config) (*VM, error) {
 		vm.done = true
 		vm.cond.Broadcast()
 		vm.mu.Unlock()
+		if exited != nil {
+			exited()
+		}
 	}()
 	return vm, nil
 }
