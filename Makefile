@@ -129,7 +129,7 @@ bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, id
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
 		$(GO) test -run '^$$' -bench 'Boot|Discard|Idle|Discovery' -benchtime 3x -timeout 30m ./internal/vmtest/
 
-bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB: Fornax beside the Debian guest (BENCH_APPEND=offload=off: without offloads)
+bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB: Fornax beside the Debian guest (BENCH_APPEND=offload=off: without offloads; offload=csum,mrg: some)
 	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_APPEND="$(BENCH_APPEND)" \
 		$(GO) test -run '^$$' -bench 'Netpath$$' -benchtime 1x -timeout 20m -v ./internal/vmtest/ | grep -v '^=== '
 

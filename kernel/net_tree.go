@@ -33,13 +33,17 @@ func ifconfig(st *netstack.Stack, nic *virtio.Net) []byte {
 	return []byte(st.Info().String() + driverStats(nic.Stats()))
 }
 
-// offloads names the receive offloads negotiated with the device.
+// offloads names the offloads negotiated with the device.
 func offloads(f uint64) string {
 	l := "virtio offloads"
 	for _, o := range []struct {
 		bit  uint64
 		name string
-	}{{virtio.FeatureNetGuestCsum, "guest-csum"}, {virtio.FeatureNetGuestTSO4, "guest-tso4"}, {virtio.FeatureNetMrgRxbuf, "mrg-rxbuf"}} {
+	}{
+		{virtio.FeatureNetCsum, "csum"}, {virtio.FeatureNetHostTSO4, "host-tso4"},
+		{virtio.FeatureNetGuestCsum, "guest-csum"}, {virtio.FeatureNetGuestTSO4, "guest-tso4"},
+		{virtio.FeatureNetMrgRxbuf, "mrg-rxbuf"},
+	} {
 		if f&o.bit != 0 {
 			l += " " + o.name
 		}

@@ -80,10 +80,15 @@ type Net struct {
 	// QueueSize caps the size of each queue (0: DefaultQueueSize); the
 	// device's QueueNumMax caps it too.
 	QueueSize int
-	// NoOffload declines the receive offloads (GUEST_CSUM, GUEST_TSO4,
-	// MRG_RXBUF) even when the device offers them: every frame then fits
-	// one 1526-byte buffer and carries no checksum promise.
+	// NoOffload declines every offload (CSUM, HOST_TSO4, GUEST_CSUM,
+	// GUEST_TSO4, MRG_RXBUF) even when the device offers them: every
+	// frame then fits one 1526-byte buffer and carries no checksum
+	// promise.
 	NoOffload bool
+	// Decline are offload feature bits (FeatureNetCsum...) not to take
+	// though the device offers them, to measure one offload at a time;
+	// one that needs a declined one goes too (see wantFeatures).
+	Decline uint64
 
 	mac      [6]byte
 	features uint64
@@ -275,7 +280,11 @@ func (n *Net) negotiate() (status uint32, err error) {
 		r.Write32(RegQueueSel, rxQueue)
 		rxBufs = n.queueSize(r.Read32(RegQueueNumMax))
 	}
-	features := wantFeatures(offered, n.NoOffload, rxBufs)
+	decline := n.Decline
+	if n.NoOffload {
+		decline = ^uint64(0)
+	}
+	features := wantFeatures(offered, decline, rxBufs)
 	if n.features != 0 && features != n.features {
 		return status, fmt.Errorf("virtio: device now offers features %#x, had %#x", features, n.features)
 	}
@@ -304,17 +313,17 @@ func (n *Net) negotiate() (status uint32, err error) {
 // A receive queue of rxBufs pages that cannot hold a 64 KiB segment
 // takes no GUEST_TSO4: the device would wait for room that never comes
 // (QEMU holds a frame until the buffers for all of it are posted).
-func wantFeatures(offered uint64, noOffload bool, rxBufs int) uint64 {
-	want := uint64(FeatureVersion1 | FeatureNetMAC)
-	if !noOffload {
-		want |= FeatureNetGuestCsum | FeatureNetMrgRxbuf | FeatureNetCsum
-		if offered&(FeatureNetGuestCsum|FeatureNetMrgRxbuf) == FeatureNetGuestCsum|FeatureNetMrgRxbuf &&
-			rxBufs*mrgBufSize >= NetHdrSize+MaxRxFrameSize {
-			want |= FeatureNetGuestTSO4
-		}
-		if offered&FeatureNetCsum != 0 {
-			want |= FeatureNetHostTSO4 // needs CSUM (§5.1.3.1)
-		}
+// Offloads in decline are not taken, nor those that need them.
+func wantFeatures(offered, decline uint64, rxBufs int) uint64 {
+	want := uint64(FeatureVersion1|FeatureNetMAC) |
+		(FeatureNetGuestCsum|FeatureNetMrgRxbuf|FeatureNetCsum)&^decline
+	got := offered & want
+	if got&(FeatureNetGuestCsum|FeatureNetMrgRxbuf) == FeatureNetGuestCsum|FeatureNetMrgRxbuf &&
+		rxBufs*mrgBufSize >= NetHdrSize+MaxRxFrameSize {
+		want |= FeatureNetGuestTSO4 &^ decline
+	}
+	if got&FeatureNetCsum != 0 {
+		want |= FeatureNetHostTSO4 &^ decline // needs CSUM (§5.1.3.1)
 	}
 	return offered & want
 }

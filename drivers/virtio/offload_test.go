@@ -30,6 +30,37 @@ func receiveInfo(t *testing.T, n *Net) rx {
 	return rx{}
 }
 
+// TestDecline: offloads can be declined one by one, and one that needs
+// a declined one (§5.1.3.1) goes with it.
+func TestDecline(t *testing.T) {
+	const (
+		base = FeatureVersion1 | FeatureNetMAC
+		csum = FeatureNetCsum | FeatureNetGuestCsum
+		mrg  = FeatureNetMrgRxbuf
+		rx   = FeatureNetGuestTSO4
+		tx   = FeatureNetHostTSO4
+		all  = base | csum | mrg | rx | tx
+	)
+	for _, c := range []struct {
+		decline, want uint64
+	}{
+		{0, all},
+		{tx, all &^ tx},
+		{rx, all &^ rx},
+		{rx | tx, base | csum | mrg},
+		{mrg, base | csum | tx}, // rx needs mrg
+		{csum, base | mrg},      // both TSOs need csum
+		{FeatureNetGuestCsum, all &^ (FeatureNetGuestCsum | rx)},
+		{FeatureNetCsum, all &^ (FeatureNetCsum | tx)},
+		{csum | mrg | rx | tx, base},
+	} {
+		_, dev := newNetOpts(t, func(n *Net) { n.Decline = c.decline })
+		if f := dev.DriverFeatures(); f != c.want {
+			t.Errorf("decline %#x: features %#x, want %#x", c.decline, f, c.want)
+		}
+	}
+}
+
 func TestNoOffload(t *testing.T) {
 	n2, dev2 := newNetOpts(t, func(n *Net) { n.NoOffload = true })
 	if f := dev2.DriverFeatures(); f != FeatureVersion1|FeatureNetMAC {

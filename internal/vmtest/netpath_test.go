@@ -19,7 +19,7 @@ const netpathSize = 200_000_000
 // nc fed from /dev/zero, into socat on the host). It prints MB/s and
 // QEMU's CPU seconds per GB moved for both, and the ratios. Run it with
 // `make bench-net` (`make bench-net BENCH_APPEND=offload=off` for Fornax
-// without the virtio-net offloads).
+// without the virtio-net offloads, `offload=csum,mrg` with some).
 func BenchmarkNetpath(b *testing.B) {
 	k := kernelB(b, "FORNAX_KERNEL")
 	if os.Geteuid() != 0 {
@@ -27,7 +27,8 @@ func BenchmarkNetpath(b *testing.B) {
 	}
 	lk, li := linuxGuest(b)
 	// FORNAX_APPEND adds to the Fornax VM's command line: offload=off
-	// gives the figures without the virtio-net offloads.
+	// gives the figures without the virtio-net offloads, offload=csum
+	// with checksums only, and so on.
 	lan := startLANB(b, k, 1, Options{Append: strings.Fields(os.Getenv("FORNAX_APPEND"))})
 	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
 	if err != nil {

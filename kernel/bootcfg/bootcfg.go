@@ -14,6 +14,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -49,10 +50,72 @@ type Config struct {
 	// that the plain image links no cluster code: the cluster service
 	// refuses a name cluster.LookupProfile does not know.
 	Profile string
-	// NoOffload is offload=off: the virtio-net driver declines the
-	// device's checksum and segmentation offloads (docs/guide.md,
-	// "Network path"), to compare or to work around a device.
-	NoOffload bool
+	// OffloadsOff are the network offloads the virtio-net driver
+	// declines (offload=; docs/guide.md, "Network path"), to compare or to
+	// work around a device. Zero takes every offload the device offers.
+	OffloadsOff Offloads
+}
+
+// Offloads is a set of the network offloads offload= names.
+type Offloads uint8
+
+const (
+	OffloadCsum  Offloads = 1 << iota // csum: checksums both ways (CSUM, GUEST_CSUM)
+	OffloadMrg                        // mrg: mergeable receive buffers (MRG_RXBUF)
+	OffloadRxTSO                      // rxtso: 64 KiB receive segments (GUEST_TSO4); needs csum and mrg
+	OffloadTxTSO                      // txtso: 64 KiB transmit segments (HOST_TSO4); needs csum
+
+	AllOffloads = OffloadCsum | OffloadMrg | OffloadRxTSO | OffloadTxTSO
+)
+
+var offloadNames = []struct {
+	o    Offloads
+	name string
+}{{OffloadCsum, "csum"}, {OffloadMrg, "mrg"}, {OffloadRxTSO, "rxtso"}, {OffloadTxTSO, "txtso"}}
+
+// parseOffloads reads offload='s value: on, off, or the offloads to keep,
+// comma-separated; it returns those to decline.
+func parseOffloads(v string) (Offloads, error) {
+	switch v {
+	case "on":
+		return 0, nil
+	case "off":
+		return AllOffloads, nil
+	}
+	var keep Offloads
+	for _, w := range strings.Split(v, ",") {
+		i := slices.IndexFunc(offloadNames, func(n struct {
+			o    Offloads
+			name string
+		}) bool {
+			return n.name == w
+		})
+		if i < 0 {
+			return 0, errors.New("want on, off, or some of csum,mrg,rxtso,txtso")
+		}
+		keep |= offloadNames[i].o
+	}
+	switch {
+	case keep&OffloadRxTSO != 0 && keep&(OffloadCsum|OffloadMrg) != OffloadCsum|OffloadMrg:
+		return 0, errors.New("rxtso needs csum and mrg")
+	case keep&OffloadTxTSO != 0 && keep&OffloadCsum == 0:
+		return 0, errors.New("txtso needs csum")
+	}
+	return AllOffloads &^ keep, nil
+}
+
+// keptString is offload='s value for a set declined.
+func (off Offloads) keptString() string {
+	if off&AllOffloads == AllOffloads {
+		return "off"
+	}
+	var l []string
+	for _, n := range offloadNames {
+		if off&n.o == 0 {
+			l = append(l, n.name)
+		}
+	}
+	return strings.Join(l, ",")
 }
 
 // quiet reports whether key belongs to QEMU or Linux conventions and is
@@ -130,13 +193,9 @@ func Parse(cmdline string) (Config, []string) {
 				err = errors.New("want ro or rw")
 			}
 		case "offload":
-			switch value {
-			case "on":
-				c.NoOffload = false
-			case "off":
-				c.NoOffload = true
-			default:
-				err = errors.New("want on or off")
+			var off Offloads
+			if off, err = parseOffloads(value); err == nil {
+				c.OffloadsOff = off
 			}
 		case "profile":
 			if err = checkProfile(value); err == nil {
@@ -262,8 +321,8 @@ func (c Config) String() string {
 	if c.Profile != "" {
 		w = append(w, "profile="+c.Profile)
 	}
-	if c.NoOffload {
-		w = append(w, "offload=off")
+	if c.OffloadsOff != 0 {
+		w = append(w, "offload="+c.OffloadsOff.keptString())
 	}
 	return strings.Join(w, " ")
 }

@@ -62,9 +62,17 @@ func TestParse(t *testing.T) {
 		{"9p=", def, []string{`bootcfg: ignoring bad 9p= value "": want ro or rw`}},
 		{"profile=fast", with(func(c *Config) { c.Profile = "fast" }), nil},
 		{"profile=fsat", with(func(c *Config) { c.Profile = "fsat" }), nil}, // the cluster service refuses it
-		{"offload=off", with(func(c *Config) { c.NoOffload = true }), nil},
+		{"offload=off", with(func(c *Config) { c.OffloadsOff = AllOffloads }), nil},
 		{"offload=on", def, nil},
-		{"offload=no", def, []string{`bootcfg: ignoring bad offload= value "no": want on or off`}},
+		{"offload=csum", with(func(c *Config) { c.OffloadsOff = OffloadMrg | OffloadRxTSO | OffloadTxTSO }), nil},
+		{"offload=mrg,csum,rxtso", with(func(c *Config) { c.OffloadsOff = OffloadTxTSO }), nil},
+		{"offload=csum,txtso", with(func(c *Config) { c.OffloadsOff = OffloadMrg | OffloadRxTSO }), nil},
+		{"offload=csum,mrg,rxtso,txtso", def, nil},
+		{"offload=no", def, []string{`bootcfg: ignoring bad offload= value "no": want on, off, or some of csum,mrg,rxtso,txtso`}},
+		{"offload=", def, []string{`bootcfg: ignoring bad offload= value "": want on, off, or some of csum,mrg,rxtso,txtso`}},
+		{"offload=csum,", def, []string{`bootcfg: ignoring bad offload= value "csum,": want on, off, or some of csum,mrg,rxtso,txtso`}},
+		{"offload=csum,rxtso", def, []string{`bootcfg: ignoring bad offload= value "csum,rxtso": rxtso needs csum and mrg`}},
+		{"offload=txtso", def, []string{`bootcfg: ignoring bad offload= value "txtso": txtso needs csum`}},
 		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"profile=", def, []string{`bootcfg: ignoring bad profile= value "": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
@@ -120,6 +128,8 @@ func TestString(t *testing.T) {
 		{"profile=fast name=n1", "name=n1 profile=fast"},
 		{"profile=default", "profile=default"},
 		{"offload=off name=n1", "name=n1 offload=off"},
+		{"offload=mrg,csum", "offload=csum,mrg"},
+		{"offload=csum,mrg,rxtso,txtso", ""},
 	}
 	for _, tt := range tests {
 		c, _ := Parse(tt.cmdline)
