@@ -76,43 +76,36 @@ func TestAttackHijack(t *testing.T) {
 func TestAttackOwnID(t *testing.T) {
 	// A claim of our id is refuted within one network delay, by an
 	// ANNOUNCE; a signed node raises its incarnation.
-	for _, mode := range []string{"keyless", "keyed"} {
-		t.Run(mode, func(t *testing.T) {
-			sm := newSim(t)
-			var edit func(*Config)
-			if mode == "keyed" {
-				edit = keyed
+	eachMode(t, func(t *testing.T, mode string, sm *sim, edit func(*Config)) {
+		a, b := sm.start(1, edit), sm.start(2, edit)
+		sm.run(3 * s)
+		before := a.Peers()
+		claim := "ANNOUNCE 00000002 10.0.0.9 evil 1 1 1 0\n"
+		if mode == "keyed" { // a key holder elsewhere, misconfigured
+			m, _ := Parse([]byte(claim))
+			m.Sign(testKey, uint64(sm.clock.Now().UnixMilli()), uint64(sm.clock.Now().UnixMilli()))
+			claim = string(m.Append(nil))
+		}
+		at := sm.clock.Now().Add(sm.delay).Sub(t0)
+		sm.injectAll("10.0.0.9", claim)
+		sm.run(2 * ms)
+		last := b.conn.sent[len(b.conn.sent)-1]
+		if last.at != at || !strings.HasPrefix(last.msg, "ANNOUNCE 00000002 10.0.0.2 ") || last.unicast {
+			t.Errorf("refutation: %+v, want an ANNOUNCE broadcast at %v", last, at)
+		}
+		if mode == "keyed" {
+			m, err := Parse([]byte(last.msg))
+			if err != nil || m.Inc <= before[0].Inc {
+				t.Errorf("refutation inc %d, was %d (%v)", m.Inc, before[0].Inc, err)
 			}
-			a, b := sm.start(1, edit), sm.start(2, edit)
-			sm.run(3 * s)
-			before := a.Peers()
-			claim := "ANNOUNCE 00000002 10.0.0.9 evil 1 1 1 0\n"
-			if mode == "keyed" { // a key holder elsewhere, misconfigured
-				m, _ := Parse([]byte(claim))
-				m.Sign(testKey, uint64(sm.clock.Now().UnixMilli()), uint64(sm.clock.Now().UnixMilli()))
-				claim = string(m.Append(nil))
-			}
-			at := sm.clock.Now().Add(sm.delay).Sub(t0)
-			sm.injectAll("10.0.0.9", claim)
-			sm.run(2 * ms)
-			last := b.conn.sent[len(b.conn.sent)-1]
-			if last.at != at || !strings.HasPrefix(last.msg, "ANNOUNCE 00000002 10.0.0.2 ") || last.unicast {
-				t.Errorf("refutation: %+v, want an ANNOUNCE broadcast at %v", last, at)
-			}
-			if mode == "keyed" {
-				m, err := Parse([]byte(last.msg))
-				if err != nil || m.Inc <= before[0].Inc {
-					t.Errorf("refutation inc %d, was %d (%v)", m.Inc, before[0].Inc, err)
-				}
-			}
-			if got := a.read("nodes/00000002/addr"); got != "10.0.0.2\n" {
-				t.Errorf("a moved b: %q", got)
-			}
-			if b.stat("refutes") != 1 || a.stat("dropped_addr_conflict") != 1 {
-				t.Errorf("stats:\n%s\n%s", b.read("stats"), a.read("stats"))
-			}
-		})
-	}
+		}
+		if got := a.read("nodes/00000002/addr"); got != "10.0.0.2\n" {
+			t.Errorf("a moved b: %q", got)
+		}
+		if b.stat("refutes") != 1 || a.stat("dropped_addr_conflict") != 1 {
+			t.Errorf("stats:\n%s\n%s", b.read("stats"), a.read("stats"))
+		}
+	})
 }
 
 func TestAttackLeave(t *testing.T) {
@@ -175,35 +168,28 @@ func TestAttackLeave(t *testing.T) {
 func TestAttackZombie(t *testing.T) {
 	// A node crashes; the attacker sends a HEARTBEAT for it from its
 	// address every 5 s.
-	for _, mode := range []string{"keyless", "keyed"} {
-		t.Run(mode, func(t *testing.T) {
-			sm := newSim(t)
-			var edit func(*Config)
-			if mode == "keyed" {
-				edit = keyed
+	eachMode(t, func(t *testing.T, mode string, sm *sim, edit func(*Config)) {
+		a, b := sm.start(1, edit), sm.start(2, edit)
+		sm.run(7 * s)
+		hb := lastSent(t, b, "HEARTBEAT") // captured, signed if keyed
+		sm.kill(b)
+		for i := 0; i < 60; i++ { // 5 minutes
+			sm.injectAll("10.0.0.2", hb)
+			sm.run(5 * s)
+		}
+		got := a.status(b)
+		t.Logf("%s: crashed node 5 min later: %s", mode, got)
+		switch mode {
+		case "keyless": // documented limitation (docs/protocol.md §10)
+			if got != "online" {
+				t.Errorf("keyless zombie: %s", got)
 			}
-			a, b := sm.start(1, edit), sm.start(2, edit)
-			sm.run(7 * s)
-			hb := lastSent(t, b, "HEARTBEAT") // captured, signed if keyed
-			sm.kill(b)
-			for i := 0; i < 60; i++ { // 5 minutes
-				sm.injectAll("10.0.0.2", hb)
-				sm.run(5 * s)
+		case "keyed":
+			if got != "gone" || a.stat("dropped_replay")+a.stat("dropped_stale") != 60 {
+				t.Errorf("keyed zombie: %s\n%s", got, a.read("stats"))
 			}
-			got := a.status(b)
-			t.Logf("%s: crashed node 5 min later: %s", mode, got)
-			switch mode {
-			case "keyless": // documented limitation (docs/protocol.md §10)
-				if got != "online" {
-					t.Errorf("keyless zombie: %s", got)
-				}
-			case "keyed":
-				if got != "gone" || a.stat("dropped_replay")+a.stat("dropped_stale") != 60 {
-					t.Errorf("keyed zombie: %s\n%s", got, a.read("stats"))
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 func TestAttackCrowdOut(t *testing.T) {
@@ -445,5 +431,19 @@ func TestAttackLogFlood(t *testing.T) {
 	sm.run(20 * s) // the next line, when the made-up peers turn suspect
 	if len(sm.logged("log lines held back (rate limit)")) == 0 {
 		t.Error("no summary of the held-back lines")
+	}
+}
+
+// eachMode runs f plain and signed, each on a new simulated LAN; edit,
+// nil or keyed, is for sm.start.
+func eachMode(t *testing.T, f func(t *testing.T, mode string, sm *sim, edit func(*Config))) {
+	for _, mode := range []string{"keyless", "keyed"} {
+		t.Run(mode, func(t *testing.T) {
+			var edit func(*Config)
+			if mode == "keyed" {
+				edit = keyed
+			}
+			f(t, mode, newSim(t), edit)
+		})
 	}
 }

@@ -40,52 +40,45 @@ func TestProbeRevives(t *testing.T) {
 	// it by unicast, and b's HEARTBEAT, by unicast too, brings it back
 	// online one round trip later (2 ms here), not at b's next broadcast
 	// at 20 s. Plain and signed alike.
-	for _, mode := range []string{"keyless", "keyed"} {
-		t.Run(mode, func(t *testing.T) {
-			sm := newSim(t)
-			var edit func(*Config)
-			if mode == "keyed" {
-				edit = keyed
-			}
-			a, b := sm.start(1, edit), sm.start(2, edit)
-			loseFrom(sm, b, a, 5*s, 10*s, 15*s)
-			sm.run(2 * s)
-			heard := a.Peers()[0].LastHeard.Sub(t0) // b's fast-join answer, 1-1.2 s
-			na, nb := len(a.conn.sent), len(b.conn.sent)
-			sm.runTo(heard + 15*s)
-			if got := a.status(b); got != "suspect" {
-				t.Fatalf("at %v: b is %s at a, want suspect", heard+15*s, got)
-			}
-			sm.run(2 * ms)
-			if got := a.status(b); got != "online" {
-				t.Errorf("one round trip later: b is %s at a, want online", got)
-			}
-			probe, answer := sentSince(a, na), sentSince(b, nb)
-			probe = slices.DeleteFunc(probe, func(m string) bool { return !strings.HasPrefix(m, "PROBE ") })
-			trailer := ""
-			if mode == "keyed" {
-				trailer = ` \d+ \d+ [0-9a-f]{8} [0-9a-f]{32}`
-			}
-			if len(probe) != 1 || !matches(probe[0], `^PROBE 00000001 00000002`+trailer+` \(unicast\)$`) {
-				t.Errorf("a sent %q, want one PROBE to b", probe)
-			}
-			// b's HEARTBEATs of 5, 10 and 15 s, then the answer.
-			if len(answer) != 4 || !matches(answer[3], `^HEARTBEAT 00000002 0.25 134217728 0`+trailer+` \(unicast\)$`) {
-				t.Errorf("b sent %q, want 3 broadcasts and a HEARTBEAT to a", answer)
-			}
-			if a.stat("probes") != 1 || b.stat("probe_answers") != 1 || a.stat("dropped") != 0 || b.stat("dropped") != 0 {
-				t.Errorf("a:\n%s\nb:\n%s", a.read("stats"), b.read("stats"))
-			}
-			// The probe, a valid message of a, refreshed a at b too.
-			if p := b.Peers()[0]; p.LastHeard.Sub(t0) != heard+15*s+ms {
-				t.Errorf("b last heard a at %v, want %v", p.LastHeard.Sub(t0), heard+15*s+ms)
-			}
-			sm.run(20 * s)
-			if a.stat("probes") != 1 || len(sm.logged("(n2) is online again")) != 1 {
-				t.Errorf("probes %d; log:\n%s", a.stat("probes"), strings.Join(sm.log, "\n"))
-			}
-		})
-	}
+	eachMode(t, func(t *testing.T, mode string, sm *sim, edit func(*Config)) {
+		a, b := sm.start(1, edit), sm.start(2, edit)
+		loseFrom(sm, b, a, 5*s, 10*s, 15*s)
+		sm.run(2 * s)
+		heard := a.Peers()[0].LastHeard.Sub(t0) // b's fast-join answer, 1-1.2 s
+		na, nb := len(a.conn.sent), len(b.conn.sent)
+		sm.runTo(heard + 15*s)
+		if got := a.status(b); got != "suspect" {
+			t.Fatalf("at %v: b is %s at a, want suspect", heard+15*s, got)
+		}
+		sm.run(2 * ms)
+		if got := a.status(b); got != "online" {
+			t.Errorf("one round trip later: b is %s at a, want online", got)
+		}
+		probe, answer := sentSince(a, na), sentSince(b, nb)
+		probe = slices.DeleteFunc(probe, func(m string) bool { return !strings.HasPrefix(m, "PROBE ") })
+		trailer := ""
+		if mode == "keyed" {
+			trailer = ` \d+ \d+ [0-9a-f]{8} [0-9a-f]{32}`
+		}
+		if len(probe) != 1 || !matches(probe[0], `^PROBE 00000001 00000002`+trailer+` \(unicast\)$`) {
+			t.Errorf("a sent %q, want one PROBE to b", probe)
+		}
+		// b's HEARTBEATs of 5, 10 and 15 s, then the answer.
+		if len(answer) != 4 || !matches(answer[3], `^HEARTBEAT 00000002 0.25 134217728 0`+trailer+` \(unicast\)$`) {
+			t.Errorf("b sent %q, want 3 broadcasts and a HEARTBEAT to a", answer)
+		}
+		if a.stat("probes") != 1 || b.stat("probe_answers") != 1 || a.stat("dropped") != 0 || b.stat("dropped") != 0 {
+			t.Errorf("a:\n%s\nb:\n%s", a.read("stats"), b.read("stats"))
+		}
+		// The probe, a valid message of a, refreshed a at b too.
+		if p := b.Peers()[0]; p.LastHeard.Sub(t0) != heard+15*s+ms {
+			t.Errorf("b last heard a at %v, want %v", p.LastHeard.Sub(t0), heard+15*s+ms)
+		}
+		sm.run(20 * s)
+		if a.stat("probes") != 1 || len(sm.logged("(n2) is online again")) != 1 {
+			t.Errorf("probes %d; log:\n%s", a.stat("probes"), strings.Join(sm.log, "\n"))
+		}
+	})
 }
 
 func TestProbeCrash(t *testing.T) {
