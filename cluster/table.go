@@ -52,6 +52,16 @@ type Peer struct {
 	// A peer heard once (its first ANNOUNCE, perhaps forged from a free
 	// address) is not probed (docs/protocol.md §4.5).
 	msgs int
+	// The table's lists by age (ages).
+	prev, next *Peer
+	linked     bool
+}
+
+// copy is p without the table's links, to hand out.
+func (p *Peer) copy() Peer {
+	c := *p
+	c.prev, c.next, c.linked = nil, nil, false
+	return c
 }
 
 // eventKind is what a message or the passing of time did to the table.
@@ -105,11 +115,7 @@ type table struct {
 	seen    map[string]seenMsg
 	window  time.Duration
 	pruneAt time.Time // when seen is next pruned
-	// deadlines holds, for each peer, no later than its next transition
-	// (deadline), so that tick visits only the peers whose time may have
-	// come. A message moves a deadline later: it is left as it was, and
-	// tick moves it when it comes, so a message costs no heap work.
-	deadlines timers
+	ages    ages      // the peers by status, oldest first
 }
 
 type seenMsg struct {
@@ -169,37 +175,28 @@ func (t *table) past(age, threshold time.Duration, strict bool) bool {
 // node_id order.
 func (t *table) tick(now time.Time, strict bool) []event {
 	var evs []event
-	// Each peer is visited at most twice: once if its deadline had moved,
-	// once for its transition, after which its deadline lies past now
-	// (or at now, when strict).
-	for range 2*len(t.peers) + 1 {
-		id, at, ok := t.deadlines.min()
-		if !ok || now.Before(at) || strict && now.Equal(at) {
+	// Each peer is visited at most once: its transition leaves it where
+	// its next one lies past now (or at now, when strict).
+	for range len(t.peers) {
+		p := t.due(now, strict)
+		if p == nil {
 			break
 		}
-		p := t.peers[id]
-		if d := t.deadline(p); !d.Equal(at) {
-			t.deadlines.set(id, d) // heard since
-			continue
-		}
 		age := now.Sub(p.LastHeard)
+		t.ages.unlink(p)
 		switch {
 		case t.past(age, t.remove, strict):
-			t.delete(id)
-			evs = append(evs, event{kind: evRemoved, peer: *p})
+			t.delete(p.ID)
+			evs = append(evs, event{kind: evRemoved, peer: p.copy()})
 			continue
 		case t.past(age, t.dead, strict):
-			if p.Status != Dead {
-				p.Status = Dead
-				evs = append(evs, event{kind: evDead, peer: *p})
-			}
-		case t.past(age, t.suspect, strict):
-			if p.Status == Online {
-				p.Status = Suspect
-				evs = append(evs, event{kind: evSuspect, peer: *p})
-			}
+			p.Status = Dead
+			evs = append(evs, event{kind: evDead, peer: p.copy()})
+		default: // past suspect: it is the head of the online list
+			p.Status = Suspect
+			evs = append(evs, event{kind: evSuspect, peer: p.copy()})
 		}
-		t.deadlines.set(id, t.deadline(p))
+		t.ages.push(p)
 	}
 	if !now.Before(t.pruneAt) {
 		t.pruneSeen(now)
@@ -209,20 +206,35 @@ func (t *table) tick(now time.Time, strict bool) []event {
 	return evs
 }
 
-// deadline is when p next changes state if not heard from.
-func (t *table) deadline(p *Peer) time.Time {
-	switch p.Status {
-	case Online:
-		return p.LastHeard.Add(t.suspect)
-	case Suspect:
-		return p.LastHeard.Add(t.dead)
+// due returns a peer whose next transition has come at now, or nil:
+// only the oldest of each status can be one.
+func (t *table) due(now time.Time, strict bool) *Peer {
+	for s := Dead; ; s-- {
+		if p := t.ages.oldest(s); p != nil && t.past(now.Sub(p.LastHeard), t.after(s), strict) {
+			return p
+		}
+		if s == Online {
+			return nil
+		}
 	}
-	return p.LastHeard.Add(t.remove)
 }
 
-// next is no later than the earliest time at which tick has work, or
-// the zero time if the table is empty.
-func (t *table) next() time.Time { return t.deadlines.next() }
+// deadline is when p next changes state if not heard from.
+func (t *table) deadline(p *Peer) time.Time { return p.LastHeard.Add(t.after(p.Status)) }
+
+// next is the earliest time at which tick has work, or the zero time if
+// the table is empty.
+func (t *table) next() time.Time {
+	var at time.Time
+	for s := Online; s <= Dead; s++ {
+		if p := t.ages.oldest(s); p != nil {
+			if d := t.deadline(p); at.IsZero() || d.Before(at) {
+				at = d
+			}
+		}
+	}
+	return at
+}
 
 // observe applies one valid message from source src received at now
 // (docs/protocol.md §5 and §6, steps 5–7). The caller has applied
@@ -286,14 +298,14 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 	// One address holds one id: a new id from an address replaces the
 	// one it held (a machine back under a new id).
 	if other, ok := t.byAddr[src]; ok && other != m.ID {
-		ev.gone = append(ev.gone, gonePeer{*t.peers[other], "replaced by " + m.ID})
+		ev.gone = append(ev.gone, gonePeer{t.peers[other].copy(), "replaced by " + m.ID})
 		t.delete(other)
 	} else if p == nil && len(t.peers) >= t.max {
 		victim := t.oldestDead()
 		if victim == nil {
 			return event{}, dropf(ReasonTableFull, "table holds %d live peers, refusing %s", t.max, m.ID)
 		}
-		ev.gone = append(ev.gone, gonePeer{*victim, "evicted"})
+		ev.gone = append(ev.gone, gonePeer{victim.copy(), "evicted"})
 		t.delete(victim.ID)
 	}
 	if p == nil {
@@ -312,7 +324,7 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 	p.MemTotal, p.MemFree, p.Containers = m.MemTotal, m.MemFree, m.Containers
 	p.Keyed, p.Inc = m.Keyed(), m.Inc
 	t.heard(p, now)
-	ev.peer = *p
+	ev.peer = p.copy()
 	return ev, nil
 }
 
@@ -330,7 +342,7 @@ func (t *table) fromPeer(m Message, src netip.Addr, now time.Time) (event, error
 	}
 	if m.Kind == Leave {
 		t.delete(m.ID)
-		return event{kind: evLeft, peer: *p}, nil
+		return event{kind: evLeft, peer: p.copy()}, nil
 	}
 	ev := event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
 	if p.Status != Online {
@@ -341,16 +353,16 @@ func (t *table) fromPeer(m Message, src netip.Addr, now time.Time) (event, error
 	}
 	p.Keyed = m.Keyed()
 	t.heard(p, now)
-	ev.peer = *p
+	ev.peer = p.copy()
 	return ev, nil
 }
 
-// oldestDead returns the dead peer heard longest ago, or nil.
+// oldestDead returns the dead peer heard longest ago, the lowest id of
+// those heard at that instant, or nil.
 func (t *table) oldestDead() *Peer {
-	var o *Peer
-	for _, p := range t.peers {
-		if p.Status == Dead && (o == nil || p.LastHeard.Before(o.LastHeard) ||
-			p.LastHeard.Equal(o.LastHeard) && p.ID < o.ID) {
+	o := t.ages.oldest(Dead)
+	for p := o; p != nil && p.LastHeard.Equal(o.LastHeard); p = p.next {
+		if p.ID < o.ID {
 			o = p
 		}
 	}
@@ -364,8 +376,8 @@ func (t *table) delete(id string) {
 			delete(t.byAddr, p.Addr)
 		}
 		t.unname(p.Name)
+		t.ages.unlink(p)
 		delete(t.peers, id)
-		t.deadlines.remove(id)
 	}
 }
 
@@ -391,11 +403,9 @@ func (t *table) pruneSeen(now time.Time) {
 
 // heard marks p online as of now.
 func (t *table) heard(p *Peer, now time.Time) {
-	old := t.deadline(p) // no earlier than its entry in deadlines
+	t.ages.unlink(p)
 	p.LastHeard, p.Status = now, Online
-	if d := t.deadline(p); p.msgs == 0 || d.Before(old) {
-		t.deadlines.set(p.ID, d) // new, or due sooner than it was
-	}
+	t.ages.push(p)
 	p.msgs++
 }
 
@@ -407,7 +417,7 @@ func (t *table) clear() {
 	clear(t.peers)
 	clear(t.byAddr)
 	clear(t.names)
-	t.deadlines.reset()
+	t.ages.reset()
 }
 
 // get returns a copy of the peer with the given id.
@@ -416,14 +426,14 @@ func (t *table) get(id string) (Peer, bool) {
 	if !ok {
 		return Peer{}, false
 	}
-	return *p, true
+	return p.copy(), true
 }
 
 // list returns copies of all peers in node_id order.
 func (t *table) list() []Peer {
 	ps := make([]Peer, 0, len(t.peers))
 	for _, p := range t.peers {
-		ps = append(ps, *p)
+		ps = append(ps, p.copy())
 	}
 	slices.SortFunc(ps, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
 	return ps

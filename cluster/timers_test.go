@@ -53,3 +53,43 @@ func TestTimers(t *testing.T) {
 		t.Error("empty timers: next is not the zero time")
 	}
 }
+
+// TestAges: whatever the order in which peers are heard, each list stays
+// in LastHeard order, and unlinking keeps it whole.
+func TestAges(t *testing.T) {
+	var a ages
+	rng := rand.New(rand.NewPCG(5, 6))
+	peers := map[string]*Peer{}
+	for step := range 5000 {
+		id := fmt.Sprintf("%08x", rng.IntN(100))
+		p := peers[id]
+		if p == nil {
+			p = &Peer{ID: id}
+			peers[id] = p
+		}
+		a.unlink(p)
+		if rng.IntN(5) == 0 {
+			delete(peers, id)
+		} else {
+			p.Status = Status(rng.IntN(3))
+			p.LastHeard = t0.Add(time.Duration(rng.IntN(1000)) * time.Millisecond)
+			a.push(p)
+		}
+		n := 0
+		for s := Online; s <= Dead; s++ {
+			var prev *Peer
+			for p := a.oldest(s); p != nil; prev, p = p, p.next {
+				if p.prev != prev || p.Status != s || prev != nil && p.LastHeard.Before(prev.LastHeard) {
+					t.Fatalf("step %d: list %v is out of order at %s", step, s, p.ID)
+				}
+				n++
+			}
+			if a.tail[s] != prev {
+				t.Fatalf("step %d: list %v: tail is not its last peer", step, s)
+			}
+		}
+		if n != len(peers) {
+			t.Fatalf("step %d: %d peers in the lists, want %d", step, n, len(peers))
+		}
+	}
+}
