@@ -8,9 +8,9 @@ import (
 // timers holds one deadline per key, earliest first: a binary heap that
 // knows where each key sits, so that setting, removing and finding the
 // earliest deadline cost O(log n) whatever the order of the times. The
-// table keeps each peer's next transition here and the node each suspect
-// peer's next probe, so that neither scans all peers when one is due
-// (docs/scale.md). The zero value is empty and ready to use.
+// node keeps each suspect peer's next probe here, so that it does not
+// scan its suspects when one is due (docs/scale.md). The zero value is
+// empty and ready to use.
 type timers struct {
 	h   []*timer
 	pos map[string]*timer
@@ -102,14 +102,6 @@ func (t *timers) remove(key string) {
 	}
 }
 
-// get returns key's deadline; ok is false when it has none.
-func (t *timers) get(key string) (at time.Time, ok bool) {
-	if e, ok := t.pos[key]; ok {
-		return e.at, true
-	}
-	return time.Time{}, false
-}
-
 // min returns the earliest deadline and its key; ok is false when there
 // is none.
 func (t *timers) min() (key string, at time.Time, ok bool) {
@@ -124,8 +116,6 @@ func (t *timers) next() time.Time {
 	_, at, _ := t.min()
 	return at
 }
-
-func (t *timers) len() int { return len(t.h) }
 
 // reset forgets every deadline.
 func (t *timers) reset() {

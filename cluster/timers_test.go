@@ -37,15 +37,15 @@ func TestTimers(t *testing.T) {
 			}
 		}
 		key, at, ok := tm.min()
-		if ok != (len(model) > 0) || key != wantKey || !at.Equal(wantAt) || tm.len() != len(model) {
-			t.Fatalf("step %d: min %q %v %v len %d; want %q %v, len %d", step, key, at, ok, tm.len(), wantKey, wantAt, len(model))
+		if ok != (len(model) > 0) || key != wantKey || !at.Equal(wantAt) || len(tm.h) != len(model) {
+			t.Fatalf("step %d: min %q %v %v len %d; want %q %v, len %d", step, key, at, ok, len(tm.h), wantKey, wantAt, len(model))
 		}
 		for k, e := range tm.pos {
 			if e.key != k || tm.h[e.i] != e {
 				t.Fatalf("step %d: %q is not where its index says", step, k)
 			}
-			if at, _ := tm.get(k); !at.Equal(model[k]) {
-				t.Fatalf("step %d: get %q = %v, want %v", step, k, at, model[k])
+			if !e.at.Equal(model[k]) {
+				t.Fatalf("step %d: %q at %v, want %v", step, k, e.at, model[k])
 			}
 		}
 	}

@@ -21,6 +21,13 @@ var testMAC = [6]byte{0x52, 0x54, 0x00, 0x12, 0x34, 0x56}
 // are serviced by a goroutine, as in the kernel.
 func newNet(t *testing.T, setup func(*virtiotest.Device)) (*Net, *virtiotest.Device) {
 	t.Helper()
+	return newNetWith(t, setup, nil)
+}
+
+// newNetWith is newNet with the device set up by setup and the Net's
+// options by opts, before Init; either may be nil.
+func newNetWith(t *testing.T, setup func(*virtiotest.Device), opts func(*Net)) (*Net, *virtiotest.Device) {
+	t.Helper()
 
 	mem := virtiotest.NewMemory(16 << 20)
 	dev := virtiotest.NewDevice(mem, testMAC)
@@ -29,6 +36,9 @@ func newNet(t *testing.T, setup func(*virtiotest.Device)) (*Net, *virtiotest.Dev
 	}
 
 	n := &Net{Regs: dev, Mem: mem}
+	if opts != nil {
+		opts(n)
+	}
 	if err := n.Init(); err != nil {
 		t.Fatal(err)
 	}
@@ -147,13 +157,8 @@ func TestInitSmallQueueNoTSO(t *testing.T) {
 		{"device 31", 0, 31, false}, // rounds down to 16
 		{"device 32", 0, 32, true},
 	} {
-		mem := virtiotest.NewMemory(8 << 20)
-		dev := virtiotest.NewDevice(mem, testMAC)
-		dev.QueueNumMax = uint32(c.numMax)
-		n := &Net{Regs: dev, Mem: mem, QueueSize: c.queueSize}
-		if err := n.Init(); err != nil {
-			t.Fatalf("%s: %v", c.name, err)
-		}
+		_, dev := newNetWith(t, func(d *virtiotest.Device) { d.QueueNumMax = uint32(c.numMax) },
+			func(n *Net) { n.QueueSize = c.queueSize })
 		f := dev.DriverFeatures()
 		if tso := f&FeatureNetGuestTSO4 != 0; tso != c.tso {
 			t.Errorf("%s: GUEST_TSO4 %v, want %v", c.name, tso, c.tso)

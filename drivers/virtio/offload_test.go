@@ -85,22 +85,7 @@ func TestNoOffload(t *testing.T) {
 // newNetOpts is newNet with the Net's options set before Init.
 func newNetOpts(t *testing.T, opts func(*Net)) (*Net, *virtiotest.Device) {
 	t.Helper()
-	mem := virtiotest.NewMemory(16 << 20)
-	dev := virtiotest.NewDevice(mem, testMAC)
-	n := &Net{Regs: dev, Mem: mem}
-	opts(n)
-	if err := n.Init(); err != nil {
-		t.Fatal(err)
-	}
-	stop := virtiotest.ServeIRQ(dev, n.HandleInterrupt)
-	t.Cleanup(func() {
-		n.Close()
-		stop()
-		if errs := dev.Errors(); len(errs) > 0 {
-			t.Errorf("device saw protocol errors: %q", errs)
-		}
-	})
-	return n, dev
+	return newNetWith(t, nil, opts)
 }
 
 func TestChecksumFlags(t *testing.T) {

@@ -290,24 +290,7 @@ func TestFornaxdLinuxMount(t *testing.T) {
 	id := vmNodeIDs(t, lan)[0]
 	fd.log.Wait(t, "cluster: "+id+" (fornax-01) joined", 10*time.Second)
 
-	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("console of the Linux guest:\n%s", g.Log())
-		}
-		if err := g.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	if _, err := g.Expect(g.Prompt(), 90*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := g.Command("", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
+	g, _ := bootLinux(t, lk, li)
 	mount := "mkdir -p /mnt/fornaxd && mount -t 9p -o trans=tcp,port=564,version=9p2000 " + fornaxdAddr + " /mnt/fornaxd && echo mounted"
 	if out := command(t, g.VM, mount); !strings.Contains(out, "mounted") {
 		t.Fatalf("%s: %q", mount, out)

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -448,4 +449,33 @@ func (g *Linux) Stop() error {
 		return fmt.Errorf("ip link del %s: %v\n%s", g.cfg.Tap, err, out)
 	}
 	return nil
+}
+
+// bootLinux starts the Debian guest from kernel lk and initramfs li,
+// stopped when the test ends (its console logged if the test failed),
+// and waits for its prompt: it returns the guest, ready for Command, and
+// how long it took from QEMU's start to the first prompt.
+func bootLinux(tb testing.TB, lk, li string) (*Linux, time.Duration) {
+	tb.Helper()
+	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		if tb.Failed() {
+			tb.Logf("console of the Linux guest:\n%s", g.Log())
+		}
+		if err := g.Stop(); err != nil {
+			tb.Error(err)
+		}
+	})
+	if _, err := g.Expect(g.Prompt(), 90*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+	boot := time.Since(g.Started)
+	// a fresh prompt, to pair answers with prompts
+	if _, err := g.Command("", 10*time.Second); err != nil {
+		tb.Fatal(err)
+	}
+	return g, boot
 }

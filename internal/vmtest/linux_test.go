@@ -150,28 +150,9 @@ func TestLinuxGuest(t *testing.T) {
 	vm.Kill()
 
 	lan := startLANOpts(t, k, 2, Options{Append: []string{"9p=rw"}})
-	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("console of the Linux guest:\n%s", g.Log())
-		}
-		if err := g.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	if _, err := g.Expect(g.Prompt(), 90*time.Second); err != nil {
-		t.Fatal(err)
-	}
-	linuxBoot := time.Since(g.Started)
+	g, linuxBoot := bootLinux(t, lk, li)
 	t.Logf("boot, QEMU start to prompt: Linux guest %v, Fornax %v (%s)",
 		linuxBoot.Round(time.Millisecond), fornaxBoot.Round(time.Millisecond), banner)
-	// a fresh prompt, to pair answers with prompts
-	if _, err := g.Command("", 10*time.Second); err != nil {
-		t.Fatal(err)
-	}
 	if out := command(t, g.VM, "cat /proc/version"); !strings.HasPrefix(out, "Linux version") {
 		t.Errorf("/proc/version: %q", out)
 	}

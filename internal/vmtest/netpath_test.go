@@ -30,17 +30,7 @@ func BenchmarkNetpath(b *testing.B) {
 	// gives the figures without the virtio-net offloads, offload=csum
 	// with checksums only, and so on.
 	lan := startLANB(b, k, 1, Options{Append: strings.Fields(os.Getenv("FORNAX_APPEND"))})
-	g, err := StartLinux(LinuxConfig{Kernel: lk, Initrd: li})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { g.Stop() })
-	if _, err := g.Expect(g.Prompt(), 90*time.Second); err != nil {
-		b.Fatal(err)
-	}
-	if _, err := g.Command("", 10*time.Second); err != nil {
-		b.Fatal(err)
-	}
+	g, _ := bootLinux(b, lk, li)
 	fx := lan.VMs[0]
 	if out, err := fx.Command("cat /net/virtio", 10*time.Second); err == nil {
 		b.Logf("fornax: %s", lastLine(out, 1))

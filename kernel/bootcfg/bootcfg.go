@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"slices"
 	"strconv"
 	"strings"
 
@@ -73,6 +72,16 @@ var offloadNames = []struct {
 	name string
 }{{OffloadCsum, "csum"}, {OffloadMrg, "mrg"}, {OffloadRxTSO, "rxtso"}, {OffloadTxTSO, "txtso"}}
 
+// offloadNamed is the offload called name, or 0.
+func offloadNamed(name string) Offloads {
+	for _, n := range offloadNames {
+		if n.name == name {
+			return n.o
+		}
+	}
+	return 0
+}
+
 // parseOffloads reads offload='s value: on, off, or the offloads to keep,
 // comma-separated; it returns those to decline.
 func parseOffloads(v string) (Offloads, error) {
@@ -84,16 +93,11 @@ func parseOffloads(v string) (Offloads, error) {
 	}
 	var keep Offloads
 	for _, w := range strings.Split(v, ",") {
-		i := slices.IndexFunc(offloadNames, func(n struct {
-			o    Offloads
-			name string
-		}) bool {
-			return n.name == w
-		})
-		if i < 0 {
+		o := offloadNamed(w)
+		if o == 0 {
 			return 0, errors.New("want on, off, or some of csum,mrg,rxtso,txtso")
 		}
-		keep |= offloadNames[i].o
+		keep |= o
 	}
 	switch {
 	case keep&OffloadRxTSO != 0 && keep&(OffloadCsum|OffloadMrg) != OffloadCsum|OffloadMrg:
