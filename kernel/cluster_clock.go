@@ -10,7 +10,7 @@ import (
 	"time"
 
 	board "fornax/board/qemu_amd64"
-	"fornax/internal/monoclock"
+	"fornax/cluster/monoclock"
 )
 
 // startClusterClock returns the cluster's clock: time from the TSC, which

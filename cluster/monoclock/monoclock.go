@@ -1,6 +1,8 @@
 // Package monoclock is a cluster.Clock on a raw monotonic counter (on
 // Fornax the TSC, board.Uptime): setting the wall clock moves neither its
-// time nor its timers.
+// time nor its timers. It sits under cluster, whose Clock it implements,
+// in a package of its own: only the kernel needs it (fornaxd's runtime
+// clock is Linux's monotonic one), so only the kernel links it.
 //
 // Why not package time: under tamago the runtime's clock (nanotime) is
 // the board's wall clock, AMD64.GetTime = TSC·multiplier + TimerOffset,
