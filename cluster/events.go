@@ -6,6 +6,8 @@ import (
 	"io/fs"
 	"sync"
 	"time"
+
+	"fornax/fs/file"
 )
 
 // EventBacklog is how many membership events /cluster/events keeps for
@@ -155,24 +157,16 @@ func (s *eventStream) read(ctx context.Context, p []byte) (int, error) {
 	}
 }
 
-// errNotStream is OpenStream's error for a name that is not a stream.
-var errNotStream = notStreamError{}
-
-type notStreamError struct{}
-
-func (notStreamError) Error() string        { return "not a stream" }
-func (notStreamError) Is(target error) bool { return target == fs.ErrInvalid }
-
 // OpenStream opens a file that is read as a stream: only "events"
 // (docs/protocol.md §8.4). Each open reads the events that come after it.
 // read blocks until at least one whole line is there or ctx is done (then
 // it returns ctx.Err()), and returns whole lines only; a p too small for
 // the next line is an error. close ends the stream: a read blocked in it
 // returns fs.ErrClosed. Any other name fails with an error wrapping
-// fs.ErrInvalid; ReadFile of "events" gives the empty snapshot.
+// file.ErrNotStream; ReadFile of "events" gives the empty snapshot.
 func (t *Tree) OpenStream(name string) (read func(ctx context.Context, p []byte) (int, error), close func(), err error) {
 	if name != "events" {
-		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: errNotStream}
+		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: file.ErrNotStream}
 	}
 	s := t.n.events.open()
 	return s.read, s.close, nil

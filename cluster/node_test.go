@@ -17,6 +17,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"fornax/fs/file"
 )
 
 const (
@@ -794,7 +796,7 @@ func TestTree(t *testing.T) {
 			t.Errorf("ReadDir(%q) = %q, want %q", name, got, want)
 		}
 		_, err := tr.ReadFile(name)
-		if !errors.Is(err, ErrIsDir) || !strings.HasSuffix(err.Error(), "is a directory") {
+		if !errors.Is(err, file.ErrIsDir) || !strings.HasSuffix(err.Error(), "is a directory") {
 			t.Errorf("ReadFile(%q): %v", name, err)
 		}
 	}
@@ -817,7 +819,7 @@ func TestTree(t *testing.T) {
 			t.Errorf("ReadFile(%q) = %q, want %q", name, got, want)
 		}
 		_, err := tr.ReadDir(name)
-		if !errors.Is(err, ErrNotDir) || !strings.HasSuffix(err.Error(), "not a directory") {
+		if !errors.Is(err, file.ErrNotDir) || !strings.HasSuffix(err.Error(), "not a directory") {
 			t.Errorf("ReadDir(%q): %v", name, err)
 		}
 		if name == "ctl" {

@@ -8,14 +8,8 @@ import (
 	"slices"
 	"strings"
 
+	"fornax/fs/file"
 	"fornax/internal/units"
-)
-
-// Errors of the tree for a directory read as a file and the reverse. They
-// arrive wrapped in *fs.PathError, like fs.ErrNotExist and fs.ErrPermission.
-var (
-	ErrIsDir  = errors.New("is a directory")
-	ErrNotDir = errors.New("not a directory")
 )
 
 // Tree is a node's /cluster file tree (docs/protocol.md §8):
@@ -28,14 +22,21 @@ var (
 //	stats
 //	view
 //
-// Its methods match the kernel's name-space Server interface. Names are
+// It is a file.Server, and a file.Streamer for events. Names are
 // relative to /cluster in io/fs.ValidPath form, "." being the root. Every
-// read is a snapshot, made under the node's lock.
+// read is a snapshot, made under the node's lock. Errors arrive wrapped
+// in *fs.PathError: fs.ErrNotExist, fs.ErrPermission, file.ErrIsDir for
+// a directory read as a file and file.ErrNotDir for the reverse.
 //
 // Each directory is one table of entries (see dirent), as in Plan 9's
 // Dirtab: listing a directory and looking a name up in it read the same
 // table, so the two cannot disagree.
 type Tree struct{ n *Node }
+
+var (
+	_ file.Server   = (*Tree)(nil)
+	_ file.Streamer = (*Tree)(nil)
+)
 
 // dirent is one entry of a directory's table. Exactly one of dir and read
 // is set.
@@ -209,7 +210,7 @@ func (t *Tree) ReadDir(name string) ([]string, error) {
 		return nil, err
 	}
 	if e.dir == nil {
-		return nil, &fs.PathError{Op: "readdir", Path: name, Err: ErrNotDir}
+		return nil, &fs.PathError{Op: "readdir", Path: name, Err: file.ErrNotDir}
 	}
 	return list, nil
 }
@@ -226,7 +227,7 @@ func (t *Tree) ReadFile(name string) ([]byte, error) {
 		return nil, err
 	}
 	if e.dir != nil {
-		return nil, &fs.PathError{Op: "read", Path: name, Err: ErrIsDir}
+		return nil, &fs.PathError{Op: "read", Path: name, Err: file.ErrIsDir}
 	}
 	return data, nil
 }

@@ -13,7 +13,9 @@ import (
 	"time"
 
 	board "fornax/board/qemu_amd64"
+	"fornax/fs/file"
 	"fornax/kernel/bootcfg"
+	"fornax/kernel/commands"
 	"fornax/kernel/netstack"
 	"fornax/kernel/ns"
 	"fornax/kernel/shell"
@@ -87,7 +89,7 @@ func main() {
 		con:   con,
 		shell: shell.New(space, func() string { return kern.Name() + "% " }),
 	}
-	kern.Commands(s.shell)
+	addCommands(s.shell, commands.Sys(kern))
 	s.shell.Add(shell.Command{Name: "halt", Help: "stop the machine", Run: func(w io.Writer, args []string) error {
 		fmt.Fprintln(w, "halted")
 		board.Halt()
@@ -113,7 +115,14 @@ func main() {
 	board.Halt()
 }
 
-func mustMount(space *ns.Namespace, path string, srv ns.Server) {
+// addCommands adds cmds to the console's shell.
+func addCommands(sh *shell.Shell, cmds []shell.Command) {
+	for _, c := range cmds {
+		sh.Add(c)
+	}
+}
+
+func mustMount(space *ns.Namespace, path string, srv file.Server) {
 	if err := space.Mount(path, srv); err != nil {
 		panic(err)
 	}

@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"fornax/cluster"
+	"fornax/fs/file"
 	"fornax/internal/names"
 	"fornax/kernel/ninep"
 	"fornax/kernel/ns"
@@ -199,7 +200,7 @@ func clearKeys(keys [][]byte) {
 // listen9P opens the 9P listener of -listen (default addr:564) on a name
 // space of /cluster and /dev, the paths of a Fornax VM, and describes
 // it; with -listen none it does nothing.
-func (d *daemon) listen9P(o options, addr netip.Addr, clusterTree, dev ns.Server) (string, error) {
+func (d *daemon) listen9P(o options, addr netip.Addr, clusterTree, dev file.Server) (string, error) {
 	if o.listen == listenNone {
 		return "no 9P (-listen none)", nil
 	}

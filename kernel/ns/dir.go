@@ -2,19 +2,13 @@ package ns
 
 import (
 	"bytes"
-	"errors"
 	"fmt"
 	"io/fs"
 	"slices"
 	"strings"
 	"sync"
-)
 
-// Errors returned by servers and the name space. They are compared with
-// errors.Is, so they may arrive wrapped.
-var (
-	ErrNotDir = errors.New("not a directory")
-	ErrIsDir  = errors.New("is a directory")
+	"fornax/fs/file"
 )
 
 // File is a synthetic file in a Dir, defined by the functions that produce
@@ -33,8 +27,9 @@ type File struct {
 }
 
 // Dir is a directory of Files and subdirectories built in code, for
-// servers whose tree is fixed or grows only. It implements Server and is
-// safe for concurrent use, including adding entries while others read.
+// servers whose tree is fixed or grows only. It implements file.Server
+// and is safe for concurrent use, including adding entries while others
+// read.
 type Dir struct {
 	mu      *sync.RWMutex  // shared by the whole tree, so a walk sees one state
 	entries map[string]any // File or *Dir
@@ -94,7 +89,7 @@ func (d *Dir) lookup(name string) (any, error) {
 	for elem := range strings.SplitSeq(name, "/") {
 		dir, ok := e.(*Dir)
 		if !ok {
-			return nil, ErrNotDir
+			return nil, file.ErrNotDir
 		}
 		if e, ok = dir.entries[elem]; !ok {
 			return nil, fs.ErrNotExist
@@ -103,7 +98,7 @@ func (d *Dir) lookup(name string) (any, error) {
 	return e, nil
 }
 
-// Stat implements Server.
+// Stat implements file.Server.
 func (d *Dir) Stat(name string) (bool, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -115,7 +110,7 @@ func (d *Dir) Stat(name string) (bool, error) {
 	return isDir, nil
 }
 
-// ReadDir implements Server. Entries are sorted by name.
+// ReadDir implements file.Server. Entries are sorted by name.
 func (d *Dir) ReadDir(name string) ([]string, error) {
 	d.mu.RLock()
 	defer d.mu.RUnlock()
@@ -125,7 +120,7 @@ func (d *Dir) ReadDir(name string) ([]string, error) {
 	}
 	dir, ok := e.(*Dir)
 	if !ok {
-		return nil, ErrNotDir
+		return nil, file.ErrNotDir
 	}
 	names := make([]string, 0, len(dir.entries))
 	for n, e := range dir.entries {
@@ -149,13 +144,13 @@ func (d *Dir) file(name string) (File, error) {
 	}
 	f, ok := e.(File)
 	if !ok {
-		return File{}, ErrIsDir
+		return File{}, file.ErrIsDir
 	}
 	return f, nil
 }
 
-// ReadFile implements Server. The result is a copy of what one call of the
-// file's Read returned.
+// ReadFile implements file.Server. The result is a copy of what one call
+// of the file's Read returned.
 func (d *Dir) ReadFile(name string) ([]byte, error) {
 	f, err := d.file(name)
 	if err != nil {
@@ -171,7 +166,7 @@ func (d *Dir) ReadFile(name string) ([]byte, error) {
 	return bytes.Clone(b), nil
 }
 
-// WriteFile implements Server.
+// WriteFile implements file.Server.
 func (d *Dir) WriteFile(name string, data []byte) error {
 	f, err := d.file(name)
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"fornax/fs/file"
 )
 
 // FS returns a read-only io/fs view of the server s, for code written
@@ -20,7 +22,7 @@ import (
 // so sizes are reported as 0 and there are no modification times;
 // files have mode 0444 and directories fs.ModeDir|0555. The view does
 // not write: WriteFile stays the way to use a writable file.
-func FS(s Server) fs.FS { return fsView{s} }
+func FS(s file.Server) fs.FS { return fsView{s} }
 
 // FS returns a read-only io/fs view of the name space (see the function
 // FS): the name "dev/time" is the path /dev/time and "." is the root.
@@ -44,7 +46,7 @@ func (r rooted) WriteFile(name string, data []byte) error {
 }
 
 // fsView is FS's file system.
-type fsView struct{ s Server }
+type fsView struct{ s file.Server }
 
 var (
 	_ fs.StatFS     = fsView{}
@@ -175,7 +177,7 @@ func (d *openDir) Stat() (fs.FileInfo, error) { return d.info, nil }
 func (d *openDir) Close() error               { return nil }
 
 func (d *openDir) Read([]byte) (int, error) {
-	return 0, &fs.PathError{Op: "read", Path: d.path, Err: ErrIsDir}
+	return 0, &fs.PathError{Op: "read", Path: d.path, Err: file.ErrIsDir}
 }
 
 // ReadDir implements fs.ReadDirFile.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"fornax/cluster"
+	"fornax/fs/file"
 	"fornax/kernel/ns"
 	"fornax/kernel/sys"
 )
@@ -24,12 +25,12 @@ import (
 // files change as they please (/proc/meminfo, /proc/goroutines), and
 // fstest reads each several times and wants the same bytes.
 type still struct {
-	ns.Server
+	file.Server
 	mu    sync.Mutex
 	files map[string][]byte
 }
 
-func freeze(s ns.Server) *still { return &still{Server: s, files: make(map[string][]byte)} }
+func freeze(s file.Server) *still { return &still{Server: s, files: make(map[string][]byte)} }
 
 func (s *still) ReadFile(name string) ([]byte, error) {
 	s.mu.Lock()
@@ -188,7 +189,7 @@ func kernelSpace(t *testing.T) *ns.Namespace {
 	}
 
 	space := ns.New()
-	for p, s := range map[string]ns.Server{
+	for p, s := range map[string]file.Server{
 		"/dev":     kern.Dev(),
 		"/proc":    kern.Proc(),
 		"/net":     netDir,
@@ -274,7 +275,7 @@ func TestFSView(t *testing.T) {
 	}{
 		{"nope", fs.ErrNotExist, "open nope: file does not exist"},
 		{"cluster/nope", fs.ErrNotExist, "open cluster/nope: file does not exist"},
-		{"dev/time/x", ns.ErrNotDir, "open dev/time/x: not a directory"},
+		{"dev/time/x", file.ErrNotDir, "open dev/time/x: not a directory"},
 		{"/dev/time", fs.ErrInvalid, "open /dev/time: invalid argument"},
 		{"dev/../dev/time", fs.ErrInvalid, "open dev/../dev/time: invalid argument"},
 	} {
@@ -325,7 +326,7 @@ func TestFSMounts(t *testing.T) {
 	root.Dir("net").File("x", text("x\n"))
 	root.Dir("z")
 	space := ns.New()
-	for p, s := range map[string]ns.Server{
+	for p, s := range map[string]file.Server{
 		"/":            root,
 		"/dev":         ns.NewDir().File("time", text("1\n")),
 		"/net/cluster": ns.NewDir().File("ctl", text("joined\n")),

@@ -1,3 +1,8 @@
+// Package ns is Fornax's name space: a Plan 9 style tree of synthetic
+// files into which file servers are mounted. It is plain Go and knows no
+// particular server: anything with the four methods of file.Server
+// (fs/file) can be mounted, so servers (the cluster package, for one)
+// need not import it.
 package ns
 
 import (
@@ -8,6 +13,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+
+	"fornax/fs/file"
 )
 
 // Errors for malformed names. Both wrap fs.ErrInvalid.
@@ -21,21 +28,23 @@ type invalidError string
 func (e invalidError) Error() string        { return string(e) }
 func (e invalidError) Is(target error) bool { return target == fs.ErrInvalid }
 
-// Namespace is a tree of mounted Servers addressed by absolute paths. A
+// Namespace is a tree of mounted servers addressed by absolute paths. A
 // path is served by the server mounted on its longest mounted prefix;
 // directories leading to mount points exist even where no server provides
 // them, so "/" lists every top-level mount point.
 //
-// Errors are *fs.PathError values carrying the absolute path. A Namespace
-// is safe for concurrent use; servers are called without its lock held.
+// A Namespace is itself a file.Server and file.Streamer, of absolute
+// names. Errors are *fs.PathError values carrying the absolute path. A
+// Namespace is safe for concurrent use; servers are called without its
+// lock held.
 type Namespace struct {
 	mu     sync.RWMutex
-	mounts map[string]Server // by cleaned absolute path
+	mounts map[string]file.Server // by cleaned absolute path
 }
 
 // New returns an empty name space.
 func New() *Namespace {
-	return &Namespace{mounts: make(map[string]Server)}
+	return &Namespace{mounts: make(map[string]file.Server)}
 }
 
 // clean validates an absolute path and returns it in canonical form.
@@ -63,7 +72,7 @@ func clean(p string) (string, error) {
 // Mount attaches s at the absolute path mnt. Mounting on a path that
 // already has a server is an error; mounting below one is not (the deeper
 // mount wins for paths under it).
-func (ns *Namespace) Mount(mnt string, s Server) error {
+func (ns *Namespace) Mount(mnt string, s file.Server) error {
 	p, err := clean(mnt)
 	if err != nil {
 		return &fs.PathError{Op: "mount", Path: mnt, Err: err}
@@ -97,10 +106,10 @@ func (ns *Namespace) Unmount(mnt string) error {
 
 // target is what a path resolves to.
 type target struct {
-	srv   Server   // serving server, or nil
-	rel   string   // name of the path within srv
-	synth bool     // a directory leading to mount points
-	below []string // names of mount points or their ancestors directly below the path
+	srv   file.Server // serving server, or nil
+	rel   string      // name of the path within srv
+	synth bool        // a directory leading to mount points
+	below []string    // names of mount points or their ancestors directly below the path
 }
 
 func (ns *Namespace) resolve(op, name string) (string, target, error) {
@@ -243,7 +252,7 @@ func (ns *Namespace) WriteFile(name string, data []byte) error {
 func (t target) fileCheck() error {
 	switch {
 	case t.synth || t.rel == ".":
-		return ErrIsDir
+		return file.ErrIsDir
 	case t.srv == nil:
 		return fs.ErrNotExist
 	}

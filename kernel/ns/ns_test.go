@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"fornax/fs/file"
 )
 
 // value is a read-write file holding bytes, replaced whole on each write.
@@ -58,7 +60,7 @@ func testNamespace(t *testing.T) (*Namespace, *value) {
 	ns := New()
 	for _, m := range []struct {
 		path string
-		s    Server
+		s    file.Server
 	}{
 		{"/dev", dev},
 		{"/proc", proc},
@@ -92,7 +94,7 @@ func TestStat(t *testing.T) {
 		{"/net/cluster/members", false, nil},
 		{"/nope", false, fs.ErrNotExist},
 		{"/dev/nope", false, fs.ErrNotExist},
-		{"/dev/time/x", false, ErrNotDir},
+		{"/dev/time/x", false, file.ErrNotDir},
 		{"/net/nope", false, fs.ErrNotExist},
 		{"dev/time", false, fs.ErrInvalid},
 		{"", false, fs.ErrInvalid},
@@ -124,7 +126,7 @@ func TestReadDir(t *testing.T) {
 		{"/dev/net", []string{"addr"}, nil},
 		{"/net", []string{"cluster/"}, nil},
 		{"/net/cluster", []string{"members"}, nil},
-		{"/dev/time", nil, ErrNotDir},
+		{"/dev/time", nil, file.ErrNotDir},
 		{"/nope", nil, fs.ErrNotExist},
 		{"/net/nope", nil, fs.ErrNotExist},
 		{"net", nil, fs.ErrInvalid},
@@ -187,8 +189,8 @@ func TestWriteFile(t *testing.T) {
 		{"/dev/sysname", "n1", nil},
 		{"/dev/ctl", "reboot\n", nil},
 		{"/dev/time", "1", fs.ErrPermission},
-		{"/dev", "x", ErrIsDir},
-		{"/net", "x", ErrIsDir},
+		{"/dev", "x", file.ErrIsDir},
+		{"/net", "x", file.ErrIsDir},
 		{"/nope", "x", fs.ErrNotExist},
 		{"/dev/nope", "x", fs.ErrNotExist},
 		{"dev/ctl", "x", fs.ErrInvalid},
@@ -433,7 +435,7 @@ func TestConcurrentBuild(t *testing.T) {
 // listing is a server whose ReadDir returns the same slice every time, as
 // a server with a fixed listing may.
 type listing struct {
-	Server
+	file.Server
 	names []string
 }
 

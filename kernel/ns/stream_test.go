@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strings"
 	"testing"
 
+	"fornax/fs/file"
 	"fornax/kernel/ns"
 )
 
@@ -19,7 +21,7 @@ type streamDir struct {
 
 func (d streamDir) OpenStream(name string) (func(context.Context, []byte) (int, error), func(), error) {
 	if name != "s" {
-		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("not a stream: %w", fs.ErrInvalid)}
+		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: file.ErrNotStream}
 	}
 	k := 0
 	return func(ctx context.Context, p []byte) (int, error) {
@@ -33,7 +35,7 @@ func (d streamDir) OpenStream(name string) (func(context.Context, []byte) (int, 
 
 func TestOpenStream(t *testing.T) {
 	space := ns.New()
-	for mnt, s := range map[string]ns.Server{
+	for mnt, s := range map[string]file.Server{
 		"/x":     streamDir{ns.NewDir().File("a", ns.File{Read: func() ([]byte, error) { return nil, nil }}), "x"},
 		"/x/sub": streamDir{ns.NewDir(), "sub"},
 		"/plain": ns.NewDir(),
@@ -77,6 +79,9 @@ func TestOpenStream(t *testing.T) {
 		_, _, err := space.OpenStream(path)
 		if !errors.Is(err, fs.ErrInvalid) || err.Error() != want {
 			t.Errorf("OpenStream(%q): %v, want %q wrapping fs.ErrInvalid", path, err, want)
+		}
+		if notStream := strings.HasSuffix(want, "not a stream"); errors.Is(err, file.ErrNotStream) != notStream {
+			t.Errorf("OpenStream(%q): %v, errors.Is(err, file.ErrNotStream) = %v, want %v", path, err, !notStream, notStream)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"fornax/fs/file"
 	"fornax/kernel/ns"
 )
 
@@ -54,13 +55,13 @@ func TestGlob(t *testing.T) {
 
 // countingFS counts ReadDir calls.
 type countingFS struct {
-	FS
+	file.Server
 	readDirs int
 }
 
 func (c *countingFS) ReadDir(p string) ([]string, error) {
 	c.readDirs++
-	return c.FS.ReadDir(p)
+	return c.Server.ReadDir(p)
 }
 
 func TestGlobBounded(t *testing.T) {
@@ -78,7 +79,7 @@ func TestGlobBounded(t *testing.T) {
 	if err := space.Mount("/n", d); err != nil {
 		t.Fatal(err)
 	}
-	fsys := &countingFS{FS: space}
+	fsys := &countingFS{Server: space}
 	sh := New(fsys, nil)
 
 	for _, line := range []string{"cat /n/*/*/*", "ls /n/*/*/f", "cat /n/*/*/*/*/*/*"} {

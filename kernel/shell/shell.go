@@ -14,18 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-)
 
-// FS is the file tree the built-ins use, addressed by absolute paths. The
-// name space (kernel/ns.Namespace) implements it.
-type FS interface {
-	// Stat reports whether path exists and whether it is a directory.
-	Stat(path string) (isDir bool, err error)
-	// ReadDir lists a directory; subdirectory names end in "/".
-	ReadDir(path string) ([]string, error)
-	ReadFile(path string) ([]byte, error)
-	WriteFile(path string, data []byte) error
-}
+	"fornax/fs/file"
+)
 
 // ErrExit, returned by a command, makes Run return.
 var ErrExit = errors.New("exit")
@@ -78,16 +69,18 @@ func (c *Command) argsOK(n int) bool {
 // Shell runs command lines against a table of commands. It is safe for
 // concurrent use, so commands may be registered while it runs.
 type Shell struct {
-	fsys   FS
+	fsys   file.Server // of absolute paths: the name space (kernel/ns)
 	prompt func() string
 
 	mu   sync.RWMutex
 	cmds map[string]*Command
 }
 
-// New returns a shell over fsys with the built-in commands help, ls, cat
-// and echo. prompt is called before each line is read; nil means "> ".
-func New(fsys FS, prompt func() string) *Shell {
+// New returns a shell over fsys, a file tree of absolute paths such as
+// the name space (kernel/ns.Namespace), with the built-in commands help,
+// ls, cat and echo; cat reads streams where fsys is a file.Streamer.
+// prompt is called before each line is read; nil means "> ".
+func New(fsys file.Server, prompt func() string) *Shell {
 	if prompt == nil {
 		prompt = func() string { return "> " }
 	}
@@ -304,28 +297,22 @@ func (s *Shell) ls(w io.Writer, args []string) error {
 	return errors.Join(errs...)
 }
 
-// streamer is what an FS implements to serve streams; the name space
-// does (kernel/ns.Streamer).
-type streamer interface {
-	OpenStream(path string) (read func(ctx context.Context, p []byte) (int, error), close func(), err error)
-}
-
 // cat prints files as they are, adding a newline to one that lacks it so
 // the next output starts on its own line. A stream (/cluster/events) is
 // printed as it comes, until ctx is done.
 func (s *Shell) cat(ctx context.Context, w io.Writer, args []string) error {
 	args, errs := s.expand(args)
 	for _, p := range args {
-		if st, ok := s.fsys.(streamer); ok {
+		if st, ok := s.fsys.(file.Streamer); ok {
 			read, closeStream, err := st.OpenStream(abs(p))
-			if err == nil {
-				err = copyStream(ctx, w, read)
-				closeStream()
-			}
-			if err != nil && !errors.Is(err, fs.ErrInvalid) { // ErrInvalid: not a stream
-				errs = append(errs, pathError(p, err))
-			}
-			if !errors.Is(err, fs.ErrInvalid) {
+			if !errors.Is(err, file.ErrNotStream) { // a stream, or a failed open of one
+				if err == nil {
+					err = copyStream(ctx, w, read)
+					closeStream()
+				}
+				if err != nil {
+					errs = append(errs, pathError(p, err))
+				}
 				continue
 			}
 		}

@@ -8,11 +8,15 @@ import (
 	"sync"
 	"testing"
 
+	"fornax/fs/file"
 	"fornax/kernel/ns"
 )
 
-// The name space must serve as the shell's file tree.
-var _ FS = (*ns.Namespace)(nil)
+// The name space must serve as the shell's file tree, streams included.
+var (
+	_ file.Server   = (*ns.Namespace)(nil)
+	_ file.Streamer = (*ns.Namespace)(nil)
+)
 
 type testEnv struct {
 	sh *Shell
@@ -48,7 +52,7 @@ func newTestEnv(t *testing.T) *testEnv {
 		}})
 	dev.Dir("net")
 	space := ns.New()
-	for p, s := range map[string]ns.Server{
+	for p, s := range map[string]file.Server{
 		"/dev":  dev,
 		"/proc": ns.NewDir(),
 	} {

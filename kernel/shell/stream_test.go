@@ -3,7 +3,6 @@ package shell
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"io/fs"
 	"strings"
@@ -12,6 +11,7 @@ import (
 	"testing/iotest"
 	"time"
 
+	"fornax/fs/file"
 	"fornax/kernel/ns"
 )
 
@@ -27,7 +27,7 @@ type lineStream struct {
 
 func (l *lineStream) OpenStream(name string) (func(context.Context, []byte) (int, error), func(), error) {
 	if name != "events" {
-		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: fmt.Errorf("not a stream: %w", fs.ErrInvalid)}
+		return nil, nil, &fs.PathError{Op: "open", Path: name, Err: file.ErrNotStream}
 	}
 	l.mu.Lock()
 	l.opens++
