@@ -25,48 +25,6 @@ const (
 	maxUint64     = ^uint64(0)
 )
 
-// Kind is a message verb.
-type Kind uint8
-
-// The verbs (docs/protocol.md §2 Messages).
-const (
-	Announce Kind = iota + 1
-	Heartbeat
-	Leave
-	// Probe asks a suspect peer, by unicast, whether it is alive; it
-	// answers with a HEARTBEAT (docs/protocol.md §4.5).
-	Probe
-)
-
-func (k Kind) String() string {
-	switch k {
-	case Announce:
-		return "ANNOUNCE"
-	case Heartbeat:
-		return "HEARTBEAT"
-	case Leave:
-		return "LEAVE"
-	case Probe:
-		return "PROBE"
-	}
-	return "Kind(" + strconv.Itoa(int(k)) + ")"
-}
-
-// fields is the number of space-separated fields of each verb, verb included.
-func (k Kind) fields() int {
-	switch k {
-	case Announce:
-		return 8
-	case Heartbeat:
-		return 5
-	case Leave:
-		return 2
-	case Probe:
-		return 3
-	}
-	return 0
-}
-
 // Load is the busy CPU fraction summed over CPUs, in hundredths: 25 is
 // "0.25", 150 is "1.50" (docs/protocol.md §3 Fields, load).
 type Load uint32
@@ -202,82 +160,36 @@ func Parse(b []byte) (Message, error) {
 			return Message{}, dropf(ReasonMalformed, "empty field (leading, trailing or double space)")
 		}
 	}
-	var m Message
-	switch f[0] {
-	case "ANNOUNCE":
-		m.Kind = Announce
-	case "HEARTBEAT":
-		m.Kind = Heartbeat
-	case "LEAVE":
-		m.Kind = Leave
-	case "PROBE":
-		m.Kind = Probe
-	default:
+	k := kindNamed(f[0])
+	if k == 0 {
 		v := f[0]
 		if len(v) > 16 {
 			v = v[:16] + "..."
 		}
 		return Message{}, dropf(ReasonUnknownVerb, "unknown verb %q", v)
 	}
-	bad := func(field, val, want string) (Message, error) {
-		return Message{}, dropf(ReasonMalformed, "bad %s %q: want %s", field, val, want)
-	}
+	m, v := Message{Kind: k}, k.verb()
 	switch len(f) {
-	case m.Kind.fields():
-	case m.Kind.fields() + keyedFields:
+	case v.fields:
+	case v.fields + keyedFields:
 		if err := m.parseTrailer(f[len(f)-keyedFields:]); err != nil {
 			return Message{}, err
 		}
 		f = f[:len(f)-keyedFields]
 	default:
 		return Message{}, dropf(ReasonMalformed, "%v has %d fields, want %d (or %d signed)",
-			m.Kind, len(f), m.Kind.fields(), m.Kind.fields()+keyedFields)
+			k, len(f), v.fields, v.fields+keyedFields)
 	}
 	if !ValidID(f[1]) {
-		return bad("node_id", f[1], "8 lowercase hex digits")
+		return Message{}, badField("node_id", f[1], "8 lowercase hex digits")
 	}
 	m.ID = f[1]
-	var ok bool
-	var v uint64
-	switch m.Kind {
-	case Announce:
-		if m.Addr, ok = parseIPv4(f[2]); !ok {
-			return bad("addr", f[2], "dotted IPv4")
-		}
-		if !ValidName(f[3]) {
-			return bad("name", f[3], "1-63 of [A-Za-z0-9._-]")
-		}
-		m.Name = f[3]
-		if v, ok = parseUint(f[4], maxCPUs); !ok || v == 0 {
-			return bad("cpu_count", f[4], "1-65535")
-		}
-		m.CPUs = int(v)
-		if m.MemTotal, ok = parseUint(f[5], maxUint64); !ok {
-			return bad("mem_total", f[5], "a 64-bit unsigned decimal")
-		}
-		if m.MemFree, ok = parseUint(f[6], maxUint64); !ok || m.MemFree > m.MemTotal {
-			return bad("mem_free", f[6], "a decimal no larger than mem_total")
-		}
-		if v, ok = parseUint(f[7], maxContainers); !ok {
-			return bad("container_count", f[7], "0-65535")
-		}
-		m.Containers = int(v)
-	case Heartbeat:
-		if m.Load, ok = parseLoad(f[2]); !ok {
-			return bad("load", f[2], "a decimal 0.00-65535.99 with two decimals")
-		}
-		if m.MemFree, ok = parseUint(f[3], maxUint64); !ok {
-			return bad("mem_free", f[3], "a 64-bit unsigned decimal")
-		}
-		if v, ok = parseUint(f[4], maxContainers); !ok {
-			return bad("container_count", f[4], "0-65535")
-		}
-		m.Containers = int(v)
-	case Probe:
-		if !ValidID(f[2]) {
-			return bad("target", f[2], "8 lowercase hex digits")
-		}
-		m.To = f[2]
+	if v.parse == nil {
+		return m, nil
+	}
+	m, err := v.parse(m, f[2:])
+	if err != nil {
+		return Message{}, err
 	}
 	return m, nil
 }
@@ -287,9 +199,7 @@ const keyedFields = 4
 
 // parseTrailer parses the keyed trailer (docs/protocol.md §9.1).
 func (m *Message) parseTrailer(f []string) error {
-	bad := func(field, val, want string) error {
-		return dropf(ReasonMalformed, "bad %s %q: want %s", field, clip(val), want)
-	}
+	bad := func(field, val, want string) error { return badField(field, clip(val), want) }
 	var ok bool
 	if m.Inc, ok = parseUint(f[0], maxUint64); !ok || m.Inc == 0 {
 		return bad("inc", f[0], "a decimal 1-18446744073709551615")
@@ -341,36 +251,16 @@ func (m Message) appendSigned(b []byte) []byte {
 // Validate reports whether m would pass Parse after Append: the same
 // field rules, as a plain error naming the field.
 func (m Message) Validate() error {
-	k := m.Kind.fields()
-	if k == 0 {
+	v := m.Kind.verb()
+	if v == nil {
 		return fmt.Errorf("bad kind %d", m.Kind)
 	}
 	if !ValidID(m.ID) {
 		return fmt.Errorf("bad node_id %q: want 8 lowercase hex digits", m.ID)
 	}
-	switch m.Kind {
-	case Announce:
-		switch {
-		case !m.Addr.Is4():
-			return fmt.Errorf("bad addr %v: want IPv4", m.Addr)
-		case !ValidName(m.Name):
-			return fmt.Errorf("bad name %q: want 1-63 of [A-Za-z0-9._-]", m.Name)
-		case m.CPUs < 1 || m.CPUs > maxCPUs:
-			return fmt.Errorf("bad cpu_count %d: want 1-65535", m.CPUs)
-		case m.MemFree > m.MemTotal:
-			return fmt.Errorf("bad mem_free %d: larger than mem_total %d", m.MemFree, m.MemTotal)
-		}
-		fallthrough
-	case Heartbeat:
-		if m.Containers < 0 || m.Containers > maxContainers {
-			return fmt.Errorf("bad container_count %d: want 0-65535", m.Containers)
-		}
-		if m.Load > maxLoad {
-			return fmt.Errorf("bad load %v: want at most 65535.99", m.Load)
-		}
-	case Probe:
-		if !ValidID(m.To) {
-			return fmt.Errorf("bad target %q: want 8 lowercase hex digits", m.To)
+	if v.check != nil {
+		if err := v.check(m); err != nil {
+			return err
 		}
 	}
 	if m.Keyed() && (m.Inc == 0 || !ValidID(m.KeyID) || !isLowerHex(m.Tag, 2*TagSize)) {
@@ -398,30 +288,8 @@ func (m Message) appendBody(b []byte) []byte {
 	b = append(b, m.Kind.String()...)
 	b = append(b, ' ')
 	b = append(b, m.ID...)
-	switch m.Kind {
-	case Announce:
-		b = append(b, ' ')
-		b = m.Addr.AppendTo(b)
-		b = append(b, ' ')
-		b = append(b, m.Name...)
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, int64(m.CPUs), 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, m.MemTotal, 10)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, m.MemFree, 10)
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, int64(m.Containers), 10)
-	case Heartbeat:
-		b = append(b, ' ')
-		b = m.Load.append(b)
-		b = append(b, ' ')
-		b = strconv.AppendUint(b, m.MemFree, 10)
-		b = append(b, ' ')
-		b = strconv.AppendInt(b, int64(m.Containers), 10)
-	case Probe:
-		b = append(b, ' ')
-		b = append(b, m.To...)
+	if v := m.Kind.verb(); v != nil && v.format != nil {
+		b = v.format(m, b)
 	}
 	return b
 }

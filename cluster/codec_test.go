@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -294,4 +295,82 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestVerbTable formats and parses one message of every verb of the
+// table, plain and signed, and checks the verb's name and field count.
+func TestVerbTable(t *testing.T) {
+	samples := map[Kind]Message{
+		Announce: {Kind: Announce, ID: "0a1b2c3d", Addr: netip.MustParseAddr("10.0.2.15"), Name: "fornax-01",
+			CPUs: 4, MemTotal: 268435456, MemFree: 134217728, Containers: 2},
+		Heartbeat: {Kind: Heartbeat, ID: "0a1b2c3d", Load: 25, MemFree: 134217728, Containers: 2},
+		Leave:     {Kind: Leave, ID: "0a1b2c3d"},
+		Probe:     {Kind: Probe, ID: "0a1b2c3d", To: "5e6f7a8b"},
+	}
+	for k := Kind(1); int(k) < len(verbs); k++ {
+		m, ok := samples[k]
+		if !ok {
+			t.Errorf("no sample message of %v", k)
+			continue
+		}
+		delete(samples, k)
+		s := m
+		s.Sign(testKey, 1764493690123, 1764493695123)
+		for extra, m := range []Message{m, s} {
+			b := m.Append(nil)
+			f := strings.Fields(string(b))
+			if f[0] != verbs[k].name || f[0] != k.String() {
+				t.Errorf("%v: first field %q, want %q", k, f[0], verbs[k].name)
+			}
+			if want := verbs[k].fields + extra*keyedFields; len(f) != want {
+				t.Errorf("%q: %d fields, want %d", b, len(f), want)
+			}
+			if got, err := Parse(b); err != nil || got != m {
+				t.Errorf("Parse(%q) = %+v, %v; want %+v", b, got, err, m)
+			}
+		}
+	}
+	for k := range samples {
+		t.Errorf("%v is not in the verb table", k)
+	}
+}
+
+// TestParseErrors pins the error of each refusal to its exact text.
+func TestParseErrors(t *testing.T) {
+	for _, tc := range []struct{ in, want string }{
+		{"JOIN 0a1b2c3d", `unknown_verb: unknown verb "JOIN"`},
+		{"leave 0a1b2c3d", `unknown_verb: unknown verb "leave"`},
+		{"ABCDEFGHIJKLMNOPQ 0a1b2c3d", `unknown_verb: unknown verb "ABCDEFGHIJKLMNOP..."`},
+		{"ANNOUNCE 0a1b2c3d 10.0.2.15 n 4 1024 512", "malformed: ANNOUNCE has 7 fields, want 8 (or 12 signed)"},
+		{"HEARTBEAT 0a1b2c3d 0.25 512 2 1", "malformed: HEARTBEAT has 6 fields, want 5 (or 9 signed)"},
+		{"LEAVE", "malformed: LEAVE has 1 fields, want 2 (or 6 signed)"},
+		{"PROBE 0a1b2c3d 5e6f7a8b 1 2 630dcd29", "malformed: PROBE has 6 fields, want 3 (or 7 signed)"},
+		{"LEAVE 0A1B2C3D", `malformed: bad node_id "0A1B2C3D": want 8 lowercase hex digits`},
+		{"ANNOUNCE 0a1b2c3d 10.0.2 n 4 1024 512 2", `malformed: bad addr "10.0.2": want dotted IPv4`},
+		{"ANNOUNCE 0a1b2c3d 10.0.2.15 a/b 4 1024 512 2", `malformed: bad name "a/b": want 1-63 of [A-Za-z0-9._-]`},
+		{"ANNOUNCE 0a1b2c3d 10.0.2.15 n 0 1024 512 2", `malformed: bad cpu_count "0": want 1-65535`},
+		{"ANNOUNCE 0a1b2c3d 10.0.2.15 n 4 1e3 512 2", `malformed: bad mem_total "1e3": want a 64-bit unsigned decimal`},
+		{"ANNOUNCE 0a1b2c3d 10.0.2.15 n 4 1024 1025 2", `malformed: bad mem_free "1025": want a decimal no larger than mem_total`},
+		{"ANNOUNCE 0a1b2c3d 10.0.2.15 n 4 1024 512 65536", `malformed: bad container_count "65536": want 0-65535`},
+		{"HEARTBEAT 0a1b2c3d 0.2 512 2", `malformed: bad load "0.2": want a decimal 0.00-65535.99 with two decimals`},
+		{"HEARTBEAT 0a1b2c3d 0.25 -1 2", `malformed: bad mem_free "-1": want a 64-bit unsigned decimal`},
+		{"HEARTBEAT 0a1b2c3d 0.25 512 02", `malformed: bad container_count "02": want 0-65535`},
+		{"PROBE 0a1b2c3d 5E6F7A8B", `malformed: bad target "5E6F7A8B": want 8 lowercase hex digits`},
+		{"LEAVE 0a1b2c3d 0 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee", `malformed: bad inc "0": want a decimal 1-18446744073709551615`},
+		{"LEAVE 0a1b2c3d 1 2 630dcd29 1E229d7b6c8d4536a5798611c5bfcbee", // a key's look-alike: redacted
+			`malformed: bad tag "<redacted>": want 32 lowercase hex digits`},
+	} {
+		m, err := Parse([]byte(tc.in))
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Parse(%q) = %+v, %v; want %s", tc.in, m, err, tc.want)
+		}
+	}
+	for _, k := range []Kind{0, Probe + 1} {
+		if err := (Message{Kind: k, ID: "0a1b2c3d"}).Validate(); err == nil || err.Error() != "bad kind "+strconv.Itoa(int(k)) {
+			t.Errorf("Validate of kind %d: %v", k, err)
+		}
+		if got, want := k.String(), "Kind("+strconv.Itoa(int(k))+")"; got != want {
+			t.Errorf("Kind(%d).String() = %q, want %q", k, got, want)
+		}
+	}
 }

@@ -11,10 +11,10 @@
 // of:
 //
 //   - the codec (codec.go): the messages ANNOUNCE, HEARTBEAT, LEAVE and
-//     PROBE, Parse, Validate and Append of their one canonical wire form (§2,
-//     §3), signing and checking them (§9.1), the reasons a datagram is
-//     dropped (§6), and the rules for node ids and names (ValidID,
-//     ValidName, after fornax/internal/names);
+//     PROBE, one table of their verbs (verbs.go), Parse, Validate and Append
+//     of their one canonical wire form (§2, §3), signing and checking them
+//     (§9.1), the reasons a datagram is dropped (§6), and the rules for
+//     node ids and names (ValidID, ValidName, after fornax/internal/names);
 //   - the table (table.go): the peers, keyed by node id, and their states
 //     online, suspect and dead (§4.3, §5);
 //   - the node (node.go): New, Run and the send schedule, join, fast join
