@@ -22,11 +22,11 @@ const (
 type Console struct {
 	wake chan struct{}
 	poll *time.Timer // read side only
-	last byte        // last byte written, for newline translation
+	out  onlcr       // the write side, shared by every writer
 }
 
 func newConsole() *Console {
-	return &Console{wake: make(chan struct{}, 1)}
+	return &Console{wake: make(chan struct{}, 1), out: onlcr{tx: UART0.Tx}}
 }
 
 func (c *Console) enableInterrupt() {
@@ -46,18 +46,9 @@ func (c *Console) interrupt() {
 	}
 }
 
-// Write sends p, turning a lone "\n" into "\r\n" as a tty's ONLCR does,
-// since QEMU passes the bytes to a raw terminal.
-func (c *Console) Write(p []byte) (int, error) {
-	for _, b := range p {
-		if b == '\n' && c.last != '\r' {
-			UART0.Tx('\r')
-		}
-		UART0.Tx(b)
-		c.last = b
-	}
-	return len(p), nil
-}
+// Write sends p, turning a lone "\n" into "\r\n" (onlcr.go). Writers
+// may call it at once.
+func (c *Console) Write(p []byte) (int, error) { return c.out.Write(p) }
 
 func (c *Console) Read(p []byte) (int, error) {
 	if len(p) == 0 {
