@@ -20,12 +20,16 @@ ACCEL       ?= tcg
 APPEND      ?= name=fornax-01
 KERNEL      := build/fornax.elf
 KERNEL_CL   := build/fornax-cluster.elf
+# The kernels' paths, as the VM tests and benchmarks (internal/vmtest) read them.
+VMENV       := FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL)
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
 .PHONY: check vet-tamago bench bench-net bench-net-soak bench-sim bench-vms bench-memberlist help kernel kernel-cluster fornaxd qemu run stop test test-host deps tamago check-qemu clean
 
-help: ## list the targets
+help: ## list the targets, then the benchmarks' knobs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+	@echo; echo "knobs of the benchmarks (make bench-net BENCH_APPEND=offload=off):"
+	@sed -n 's/^#- /  /p' $(MAKEFILE_LIST)
 
 kernel: tamago ## build build/fornax.elf (no cluster code)
 	@mkdir -p build
@@ -58,8 +62,7 @@ HOST_PKGS = pkgs=$$($(GO) list ./... | grep -v /internal/vmtest)
 test: deps test-host ## every test: `make check`, host tests (-race), and VM tests when the TamaGo compiler is here
 	@if $(MAKE) --no-print-directory tamago >/dev/null 2>&1; then \
 		$(MAKE) --no-print-directory vet-tamago kernel kernel-cluster && \
-		FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
-		$(GO) test -count=1 -timeout 30m -v ./internal/vmtest/ ; \
+		$(VMENV) $(GO) test -count=1 -timeout 30m -v ./internal/vmtest/ ; \
 	else \
 		echo "################################################################"; \
 		echo "### SKIPPING VM TESTS: the TamaGo compiler is missing ($$($(MAKE) --no-print-directory tamago 2>&1 | tail -1))"; \
@@ -125,37 +128,44 @@ check-qemu:
 clean: ## remove build outputs
 	rm -rf build run
 
-bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time
-	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) \
-		$(GO) test -run '^$$' -bench 'Boot|Discard|Idle|Discovery' -benchtime 3x -timeout 30m ./internal/vmtest/
+# The benchmarks' knobs, which `make help` lists (the "#-" lines).
+#- BENCH_APPEND  bench-net: kernel command-line words (offload=off: no offloads; offload=csum,mrg: some)
+#- SOAK          bench-net-soak: how long TCP runs into discard (default 10m)
+#- SIM_ARGS      bench-sim: -sim.n=, -sim.lossfor=, -sim.loss= of the simulated LAN (docs/scale.md)
+#- VMS, VMS_MEM  bench-vms: how many VMs (default 64), and -m of each (default 64M)
+#- BENCH_ARGS    bench-memberlist: its flags, e.g. BENCH_ARGS='-n 16,64' (go run ./vsmemberlist -h)
+BENCH_APPEND ?=
+SOAK         ?= 10m
+SIM_ARGS     ?=
+VMS          ?= 64
+VMS_MEM      ?= 64M
+BENCH_ARGS   ?=
 
-bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB: Fornax beside the Debian guest (BENCH_APPEND=offload=off: without offloads; offload=csum,mrg: some)
-	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_APPEND="$(BENCH_APPEND)" \
+bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time
+	$(VMENV) $(GO) test -run '^$$' -bench 'Boot|Discard|Idle|Discovery' -benchtime 3x -timeout 30m ./internal/vmtest/
+
+bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB: Fornax beside the Debian guest (BENCH_APPEND)
+	$(VMENV) FORNAX_APPEND="$(BENCH_APPEND)" \
 		$(GO) test -run '^$$' -bench 'Netpath$$' -benchtime 1x -timeout 20m -v ./internal/vmtest/ | grep -v '^=== '
 
 bench-net-soak: kernel check-qemu ## TCP into discard for SOAK (default 10m): the runtime's memory every 15 s must stay flat
-	FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_SOAK=$${SOAK:-10m} \
+	$(VMENV) FORNAX_SOAK=$(SOAK) \
 		$(GO) test -run '^$$' -bench NetpathSoak -benchtime 1x -timeout 60m -v ./internal/vmtest/ | grep -v '^=== '
 
 # The simulated LAN of docs/scale.md: 1000 real cluster.Nodes on a fake
-# clock, both profiles; SIM_ARGS passes -sim.n=, -sim.lossfor=, -sim.loss=.
-SIM_ARGS ?=
-bench-sim: ## 1000 simulated nodes: join storm, steady state, 10 % loss, partition, crashes (docs/scale.md)
+# clock, both profiles.
+bench-sim: ## 1000 simulated nodes: join storm, steady state, 10 % loss, partition, crashes (docs/scale.md; SIM_ARGS)
 	$(GO) test -run '^$$' -bench 'Scale$$' -benchtime 1x -timeout 120m ./cluster/ -args $(SIM_ARGS)
 
 # Not in CI: 64 VMs take the machine for about four minutes.
-VMS         ?= 64
-VMS_MEM     ?= 64M
 bench-vms: kernel-cluster check-qemu ## boot VMS=64 cluster VMs on one bridge, -m VMS_MEM=64M each: convergence, idle CPU, memory, 8 crashed and rebooted
-	FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL) FORNAX_BENCH_VMS=$(VMS) FORNAX_BENCH_VMS_MEM=$(VMS_MEM) \
+	$(VMENV) FORNAX_BENCH_VMS=$(VMS) FORNAX_BENCH_VMS_MEM=$(VMS_MEM) \
 		flock /tmp/fornax-vm.lock $(GO) test -run '^$$' -bench '^BenchmarkVMs$$' -benchtime 1x -timeout 20m ./internal/vmtest/
 
 # One process, inside a network namespace it makes and removes (root):
 # memberlist, then Fornax's default and fast profiles, N at a time. The
 # lock keeps VM runs and other benchmarks off the CPU meanwhile.
-# BENCH_ARGS passes flags, e.g. BENCH_ARGS='-n 16,64' (go run ./vsmemberlist -h).
-BENCH_ARGS ?=
-bench-memberlist: ## Fornax vs memberlist v0.7.0 at N=16, 64, 256, one table per N (root; about 25 min)
+bench-memberlist: ## Fornax vs memberlist v0.7.0 at N=16, 64, 256, one table per N (root; about 25 min; BENCH_ARGS)
 	@mkdir -p build
 	cd bench && $(GO) build -o ../build/vsmemberlist ./vsmemberlist
 	@echo "fornax $(VERSION), $$(date -u '+%Y-%m-%d %H:%M UTC'), $$(nproc) CPUs"
