@@ -17,10 +17,10 @@
 //
 // # Semantics
 //
-// The tree is an FS: absolute slash-separated names, "/" the root, as
-// kernel/ns.Namespace takes them. One open is one snapshot: Topen calls
-// ReadFile once and the reads of that fid serve offsets of that content;
-// a read past its end returns 0 bytes. Directories are read the same
+// The tree is a file.Server (fs/file) of absolute slash-separated
+// names, "/" the root, as kernel/ns.Namespace takes them. One open is
+// one snapshot: Topen calls ReadFile once and the reads of that fid
+// serve offsets of that content; a read past its end returns 0 bytes. Directories are read the same
 // way: Topen lists them, and reads return whole stat entries, restarting
 // at offset 0 or going on from where the last read ended (other offsets
 // are refused, as read(5) has it). Stat reports the size of a fresh
@@ -28,20 +28,22 @@
 // for writable ones.
 //
 // A file is writable when the server is configured so (Config.Writable;
-// off by default) and the FS says so: through a method
+// off by default) and the tree says so: through a method
 // Writable(name string) bool when it has one (WritableFS), otherwise
 // when the file is named "ctl", the convention of Fornax's trees for
 // the files that take commands. Each Twrite, whatever its offset, hands
 // its data to WriteFile as one write (one control message); an error
 // comes back as Rerror with the error's text.
 //
-// An FS with OpenStream (StreamFS) may serve files whose reads block
+// A tree that is also a file.Streamer may serve files whose reads block
 // until something happens (an event log). When OpenStream accepts a
 // name, an open for reading of that file is a stream: each Tread calls
 // the stream's read function, with a context cancelled by a Tflush of
-// that request, a Tclunk of the fid or the end of the connection. When
-// it refuses with an error wrapping fs.ErrInvalid or errors.ErrUnsupported
-// (or reading "not a stream"), the file is a snapshot file as above.
+// that request, a Tclunk of the fid or the end of the connection, and
+// the stream's close function runs once the fid is gone and no read
+// runs. When OpenStream refuses with an error wrapping file.ErrNotStream
+// (told by errors.Is, never by its text), the file is a snapshot file as
+// above; any other error fails the open.
 //
 // # Streams
 //
@@ -71,4 +73,11 @@
 // that sends part of a message and then nothing for MsgTimeout, or that
 // does not take replies for WriteTimeout, is closed. There is no
 // authentication (Tauth is refused): see docs/protocol.md §10.
+//
+// # Files
+//
+// server.go holds the configuration, the accept loop and each
+// connection's reading and replying; handlers.go answers each message;
+// fids.go keeps a connection's fids; streams.go opens streams, runs
+// their reads and flushes them.
 package ninep

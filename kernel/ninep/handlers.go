@@ -1,0 +1,380 @@
+package ninep
+
+import (
+	"encoding/binary"
+	"errors"
+	"hash/fnv"
+	"io"
+	"io/fs"
+	"path"
+	"strings"
+
+	"fornax/fs/file"
+)
+
+// Errors sent to clients, besides fs/file's ErrIsDir and ErrNotDir; the
+// texts are Plan 9's, which Linux's v9fs maps to errno values.
+var (
+	errNoFid      = errors.New("unknown fid")
+	errFidInUse   = errors.New("fid already in use")
+	errTooMany    = errors.New("too many fids")
+	errNotExist   = errors.New("file does not exist")
+	errPerm       = errors.New("permission denied")
+	errOpen       = errors.New("fid is open")
+	errNotOpen    = errors.New("fid not open for that")
+	errBadName    = errors.New("bad name in walk")
+	errNoAuth     = errors.New("authentication not required")
+	errVersion    = errors.New("Tversion first")
+	errMsize      = errors.New("msize too small")
+	errTagInUse   = errors.New("tag in use")
+	errBusy       = errors.New("too many pending reads")
+	errSnapshots  = errors.New("too much open: clunk some fids")
+	errDirOffset  = errors.New("bad offset in directory read")
+	errDirCount   = errors.New("count too small for a directory entry")
+	errWstat      = errors.New("wstat prohibited")
+	errBadMessage = errors.New("unexpected message type")
+)
+
+// handle answers one request. Stream reads answer later, from their
+// own goroutine.
+func (c *conn) handle(f *Fcall) error {
+	if f.Type == Tversion {
+		return c.send(c.version(f))
+	}
+	if c.msize == 0 {
+		return c.send(c.rerror(f.Tag, errVersion))
+	}
+	c.mu.Lock()
+	_, busy := c.pending[f.Tag]
+	c.mu.Unlock()
+	if busy {
+		return c.send(c.rerror(f.Tag, errTagInUse))
+	}
+	var r *Fcall
+	var err error
+	switch f.Type {
+	case Tauth:
+		err = errNoAuth
+	case Tattach:
+		r, err = c.attach(f)
+	case Tflush:
+		r = c.flush(f)
+	case Twalk:
+		r, err = c.walk(f)
+	case Topen:
+		r, err = c.open(f)
+	case Tcreate:
+		err = errPerm
+	case Tread:
+		r, err = c.read(f)
+	case Twrite:
+		r, err = c.write(f)
+	case Tclunk:
+		err = c.clunk(f.Fid)
+		r = &Fcall{Type: Rclunk}
+	case Tremove:
+		if err = c.clunk(f.Fid); err == nil {
+			err = errPerm
+		}
+	case Tstat:
+		r, err = c.stat(f)
+	case Twstat:
+		r, err = c.wstat(f)
+	default:
+		err = errBadMessage
+	}
+	if err != nil {
+		return c.send(c.rerror(f.Tag, err))
+	}
+	if r == nil {
+		return nil // answered later
+	}
+	r.Tag = f.Tag
+	return c.send(r)
+}
+
+// version starts a session afresh (version(5)).
+func (c *conn) version(f *Fcall) *Fcall {
+	if f.Msize < MinMsize {
+		return c.rerror(f.Tag, errMsize)
+	}
+	c.abortAll()
+	c.clunkAll()
+	r := &Fcall{Type: Rversion, Tag: f.Tag, Msize: min(f.Msize, c.s.cfg.MaxMsize), Version: "unknown"}
+	c.msize = 0
+	if strings.HasPrefix(f.Version, "9P2000") {
+		r.Version = "9P2000"
+		c.msize = r.Msize
+	}
+	return r
+}
+
+func (c *conn) attach(f *Fcall) (*Fcall, error) {
+	if f.Afid != NoFid {
+		return nil, errNoAuth
+	}
+	if err := c.newFid(f.Fid); err != nil {
+		return nil, err
+	}
+	q := qidOf("/", true)
+	c.fids[f.Fid] = &fid{path: "/", qid: q}
+	return &Fcall{Type: Rattach, Qid: q}, nil
+}
+
+func qidOf(p string, isDir bool) Qid {
+	h := fnv.New64a()
+	io.WriteString(h, p)
+	q := Qid{Path: h.Sum64()}
+	if isDir {
+		q.Type = QTDIR
+	}
+	return q
+}
+
+func join(dir, name string) string {
+	if dir == "/" {
+		return "/" + name
+	}
+	return dir + "/" + name
+}
+
+func (c *conn) walk(f *Fcall) (*Fcall, error) {
+	from, ok := c.fids[f.Fid]
+	if !ok {
+		return nil, errNoFid
+	}
+	if from.open {
+		return nil, errOpen
+	}
+	if f.Newfid != f.Fid {
+		if err := c.newFid(f.Newfid); err != nil {
+			return nil, err
+		}
+	}
+	p, q := from.path, from.qid
+	qids := make([]Qid, 0, len(f.Wname))
+	for i, name := range f.Wname {
+		var err error
+		switch {
+		case q.Type&QTDIR == 0:
+			err = file.ErrNotDir
+		case name == "" || name == "." || strings.Contains(name, "/"):
+			err = errBadName
+		}
+		np := path.Dir(p)
+		if name != ".." {
+			np = join(p, name)
+		}
+		var isDir bool
+		if err == nil {
+			if isDir, err = c.s.fs.Stat(np); err != nil && errors.Is(err, fs.ErrNotExist) {
+				err = errNotExist
+			}
+		}
+		if err != nil {
+			if i == 0 {
+				return nil, err
+			}
+			break
+		}
+		p, q = np, qidOf(np, isDir)
+		qids = append(qids, q)
+	}
+	if len(qids) == len(f.Wname) {
+		if f.Newfid == f.Fid {
+			from.path, from.qid = p, q
+		} else {
+			c.fids[f.Newfid] = &fid{path: p, qid: q}
+		}
+	}
+	return &Fcall{Type: Rwalk, Wqid: qids}, nil
+}
+
+// writable reports whether clients may write the file p.
+func (c *conn) writable(p string) bool {
+	if !c.s.cfg.Writable {
+		return false
+	}
+	if w, ok := c.s.fs.(WritableFS); ok {
+		return w.Writable(p)
+	}
+	return path.Base(p) == "ctl"
+}
+
+func (c *conn) open(f *Fcall) (*Fcall, error) {
+	fd, ok := c.fids[f.Fid]
+	if !ok {
+		return nil, errNoFid
+	}
+	if fd.open {
+		return nil, errOpen
+	}
+	if f.Mode&ORCLOSE != 0 {
+		return nil, errPerm
+	}
+	mode := f.Mode & 3
+	reading := mode != OWRITE
+	writing := mode == OWRITE || mode == ORDWR
+	r := &Fcall{Type: Ropen, Qid: fd.qid, Iounit: c.msize - IOHdrSz}
+	if fd.qid.Type&QTDIR != 0 {
+		if writing {
+			return nil, file.ErrIsDir
+		}
+		names, err := c.s.fs.ReadDir(fd.path)
+		if err != nil {
+			return nil, err
+		}
+		var dir []byte
+		for _, n := range names {
+			n, isDir := strings.CutSuffix(n, "/")
+			d := c.dirOf(join(fd.path, n), isDir)
+			dir = d.Append(dir)
+			if c.snap+len(dir) > c.s.cfg.MaxSnapshot {
+				return nil, errSnapshots
+			}
+		}
+		c.hold(fd, len(dir))
+		fd.dir, fd.open, fd.mode = dir, true, mode
+		return r, nil
+	}
+	if writing && !c.writable(fd.path) {
+		return nil, errPerm
+	}
+	if reading {
+		if err := c.openStream(fd); err != nil {
+			return nil, err
+		}
+	}
+	if fd.st != nil || !reading { // a stream, or nothing will read a snapshot: take none
+		fd.open, fd.mode = true, mode
+		return r, nil
+	}
+	data, err := c.s.fs.ReadFile(fd.path)
+	if err != nil {
+		return nil, err
+	}
+	if c.snap+len(data) > c.s.cfg.MaxSnapshot {
+		return nil, errSnapshots
+	}
+	c.hold(fd, len(data))
+	fd.data, fd.open, fd.mode = data, true, mode
+	return r, nil
+}
+
+// dirOf makes the stat entry of p, reading a file for its size.
+func (c *conn) dirOf(p string, isDir bool) Dir {
+	name := path.Base(p)
+	now := uint32(c.s.cfg.Now().Unix())
+	d := Dir{Qid: qidOf(p, isDir), Atime: now, Mtime: now, Name: name, Uid: c.s.cfg.Owner, Gid: c.s.cfg.Owner, Muid: c.s.cfg.Owner}
+	if isDir {
+		d.Mode = DMDIR | 0o555
+		return d
+	}
+	d.Mode = 0o444
+	if c.writable(p) {
+		d.Mode = 0o664
+	}
+	if b, err := c.s.fs.ReadFile(p); err == nil {
+		d.Length = uint64(len(b))
+	}
+	return d
+}
+
+func (c *conn) read(f *Fcall) (*Fcall, error) {
+	fd, ok := c.fids[f.Fid]
+	if !ok {
+		return nil, errNoFid
+	}
+	if !fd.open || fd.mode == OWRITE {
+		return nil, errNotOpen
+	}
+	count := min(f.Count, c.msize-IOHdrSz)
+	switch {
+	case fd.st != nil:
+		return nil, c.streamRead(f.Tag, fd.st, int(count))
+	case fd.qid.Type&QTDIR != 0:
+		switch f.Offset {
+		case 0:
+			fd.dirAt, fd.dirPos = 0, 0
+		case fd.dirAt:
+		default:
+			return nil, errDirOffset
+		}
+		start, end := fd.dirPos, fd.dirPos
+		for end < len(fd.dir) {
+			n := 2 + int(binary.LittleEndian.Uint16(fd.dir[end:]))
+			if end+n-start > int(count) {
+				break
+			}
+			end += n
+		}
+		if start == end && end < len(fd.dir) {
+			return nil, errDirCount
+		}
+		fd.dirAt += uint64(end - start)
+		fd.dirPos = end
+		return &Fcall{Type: Rread, Data: fd.dir[start:end]}, nil
+	}
+	if f.Offset >= uint64(len(fd.data)) {
+		return &Fcall{Type: Rread}, nil
+	}
+	end := min(f.Offset+uint64(count), uint64(len(fd.data)))
+	return &Fcall{Type: Rread, Data: fd.data[f.Offset:end]}, nil
+}
+
+func (c *conn) write(f *Fcall) (*Fcall, error) {
+	fd, ok := c.fids[f.Fid]
+	if !ok {
+		return nil, errNoFid
+	}
+	if !fd.open || (fd.mode != OWRITE && fd.mode != ORDWR) {
+		return nil, errNotOpen
+	}
+	if err := c.s.fs.WriteFile(fd.path, f.Data); err != nil {
+		return nil, err
+	}
+	return &Fcall{Type: Rwrite, Count: uint32(len(f.Data))}, nil
+}
+
+func (c *conn) stat(f *Fcall) (*Fcall, error) {
+	fd, ok := c.fids[f.Fid]
+	if !ok {
+		return nil, errNoFid
+	}
+	isDir, err := c.s.fs.Stat(fd.path)
+	if err != nil {
+		return nil, err
+	}
+	d := c.dirOf(fd.path, isDir)
+	if fd.path == "/" {
+		d.Name = "/"
+	}
+	return &Fcall{Type: Rstat, Stat: d.Append(nil)}, nil
+}
+
+// wstat accepts only what changes nothing: a "sync" (all fields "don't
+// touch", wstat(5)), or a truncation of a writable file, which Linux
+// sends before writing with O_TRUNC.
+func (c *conn) wstat(f *Fcall) (*Fcall, error) {
+	fd, ok := c.fids[f.Fid]
+	if !ok {
+		return nil, errNoFid
+	}
+	_, _, d, err := UnpackDir(f.Stat)
+	if err != nil {
+		return nil, err
+	}
+	const none32, none64 = ^uint32(0), ^uint64(0)
+	keep := d.Mode == none32 && d.Name == "" && d.Uid == "" && d.Gid == "" && d.Muid == ""
+	times := d.Atime == none32 && d.Mtime == none32
+	switch {
+	case keep && times && d.Length == none64: // a no-op, as sync(2) sends
+	case keep && c.writable(fd.path) && (d.Length == 0 || d.Length == none64):
+		// A truncate, and the times Linux sets with it on an O_TRUNC
+		// open (`echo leave > ctl`): meaningless for a ctl file, and
+		// ignored there.
+	default:
+		return nil, errWstat
+	}
+	return &Fcall{Type: Rwstat}, nil
+}
