@@ -99,7 +99,7 @@ func (n *NIC) ReceiveFunc(use func(frame [][]byte, checksumOK bool)) error {
 	}
 }
 
-// Close makes Receive and Transmit fail.
+// Close makes ReceiveFunc and Transmit fail.
 func (n *NIC) Close() error {
 	n.once.Do(func() { close(n.done) })
 	return nil
