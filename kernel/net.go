@@ -8,7 +8,6 @@ import (
 
 	board "fornax/board/qemu_amd64"
 	"fornax/drivers/virtio"
-	"fornax/kernel/bootcfg"
 	"fornax/kernel/netstack"
 	"fornax/kernel/netstack/virtiolink"
 	"fornax/kernel/netsvc"
@@ -27,7 +26,7 @@ func startNet(s *system) error {
 		return errors.New("no ip= on the command line: network off")
 	}
 	nic := virtio.NewMMIONet(board.VIRTIO_NET0_BASE)
-	nic.Decline = declined(s.cfg.OffloadsOff)
+	nic.Decline = s.cfg.OffloadsOff
 	if err := nic.Init(); err != nil {
 		return fmt.Errorf("virtio-net at %#x: %w", board.VIRTIO_NET0_BASE, err)
 	}
@@ -96,24 +95,4 @@ func startNet(s *system) error {
 	netCommands(s, st, nic)
 	fmt.Fprintf(s.con, "net: %v ether %v\n", s.cfg.Addr, st.Info().MAC)
 	return nil
-}
-
-// declined is the virtio-net features of the offloads offload= turns
-// off (bootcfg.Offloads).
-func declined(off bootcfg.Offloads) uint64 {
-	var d uint64
-	for _, o := range []struct {
-		o    bootcfg.Offloads
-		bits uint64
-	}{
-		{bootcfg.OffloadCsum, virtio.FeatureNetCsum | virtio.FeatureNetGuestCsum},
-		{bootcfg.OffloadMrg, virtio.FeatureNetMrgRxbuf},
-		{bootcfg.OffloadRxTSO, virtio.FeatureNetGuestTSO4},
-		{bootcfg.OffloadTxTSO, virtio.FeatureNetHostTSO4},
-	} {
-		if off&o.o != 0 {
-			d |= o.bits
-		}
-	}
-	return d
 }

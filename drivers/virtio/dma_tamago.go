@@ -26,9 +26,3 @@ func (d DMA) Alloc(size, align int) (uint64, []byte) {
 
 	return uint64(addr), buf
 }
-
-// NewMMIONet returns a Net for the virtio-mmio device at base using the
-// global DMA region; call Init on it.
-func NewMMIONet(base uintptr) *Net {
-	return &Net{Regs: &MMIO{Base: base}, Mem: DMA{}}
-}

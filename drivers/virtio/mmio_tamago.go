@@ -14,6 +14,12 @@ type MMIO struct {
 	Base uintptr
 }
 
+// NewMMIONet returns a Net for the virtio-mmio device at base using the
+// global DMA region; call Init on it.
+func NewMMIONet(base uintptr) *Net {
+	return &Net{Regs: &MMIO{Base: base}, Mem: DMA{}}
+}
+
 func (m *MMIO) reg(off uint32) *uint32 {
 	return (*uint32)(unsafe.Pointer(m.Base + uintptr(off)))
 }

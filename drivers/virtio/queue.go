@@ -237,11 +237,6 @@ func (q *Queue) usedIdx() uint16 {
 	return uint16(atomic.LoadUint32(word(q.used)) >> 16)
 }
 
-// Pending returns the number of used entries not yet consumed.
-func (q *Queue) Pending() int {
-	return int(q.usedIdx() - q.lastUsed) // uint16 wrap-around
-}
-
 // Used consumes one used ring entry (virtio-v1.2 §2.7.14), returning the
 // head of the completed chain and the number of bytes the device wrote.
 // The chain's descriptors are free again on return.

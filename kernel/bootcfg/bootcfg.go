@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 
+	"fornax/drivers/virtio"
 	"fornax/internal/ipv4"
 	"fornax/internal/names"
 )
@@ -52,74 +53,39 @@ type Config struct {
 	// OffloadsOff are the network offloads the virtio-net driver
 	// declines (offload=; docs/guide.md, "Network path"), to compare or to
 	// work around a device. Zero takes every offload the device offers.
-	OffloadsOff Offloads
-}
-
-// Offloads is a set of the network offloads offload= names.
-type Offloads uint8
-
-const (
-	OffloadCsum  Offloads = 1 << iota // csum: checksums both ways (CSUM, GUEST_CSUM)
-	OffloadMrg                        // mrg: mergeable receive buffers (MRG_RXBUF)
-	OffloadRxTSO                      // rxtso: 64 KiB receive segments (GUEST_TSO4); needs csum and mrg
-	OffloadTxTSO                      // txtso: 64 KiB transmit segments (HOST_TSO4); needs csum
-
-	AllOffloads = OffloadCsum | OffloadMrg | OffloadRxTSO | OffloadTxTSO
-)
-
-var offloadNames = []struct {
-	o    Offloads
-	name string
-}{{OffloadCsum, "csum"}, {OffloadMrg, "mrg"}, {OffloadRxTSO, "rxtso"}, {OffloadTxTSO, "txtso"}}
-
-// offloadNamed is the offload called name, or 0.
-func offloadNamed(name string) Offloads {
-	for _, n := range offloadNames {
-		if n.name == name {
-			return n.o
-		}
-	}
-	return 0
+	OffloadsOff virtio.Offloads
 }
 
 // parseOffloads reads offload='s value: on, off, or the offloads to keep,
-// comma-separated; it returns those to decline.
-func parseOffloads(v string) (Offloads, error) {
+// comma-separated, by the names of virtio's table; it returns those to
+// decline.
+func parseOffloads(v string) (virtio.Offloads, error) {
 	switch v {
 	case "on":
 		return 0, nil
 	case "off":
-		return AllOffloads, nil
+		return virtio.AllOffloads, nil
 	}
-	var keep Offloads
+	var keep virtio.Offloads
 	for _, w := range strings.Split(v, ",") {
-		o := offloadNamed(w)
+		o := virtio.OffloadNamed(w)
 		if o == 0 {
-			return 0, errors.New("want on, off, or some of csum,mrg,rxtso,txtso")
+			return 0, fmt.Errorf("want on, off, or some of %s", strings.Join(virtio.AllOffloads.Names(), ","))
 		}
 		keep |= o
 	}
-	switch {
-	case keep&OffloadRxTSO != 0 && keep&(OffloadCsum|OffloadMrg) != OffloadCsum|OffloadMrg:
-		return 0, errors.New("rxtso needs csum and mrg")
-	case keep&OffloadTxTSO != 0 && keep&OffloadCsum == 0:
-		return 0, errors.New("txtso needs csum")
+	if err := keep.Check(); err != nil {
+		return 0, err
 	}
-	return AllOffloads &^ keep, nil
+	return virtio.AllOffloads &^ keep, nil
 }
 
-// keptString is offload='s value for a set declined.
-func (off Offloads) keptString() string {
-	if off&AllOffloads == AllOffloads {
+// keptString is offload='s value for the offloads off declined.
+func keptString(off virtio.Offloads) string {
+	if off&virtio.AllOffloads == virtio.AllOffloads {
 		return "off"
 	}
-	var l []string
-	for _, n := range offloadNames {
-		if off&n.o == 0 {
-			l = append(l, n.name)
-		}
-	}
-	return strings.Join(l, ",")
+	return strings.Join((virtio.AllOffloads &^ off).Names(), ",")
 }
 
 // quiet reports whether key belongs to QEMU or Linux conventions and is
@@ -197,7 +163,7 @@ func Parse(cmdline string) (Config, []string) {
 				err = errors.New("want ro or rw")
 			}
 		case "offload":
-			var off Offloads
+			var off virtio.Offloads
 			if off, err = parseOffloads(value); err == nil {
 				c.OffloadsOff = off
 			}
@@ -326,7 +292,7 @@ func (c Config) String() string {
 		w = append(w, "profile="+c.Profile)
 	}
 	if c.OffloadsOff != 0 {
-		w = append(w, "offload="+c.OffloadsOff.keptString())
+		w = append(w, "offload="+keptString(c.OffloadsOff))
 	}
 	return strings.Join(w, " ")
 }

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"fornax/drivers/virtio"
 )
 
 func TestParse(t *testing.T) {
@@ -62,11 +64,11 @@ func TestParse(t *testing.T) {
 		{"9p=", def, []string{`bootcfg: ignoring bad 9p= value "": want ro or rw`}},
 		{"profile=fast", with(func(c *Config) { c.Profile = "fast" }), nil},
 		{"profile=fsat", with(func(c *Config) { c.Profile = "fsat" }), nil}, // the cluster service refuses it
-		{"offload=off", with(func(c *Config) { c.OffloadsOff = AllOffloads }), nil},
+		{"offload=off", with(func(c *Config) { c.OffloadsOff = virtio.AllOffloads }), nil},
 		{"offload=on", def, nil},
-		{"offload=csum", with(func(c *Config) { c.OffloadsOff = OffloadMrg | OffloadRxTSO | OffloadTxTSO }), nil},
-		{"offload=mrg,csum,rxtso", with(func(c *Config) { c.OffloadsOff = OffloadTxTSO }), nil},
-		{"offload=csum,txtso", with(func(c *Config) { c.OffloadsOff = OffloadMrg | OffloadRxTSO }), nil},
+		{"offload=csum", with(func(c *Config) { c.OffloadsOff = virtio.OffloadMrg | virtio.OffloadRxTSO | virtio.OffloadTxTSO }), nil},
+		{"offload=mrg,csum,rxtso", with(func(c *Config) { c.OffloadsOff = virtio.OffloadTxTSO }), nil},
+		{"offload=csum,txtso", with(func(c *Config) { c.OffloadsOff = virtio.OffloadMrg | virtio.OffloadRxTSO }), nil},
 		{"offload=csum,mrg,rxtso,txtso", def, nil},
 		{"offload=no", def, []string{`bootcfg: ignoring bad offload= value "no": want on, off, or some of csum,mrg,rxtso,txtso`}},
 		{"offload=", def, []string{`bootcfg: ignoring bad offload= value "": want on, off, or some of csum,mrg,rxtso,txtso`}},

@@ -51,7 +51,7 @@ var (
 type Stats struct {
 	RxDrops    uint64 // malformed, truncated, or no stack attached
 	RxFiltered uint64 // unicast frames for another MAC
-	TxDrops    uint64 // Transmit failed (e.g. ErrTxFull)
+	TxDrops    uint64 // a transmit failed (e.g. ErrTxFull)
 	// RxVouched counts frames delivered without the stack checking
 	// their checksums, the device having vouched for them.
 	RxVouched uint64

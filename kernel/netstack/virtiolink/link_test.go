@@ -66,19 +66,19 @@ func pipeStacks(t *testing.T) (a, b *stack.Stack) {
 
 // virtioStacks wires two Nets on simulated devices back to back.
 func virtioStacks(t *testing.T, queueSize int) (a, b *stack.Stack, na, nb *virtio.Net) {
-	a, b, na, nb, _, _ = virtioStacksDev(t, queueSize, false)
+	a, b, na, nb, _, _ = virtioStacksDev(t, queueSize, 0)
 	return
 }
 
-// virtioStacksDev is virtioStacks with the devices, and the offloads
-// declined if noOffload.
-func virtioStacksDev(t *testing.T, queueSize int, noOffload bool) (a, b *stack.Stack, na, nb *virtio.Net, da, db *virtiotest.Device) {
+// virtioStacksDev is virtioStacks with the devices, and the offloads in
+// decline declined.
+func virtioStacksDev(t *testing.T, queueSize int, decline virtio.Offloads) (a, b *stack.Stack, na, nb *virtio.Net, da, db *virtiotest.Device) {
 	t.Helper()
 
 	mk := func(mac [6]byte) (*virtio.Net, *virtiotest.Device) {
 		mem := virtiotest.NewMemory(16 << 20)
 		dev := virtiotest.NewDevice(mem, mac)
-		return &virtio.Net{Regs: dev, Mem: mem, QueueSize: queueSize, NoOffload: noOffload}, dev
+		return &virtio.Net{Regs: dev, Mem: mem, QueueSize: queueSize, Decline: decline}, dev
 	}
 
 	na, da = mk(macA)

@@ -101,8 +101,9 @@ func TestLinkVouched(t *testing.T) {
 // and checksum, which the other stack checks (the device does not vouch
 // for them); and the same without offloads.
 func TestLinkTSO(t *testing.T) {
-	for _, noOffload := range []bool{false, true} {
-		a, b, na, nb, da, db := virtioStacksDev(t, 0, noOffload)
+	for _, decline := range []virtio.Offloads{0, virtio.AllOffloads} {
+		noOffload := decline != 0
+		a, b, na, nb, da, db := virtioStacksDev(t, 0, decline)
 		tcpEcho(t, a, b, 4<<20)
 		tso, _ := da.Offloaded()
 		tsoB, _ := db.Offloaded()
