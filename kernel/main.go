@@ -15,6 +15,7 @@ import (
 	board "fornax/board/qemu_amd64"
 	"fornax/fs/file"
 	"fornax/kernel/bootcfg"
+	"fornax/kernel/commands"
 	"fornax/kernel/netstack"
 	"fornax/kernel/ns"
 	"fornax/kernel/shell"
@@ -88,7 +89,7 @@ func main() {
 		con:   con,
 		shell: shell.New(space, func() string { return kern.Name() + "% " }),
 	}
-	kern.Commands(s.shell)
+	addCommands(s.shell, commands.Sys(kern))
 	s.shell.Add(shell.Command{Name: "halt", Help: "stop the machine", Run: func(w io.Writer, args []string) error {
 		fmt.Fprintln(w, "halted")
 		board.Halt()
@@ -112,6 +113,13 @@ func main() {
 	fmt.Fprintf(con, "fornax %s ready in %d ms\n", version, board.Uptime().Milliseconds())
 	s.shell.Run(con, con)
 	board.Halt()
+}
+
+// addCommands adds cmds to the console's shell.
+func addCommands(sh *shell.Shell, cmds []shell.Command) {
+	for _, c := range cmds {
+		sh.Add(c)
+	}
 }
 
 func mustMount(space *ns.Namespace, path string, srv file.Server) {

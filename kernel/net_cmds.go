@@ -2,25 +2,25 @@
 
 package main
 
-// The network's console commands: ifconfig, and netsvc's.
+// The network's console commands: ifconfig, udpsend and udprecv.
 
 import (
 	"io"
 	"net"
 
 	"fornax/drivers/virtio"
+	"fornax/kernel/commands"
 	"fornax/kernel/netstack"
-	"fornax/kernel/netsvc"
 	"fornax/kernel/shell"
 )
 
-// netCommands registers ifconfig, for stack st over nic, and the network
-// services' commands, which use Go's net package (net.SocketFunc, set by
+// netCommands registers ifconfig, for stack st over nic, and the
+// datagram commands, which use Go's net package (net.SocketFunc, set by
 // st.Install).
 func netCommands(s *system, st *netstack.Stack, nic *virtio.Net) {
 	s.shell.Add(shell.Command{Name: "ifconfig", Help: "network address, MAC and counters", Run: func(w io.Writer, args []string) error {
 		_, err := w.Write(ifconfig(st, nic))
 		return err
 	}})
-	netsvc.Commands(s.shell, net.ListenPacket)
+	addCommands(s.shell, commands.UDP(net.ListenPacket))
 }

@@ -1,7 +1,7 @@
 // Package netsvc holds the kernel's small network services — the classic
 // echo (RFC 862), discard (RFC 863) and, over TCP only, chargen (RFC 864)
-// servers — and the console commands
-// that send and watch UDP datagrams. It uses only small interfaces (the
+// servers — and Watch, which prints the datagrams that arrive on a
+// socket (the console's udprecv). It uses only small interfaces (the
 // standard net ones and PacketConn), so it runs the same over the
 // kernel's netstack and, in tests, over the host's sockets or fakes.
 //
@@ -40,12 +40,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
-
-	"fornax/kernel/shell"
 )
 
 // Defaults of Config.
@@ -186,60 +183,6 @@ func (s *Stats) String() string {
 		fmt.Fprintf(&b, "%s %d\n", c.name, c.v.Load())
 	}
 	return b.String()
-}
-
-// ListenPacketFunc opens a UDP socket (net.ListenPacket in the kernel).
-type ListenPacketFunc func(network, address string) (net.PacketConn, error)
-
-// Registrar is the part of the shell that takes commands.
-type Registrar interface {
-	Add(c shell.Command)
-}
-
-// MaxWatch bounds udprecv, so a typo cannot take the console for hours.
-const MaxWatch = 10 * time.Minute
-
-// Commands registers udpsend and udprecv.
-func Commands(r Registrar, listen ListenPacketFunc) {
-	r.Add(shell.Command{Name: "udpsend", Usage: "addr:port text...", Help: "send one UDP datagram (broadcast allowed)", MinArgs: 2, MaxArgs: shell.Many, Run: func(w io.Writer, args []string) error {
-		to, err := net.ResolveUDPAddr("udp4", args[0])
-		if err != nil || to.IP == nil || to.Port == 0 {
-			return fmt.Errorf("bad address %q: want a.b.c.d:port", args[0])
-		}
-		pc, err := listen("udp4", ":0")
-		if err != nil {
-			return err
-		}
-		defer pc.Close()
-		msg := strings.Join(args[1:], " ")
-		n, err := pc.WriteTo([]byte(msg), to)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintf(w, "sent %d bytes to %s\n", n, to)
-		return err
-	}})
-	r.Add(shell.Command{Name: "udprecv", Usage: "port [seconds]", Help: "print the UDP datagrams that arrive on port (default 5 s)", MinArgs: 1, MaxArgs: 2, Run: func(w io.Writer, args []string) error {
-		port, err := strconv.ParseUint(args[0], 10, 16)
-		if err != nil || port == 0 {
-			return fmt.Errorf("bad port %q", args[0])
-		}
-		wait := 5 * time.Second
-		if len(args) == 2 {
-			secs, err := strconv.ParseFloat(args[1], 64)
-			if err != nil || secs <= 0 || time.Duration(secs*float64(time.Second)) > MaxWatch {
-				return fmt.Errorf("bad seconds %q: want 0 < seconds <= %v", args[1], MaxWatch.Seconds())
-			}
-			wait = time.Duration(secs * float64(time.Second))
-		}
-		pc, err := listen("udp4", fmt.Sprintf(":%d", port))
-		if err != nil {
-			return err
-		}
-		defer pc.Close()
-		fmt.Fprintf(w, "listening on udp port %d for %v\n", port, wait)
-		return Watch(w, pc, time.Now().Add(wait))
-	}})
 }
 
 // Watch prints each datagram that arrives on pc until deadline, then how

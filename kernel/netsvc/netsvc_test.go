@@ -12,8 +12,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-
-	"fornax/kernel/shell"
 )
 
 // fakeUDP hands out datagrams from a list and records the answers.
@@ -137,76 +135,6 @@ func TestDiscard(t *testing.T) {
 			t.Fatalf("discarded %d bytes", s.Stats.DiscardBytes.Load())
 		}
 		time.Sleep(time.Millisecond)
-	}
-}
-
-type registrar map[string]shell.Command
-
-func (r registrar) Add(c shell.Command) {
-	r[c.Name] = c
-}
-
-func TestCommands(t *testing.T) {
-	r := registrar{}
-	// Sockets bind to loopback only: tests send nowhere else.
-	Commands(r, func(network, address string) (net.PacketConn, error) {
-		return net.ListenPacket(network, "127.0.0.1"+address)
-	})
-	sink, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sink.Close()
-
-	var out bytes.Buffer
-	if err := r["udpsend"].Run(&out, []string{sink.LocalAddr().String(), "hello", "there"}); err != nil {
-		t.Fatal(err)
-	}
-	if !strings.HasPrefix(out.String(), "sent 11 bytes to 127.0.0.1:") {
-		t.Errorf("udpsend: %q", out.String())
-	}
-	buf := make([]byte, 64)
-	sink.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, _, err := sink.ReadFrom(buf); err != nil || string(buf[:n]) != "hello there" {
-		t.Errorf("got %q, %v", buf[:n], err)
-	}
-
-	// udprecv says when it listens, then what came
-	go func() {
-		time.Sleep(200 * time.Millisecond)
-		r["udpsend"].Run(io.Discard, []string{"127.0.0.1:39710", "late"})
-	}()
-	out.Reset()
-	if err := r["udprecv"].Run(&out, []string{"39710", "1"}); err != nil {
-		t.Fatal(err)
-	}
-	if got := out.String(); !strings.HasPrefix(got, "listening on udp port 39710 for 1s\n") || !strings.Contains(got, `"late"`) || !strings.HasSuffix(got, "1 datagrams\n") {
-		t.Errorf("udprecv: %q", got)
-	}
-
-	for _, args := range [][]string{
-		{"udpsend", "10.0.0.1", "x"}, {"udpsend", "nowhere:7", "x"},
-		{"udprecv", "0"}, {"udprecv", "70000"}, {"udprecv", "9", "-1"}, {"udprecv", "9", "100000"},
-	} {
-		if err := r[args[0]].Run(io.Discard, args[1:]); err == nil {
-			t.Errorf("%q: no error", args)
-		}
-	}
-
-	// The shell checks the number of arguments.
-	sh := shell.New(nil, nil)
-	Commands(sh, func(string, string) (net.PacketConn, error) { return nil, errors.New("no sockets here") })
-	for line, want := range map[string]string{
-		"udpsend":            "usage: udpsend addr:port text...\n",
-		"udpsend 10.0.0.1:9": "usage: udpsend addr:port text...\n",
-		"udprecv":            "usage: udprecv port [seconds]\n",
-		"udprecv 9 1 2":      "usage: udprecv port [seconds]\n",
-	} {
-		var b bytes.Buffer
-		sh.Exec(line, &b)
-		if b.String() != want {
-			t.Errorf("%s: got %q, want %q", line, b.String(), want)
-		}
 	}
 }
 

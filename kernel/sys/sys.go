@@ -1,10 +1,11 @@
 // Package sys serves the kernel's own files, /dev and /proc, and the
-// console commands that report the same figures. It is plain Go: the
-// machine-dependent figures come in through Machine.
+// figures behind them (the console's commands, package commands, show
+// them too). It is plain Go: the machine-dependent figures come in
+// through Machine.
 //
 // sys.go holds the kernel's state and log (/dev/kmesg), tree.go the /dev
-// and /proc files, commands.go the console commands, format.go the
-// formatting of figures, load.go the load meter.
+// and /proc files, format.go the formatting of figures, load.go the load
+// meter.
 package sys
 
 import (
@@ -61,6 +62,9 @@ func (k *Kernel) SetName(name string) { k.name.Store(&name) }
 
 // Uptime returns the time since reset.
 func (k *Kernel) Uptime() time.Duration { return k.m.Uptime() }
+
+// Now returns the wall-clock time.
+func (k *Kernel) Now() time.Time { return k.m.Now() }
 
 // Mem reports the memory figures: total RAM, bytes the Go runtime holds,
 // and what is left.

@@ -1,14 +1,11 @@
 package sys
 
 import (
-	"bytes"
 	"fmt"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
-
-	"fornax/kernel/shell"
 )
 
 func testKernel() *Kernel {
@@ -79,28 +76,6 @@ func TestFiles(t *testing.T) {
 	}
 	if err := dev.WriteFile("sysname", []byte("x")); err == nil {
 		t.Error("sysname is writable")
-	}
-}
-
-// The commands run in a real shell, which checks their arguments' number.
-var _ Registrar = (*shell.Shell)(nil)
-
-func TestCommands(t *testing.T) {
-	sh := shell.New(nil, nil)
-	testKernel().Commands(sh)
-	for line, want := range map[string]string{
-		"uptime":    "up 01:30:01 (5401.500 s)\n",
-		"date":      "Wed Nov 25 13:30:01 UTC 2026\n",
-		"date x":    "usage: date\n",
-		"mem":       "total 96M\nused  ",
-		"uptime -x": "usage: uptime\n",
-		"mem -x":    "usage: mem\n",
-	} {
-		var b bytes.Buffer
-		sh.Exec(line, &b)
-		if !strings.HasPrefix(b.String(), want) || strings.HasSuffix(want, "\n") && b.String() != want {
-			t.Errorf("%s: got %q, want %q", line, b.String(), want)
-		}
 	}
 }
 
