@@ -4,14 +4,12 @@ package main
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"net"
+	"strings"
 	"time"
 
 	board "fornax/board/qemu_amd64"
@@ -33,35 +31,34 @@ func startCluster(s *system) error {
 	if id == "" {
 		id = cluster.IDFromMAC(s.net.Info().MAC)
 	}
-	keys, keyDesc, err := clusterKeys()
-	if err != nil {
-		return err
+	profile := cluster.Profiles[0]
+	if s.cfg.Profile != "" {
+		// A profile the cluster does not know stops the service rather
+		// than run another: peers judge us by the profile we announce
+		// with (protocol §4.4).
+		var err error
+		if profile, err = cluster.LookupProfile(s.cfg.Profile); err != nil {
+			return fmt.Errorf("profile=%s: %w", s.cfg.Profile, err)
+		}
 	}
-	defer clearKeys(keys) // the node keeps copies
 	pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", cluster.DefaultPort))
 	if err != nil {
 		return err
 	}
+	// The key is read last: from here Assemble has it, and clears it.
+	keys, err := clusterKeys()
+	if err != nil {
+		pc.Close()
+		return err
+	}
 	meter := sys.NewLoadMeter(board.IdleTime, board.Uptime, board.NumCPU(), time.Second)
-	var seed [16]byte
-	crand.Read(seed[:])
 	// Without name= the node is named after its id (fornax-<id>), so
 	// that peers tell nodes apart.
 	name := ""
 	if s.cfg.NameSet {
 		name = s.kern.Name()
 	}
-	profile := cluster.Profiles[0]
-	if s.cfg.Profile != "" {
-		// A profile the cluster does not know stops the service rather
-		// than run another: peers judge us by the profile we announce
-		// with (protocol §4.4).
-		if profile, err = cluster.LookupProfile(s.cfg.Profile); err != nil {
-			pc.Close()
-			return fmt.Errorf("profile=%s: %w", s.cfg.Profile, err)
-		}
-	}
-	cfg := cluster.Config{
+	node, desc, err := cluster.Assemble(cluster.Config{
 		ID:     id,
 		Name:   name,
 		Addr:   s.cfg.Addr.Addr(),
@@ -70,16 +67,16 @@ func startCluster(s *system) error {
 			total, _, free := s.kern.Mem()
 			return cluster.Resources{CPUs: board.NumCPU(), MemTotal: total, MemFree: free, Load: meter.Load()}
 		},
-		Rand:  rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		Logf:  s.kern.Logf,
 		Clock: startClusterClock(),
 		Keys:  keys,
-	}
-	profile.Apply(&cfg)
-	node, err := cluster.New(cfg, pc)
+	}, profile, pc)
 	if err != nil {
 		pc.Close()
-		return err
+		// The package's errors begin with its name, which is the
+		// service's: main adds that.
+		msg, _ := strings.CutPrefix(err.Error(), "cluster: ")
+		return errors.New(msg)
 	}
 	if err := s.space.Mount("/cluster", node.Tree()); err != nil {
 		return err
@@ -111,10 +108,7 @@ func startCluster(s *system) error {
 		s.kern.Logf("cluster: stopped: %v", err)
 		fmt.Fprintf(s.con, "cluster: stopped: %v\n", err)
 	}()
-	if profile.Name != cluster.Profiles[0].Name {
-		keyDesc += ", profile " + profile.Name // §4.4: every node must run it
-	}
-	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d, %s\n", id, cluster.DefaultPort, keyDesc)
+	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d, %s\n", id, cluster.DefaultPort, desc)
 	return nil
 }
 
@@ -126,30 +120,23 @@ const keyFile = "opt/fornax/key"
 // keyFileMax bounds what is read of it: a key file is 65 bytes.
 const keyFileMax = 4096
 
-// clusterKeys reads the cluster key, if QEMU was given one, and describes
-// it by its fingerprint ("key 1a2b3c4d", or "no key"). A key file that is
-// there but bad is an error: running keyless instead would be a surprise.
-// The error never quotes the file.
-func clusterKeys() (keys [][]byte, desc string, err error) {
+// clusterKeys reads the cluster key, if QEMU was given one. A key file
+// that is there but bad is an error: running keyless instead would be a
+// surprise. The error never quotes the file.
+func clusterKeys() ([][]byte, error) {
 	text, err := board.FwCfgFile(keyFile, keyFileMax)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
-		return nil, "no key", nil
+		return nil, nil
 	case errors.Is(err, board.ErrFwCfgTooLarge):
-		return nil, "", fmt.Errorf("%w: a key file holds 64 hex digits (make one with: openssl rand -hex 32)", err)
+		return nil, fmt.Errorf("%w: a key file holds 64 hex digits (make one with: openssl rand -hex 32)", err)
 	case err != nil:
-		return nil, "", err
+		return nil, err
 	}
 	defer clear(text)
 	key, err := cluster.ParseKey(text)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", keyFile, err)
+		return nil, fmt.Errorf("%s: %w", keyFile, err)
 	}
-	return [][]byte{key}, "key " + cluster.Fingerprint(key), nil
-}
-
-func clearKeys(keys [][]byte) {
-	for _, k := range keys {
-		clear(k)
-	}
+	return [][]byte{key}, nil
 }

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"slices"
-	"strings"
 	"time"
 
 	board "fornax/board/qemu_amd64"
@@ -27,7 +26,8 @@ var version = "dev"
 
 // A service is started at boot, after the name space and before the shell.
 // Files guarded by build tags add theirs in init (see cluster.go).
-// They start in order of rank: the cluster needs the network.
+// They start in order of rank: the cluster needs the network. A start
+// that fails says why without naming its service: main names it.
 type service struct {
 	rank  int
 	name  string
@@ -99,11 +99,7 @@ func main() {
 	slices.SortFunc(services, func(a, b service) int { return a.rank - b.rank })
 	for _, svc := range services {
 		if err := svc.start(s); err != nil {
-			msg := err.Error()
-			if !strings.HasPrefix(msg, svc.name+":") {
-				msg = svc.name + ": " + msg
-			}
-			fmt.Fprintln(con, msg)
+			fmt.Fprintf(con, "%s: %v\n", svc.name, err)
 		}
 	}
 

@@ -16,14 +16,11 @@ package main
 
 import (
 	"context"
-	crand "crypto/rand"
-	"encoding/binary"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log"
-	"math/rand/v2"
 	"net"
 	"net/netip"
 	"os"
@@ -87,12 +84,6 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	keys, keyDesc, err := loadKeys(o.keyFile, logger)
-	if err != nil {
-		return nil, err
-	}
-	defer clearKeys(keys) // the node keeps copies
-
 	started := time.Now()
 	kern := sys.New(sys.Machine{
 		Uptime: func() time.Duration { return time.Since(started) },
@@ -112,20 +103,21 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
-	var seed [16]byte
-	crand.Read(seed[:])
-	cfg := cluster.Config{
+	// The key is read last: from here Assemble has it, and clears it.
+	keys, err := loadKeys(o.keyFile, logger)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	node, desc, err := cluster.Assemble(cluster.Config{
 		ID:        me.id,
 		Name:      me.name,
 		Addr:      me.prefix.Addr(),
 		Prefix:    me.prefix,
 		Resources: proc.Resources,
-		Rand:      rand.New(rand.NewPCG(binary.LittleEndian.Uint64(seed[:8]), binary.LittleEndian.Uint64(seed[8:]))),
 		Logf:      logf,
 		Keys:      keys,
-	}
-	o.profile.Apply(&cfg)
-	node, err := cluster.New(cfg, conn)
+	}, o.profile, conn)
 	if err != nil {
 		conn.Close()
 		return nil, err
@@ -139,7 +131,7 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 		return nil, err
 	}
 	d.intro = fmt.Sprintf("fornaxd: node %s (%s) on %s %v, udp/%d, %s, profile %s; %s",
-		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, keyDesc, o.profile.Name, ninepDesc)
+		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, desc.Key, desc.Profile, ninepDesc)
 	return d, nil
 }
 
@@ -175,26 +167,19 @@ func identify(o options) (self, error) {
 	return me, nil
 }
 
-// loadKeys reads -key-file, if given, and describes the key by its
-// fingerprint ("key 1a2b3c4d", or "no key"), never by itself.
-func loadKeys(path string, logger *log.Logger) (keys [][]byte, desc string, err error) {
+// loadKeys reads -key-file, if given.
+func loadKeys(path string, logger *log.Logger) ([][]byte, error) {
 	if path == "" {
-		return nil, "no key", nil
+		return nil, nil
 	}
 	key, warning, err := readKeyFile(path)
 	if err != nil {
-		return nil, "", usageError{err.Error()}
+		return nil, usageError{err.Error()}
 	}
 	if warning != "" {
 		logger.Printf("fornaxd: warning: %s", warning)
 	}
-	return [][]byte{key}, "key " + cluster.Fingerprint(key), nil
-}
-
-func clearKeys(keys [][]byte) {
-	for _, k := range keys {
-		clear(k)
-	}
+	return [][]byte{key}, nil
 }
 
 // listen9P opens the 9P listener of -listen (default addr:564) on a name
