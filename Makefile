@@ -73,7 +73,7 @@ test: deps test-host ## every test: `make check`, host tests (-race), and VM tes
 # -unsafeptr=false: register windows are fixed physical addresses, made
 # into pointers from integers on purpose.
 vet-tamago: tamago ## go vet the GOOS=tamago code (board, kernel, drivers)
-	$(TAMAGO_ENV) $(TAMAGO) vet -unsafeptr=false $(BUILDFLAGS),cluster ./board/... ./kernel/... ./drivers/...
+	$(TAMAGO_ENV) $(TAMAGO) vet -unsafeptr=false $(BUILDFLAGS),cluster ./board/... ./kernel/... ./fs/... ./drivers/...
 
 test-host: check ## `make check`, then the host tests with -race (no QEMU; -race needs cgo: gcc)
 	$(HOST_PKGS); $(GO) test -race -count=1 $$pkgs

@@ -14,8 +14,8 @@ import (
 
 	board "fornax/board/qemu_amd64"
 	"fornax/cluster"
-	"fornax/kernel/shell"
-	"fornax/kernel/sys"
+	"fornax/fs/shell"
+	"fornax/fs/sys"
 )
 
 func init() {

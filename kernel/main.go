@@ -16,9 +16,9 @@ import (
 	"fornax/kernel/bootcfg"
 	"fornax/kernel/commands"
 	"fornax/kernel/netstack"
-	"fornax/kernel/ns"
-	"fornax/kernel/shell"
-	"fornax/kernel/sys"
+	"fornax/fs/ns"
+	"fornax/fs/shell"
+	"fornax/fs/sys"
 )
 
 // version is set at link time (-X main.version=...).

@@ -11,7 +11,7 @@ import (
 	"fornax/drivers/virtio"
 	"fornax/kernel/commands"
 	"fornax/kernel/netstack"
-	"fornax/kernel/shell"
+	"fornax/fs/shell"
 )
 
 // netCommands registers ifconfig, for stack st over nic, and the

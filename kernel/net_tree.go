@@ -11,7 +11,7 @@ import (
 	"fornax/drivers/virtio"
 	"fornax/kernel/netstack"
 	"fornax/kernel/netsvc"
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // netTree returns the /net tree of stack st over nic, with services svc.

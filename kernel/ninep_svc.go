@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"fornax/kernel/ninep"
+	"fornax/fs/ninep"
 )
 
 func init() {

@@ -289,7 +289,7 @@ func testPair(t *testing.T, extra []string, profile string) {
 }
 
 // readEvents reads n lines from a stream fid. A read of 0 bytes ends a
-// burst, not the stream (kernel/ninep's doc): read on.
+// burst, not the stream (fs/ninep's doc): read on.
 func readEvents(t *testing.T, fid *client.Fid, n int) []string {
 	t.Helper()
 	var lines []string

@@ -29,14 +29,14 @@ func goList(t *testing.T, args ...string) []string {
 
 // TestImportsPointDown: imports run from programs down to the packages
 // they use, never back up. fornaxd has no console, so it links neither
-// the console's line editor (kernel/shell) nor its commands; and no
+// the console's line editor (fs/shell) nor its commands; and no
 // package under internal/, below all others, imports the cluster.
 func TestImportsPointDown(t *testing.T) {
 	deps := goList(t, "-deps", ".")
 	if !slices.Contains(deps, "fornax/cluster") {
 		t.Fatalf("go list -deps: no fornax/cluster among %q: the list is wrong", deps)
 	}
-	for _, p := range []string{"fornax/kernel/shell", "fornax/kernel/commands"} {
+	for _, p := range []string{"fornax/fs/shell", "fornax/kernel/commands"} {
 		if slices.Contains(deps, p) {
 			t.Errorf("fornaxd links %s", p)
 		}

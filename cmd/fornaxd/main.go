@@ -32,9 +32,9 @@ import (
 	"fornax/cluster"
 	"fornax/fs/file"
 	"fornax/internal/names"
-	"fornax/kernel/ninep"
-	"fornax/kernel/ns"
-	"fornax/kernel/sys"
+	"fornax/fs/ninep"
+	"fornax/fs/ns"
+	"fornax/fs/sys"
 )
 
 func main() {

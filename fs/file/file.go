@@ -23,7 +23,7 @@ import (
 // Server serves a tree of synthetic files.
 //
 // Names are slash-separated paths. A server mounted in a name space
-// (kernel/ns) takes them relative to its root, in the form accepted by
+// (fs/ns) takes them relative to its root, in the form accepted by
 // io/fs.ValidPath: "." is the root, "dev/time" a file. The name space,
 // itself a Server, takes absolute ones: "/" is the root, "/dev/time" a
 // file.

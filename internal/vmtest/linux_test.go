@@ -340,7 +340,7 @@ func linux9P(t *testing.T, lan *LAN, g *Linux) {
 // goes on to print the next event too.
 //
 // v9fs (cache=none) sends Tread after Tread until cat's buffer is full
-// or an Rread is empty; the server's stream rule (kernel/ninep doc.go,
+// or an Rread is empty; the server's stream rule (fs/ninep doc.go,
 // "Streams") answers the Tread after data with 0 bytes when nothing
 // more has come, so cat's read(2) returns each line as it comes. A
 // shell loop polls cat's output every millisecond (usleep 1000 and a

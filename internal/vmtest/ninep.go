@@ -80,7 +80,7 @@ func Ls9P(t testing.TB, fsys *client.Fsys, name string) []string {
 }
 
 // ReadStream reads n lines from a stream fid. A read of 0 bytes ends a
-// burst, not the stream (kernel/ninep's doc): it reads on. A read that
+// burst, not the stream (fs/ninep's doc): it reads on. A read that
 // blocks past the timeout fails the test when the connection closes.
 func ReadStream(t testing.TB, fid *client.Fid, n int, timeout time.Duration) []string {
 	t.Helper()

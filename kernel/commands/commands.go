@@ -19,8 +19,8 @@ import (
 
 	"fornax/internal/units"
 	"fornax/kernel/netsvc"
-	"fornax/kernel/shell"
-	"fornax/kernel/sys"
+	"fornax/fs/shell"
+	"fornax/fs/sys"
 )
 
 // Sys returns uptime, date and mem, reading k.

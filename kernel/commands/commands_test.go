@@ -9,8 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"fornax/kernel/shell"
-	"fornax/kernel/sys"
+	"fornax/fs/shell"
+	"fornax/fs/sys"
 )
 
 // newShell returns a shell with cmds, which checks their arguments'

@@ -6,7 +6,7 @@ import (
 	"testing"
 
 	"fornax/fs/file"
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 func globShell(t *testing.T) *Shell {

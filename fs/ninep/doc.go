@@ -18,7 +18,7 @@
 // # Semantics
 //
 // The tree is a file.Server (fs/file) of absolute slash-separated
-// names, "/" the root, as kernel/ns.Namespace takes them. One open is
+// names, "/" the root, as fs/ns.Namespace takes them. One open is
 // one snapshot: Topen calls ReadFile once and the reads of that fid
 // serve offsets of that content; a read past its end returns 0 bytes. Directories are read the same
 // way: Topen lists them, and reads return whole stat entries, restarting

@@ -7,7 +7,7 @@ import (
 	"runtime"
 	"time"
 
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // Plan 9 formats /dev/time as four numbers, right-aligned in 11 and 21

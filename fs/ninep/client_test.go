@@ -18,7 +18,7 @@ import (
 
 	"fornax/cluster"
 	"fornax/fs/file"
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // The kernel's name space is what the server serves, streams included.

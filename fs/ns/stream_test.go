@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"fornax/fs/file"
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // streamDir is a Dir with one stream, "s", whose reads give one line

@@ -13,7 +13,7 @@ import (
 	"9fans.net/go/plan9"
 
 	"fornax/fs/file"
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // TestClusterEvents reads /cluster/events, a stream, as a client does.

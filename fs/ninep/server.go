@@ -95,7 +95,7 @@ type Stats struct {
 }
 
 // Server serves a tree of files over 9P2000: a file.Server of absolute
-// names, "/" the root and "/dev/time" a file, as kernel/ns.Namespace
+// names, "/" the root and "/dev/time" a file, as fs/ns.Namespace
 // takes them.
 type Server struct {
 	Stats Stats

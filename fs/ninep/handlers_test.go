@@ -8,7 +8,7 @@ import (
 
 	"9fans.net/go/plan9"
 
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // TestTree walks the whole tree with a real client: every directory's

@@ -69,7 +69,7 @@ func (c *Command) argsOK(n int) bool {
 // Shell runs command lines against a table of commands. It is safe for
 // concurrent use, so commands may be registered while it runs.
 type Shell struct {
-	fsys   file.Server // of absolute paths: the name space (kernel/ns)
+	fsys   file.Server // of absolute paths: the name space (fs/ns)
 	prompt func() string
 
 	mu   sync.RWMutex
@@ -77,7 +77,7 @@ type Shell struct {
 }
 
 // New returns a shell over fsys, a file tree of absolute paths such as
-// the name space (kernel/ns.Namespace), with the built-in commands help,
+// the name space (fs/ns.Namespace), with the built-in commands help,
 // ls, cat and echo; cat reads streams where fsys is a file.Streamer.
 // prompt is called before each line is read; nil means "> ".
 func New(fsys file.Server, prompt func() string) *Shell {

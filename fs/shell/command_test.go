@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // TestCommandArgs checks that the shell enforces a Command's bounds and

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"fornax/fs/file"
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // lineStream is a server with one stream, "events", fed lines by the

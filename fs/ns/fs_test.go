@@ -17,8 +17,8 @@ import (
 
 	"fornax/cluster"
 	"fornax/fs/file"
-	"fornax/kernel/ns"
-	"fornax/kernel/sys"
+	"fornax/fs/ns"
+	"fornax/fs/sys"
 )
 
 // still freezes each file of s at its first successful read: the kernel's

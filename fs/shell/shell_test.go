@@ -9,7 +9,7 @@ import (
 	"testing"
 
 	"fornax/fs/file"
-	"fornax/kernel/ns"
+	"fornax/fs/ns"
 )
 
 // The name space must serve as the shell's file tree, streams included.
