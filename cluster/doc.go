@@ -17,12 +17,15 @@
 //     node ids and names (ValidID, ValidName, after fornax/internal/names);
 //   - the table (table.go): the peers, keyed by node id, and their states
 //     online, suspect and dead (§4.3, §5);
-//   - the node (node.go): New, Run and the send schedule, join, fast join
-//     and answers, probes of suspect peers and their budgets (§4),
-//     validation of what arrives (§6), the statistics
-//     and the log within its budgets (§8.2, §8.3; limit.go), the registry
-//     of running containers (Containers, containers.go) and the Clock it
-//     keeps time by (clock.go);
+//   - the node (node.go, config.go, run.go, receive.go, send.go, logs.go):
+//     New and Run, an I/O shell around small pure parts that, like the
+//     table, decide with the time passed in: the send schedule
+//     (schedule.go), fast-join answers and refutations (replier.go),
+//     probes of suspect peers and their budgets (prober.go) (§4), and the
+//     numbers of signed messages (sequencer.go, §9.1); validation of what
+//     arrives (§6), the statistics and the log within its budgets (§8.2,
+//     §8.3; limit.go), the registry of running containers (Containers,
+//     containers.go) and the Clock it keeps time by (clock.go);
 //   - the tree (tree.go): Tree, the /cluster files (§8), each directory a
 //     table of entries, and ctl, the control file (§8.1);
 //   - the keys (keys.go): key files and fingerprints, the keyring and the

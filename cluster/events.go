@@ -44,18 +44,17 @@ func (r *eventRing) add(now time.Time, id, what string) {
 	r.mu.Unlock()
 }
 
-// noteJoined records our own join. The caller holds the node's lock.
-func (n *Node) noteJoined() {
+// noteJoinedLocked records our own join.
+func (n *Node) noteJoinedLocked() {
 	n.events.add(n.clock.Now(), n.cfg.ID, fmt.Sprintf("joined %s %v", n.name, n.cfg.Addr))
 }
 
-// noteSelf records a change of our own: "left", "renamed <name>". The
-// caller holds the node's lock.
-func (n *Node) noteSelf(what string) { n.events.add(n.clock.Now(), n.cfg.ID, what) }
+// noteSelfLocked records a change of our own: "left", "renamed <name>".
+func (n *Node) noteSelfLocked(what string) { n.events.add(n.clock.Now(), n.cfg.ID, what) }
 
-// notePeer records what a table event did to a peer; a refresh that
-// changed nothing records nothing. The caller holds the node's lock.
-func (n *Node) notePeer(ev event, now time.Time) {
+// notePeerLocked records what a table event did to a peer; a refresh
+// that changed nothing records nothing.
+func (n *Node) notePeerLocked(ev event, now time.Time) {
 	for _, g := range ev.gone {
 		n.events.add(now, g.peer.ID, g.why) // "replaced by <id>" or "evicted"
 	}

@@ -238,7 +238,7 @@ func (c *simConn) WriteTo(b []byte, dst net.Addr) (int, error) {
 		// intervals; anything else (answers, refutations, LEAVE) is not
 		// (§4.2). The node does not hold mu while it writes.
 		n.mu.Lock()
-		extra = s.clock.Now().Sub(n.base)%n.cfg.Interval != 0
+		extra = s.clock.Now().Sub(n.sched.base)%n.cfg.Interval != 0
 		n.mu.Unlock()
 		n.tx++
 		n.txBytes += len(b)

@@ -82,7 +82,7 @@ func (n *simNode) onlinePeers() int {
 			k++
 		}
 	}
-	n.unlock()
+	n.mu.Unlock()
 	return k
 }
 

@@ -224,10 +224,10 @@ func clip(s string) string {
 // sending plain until SetAuth (docs/protocol.md §9.3).
 func (n *Node) AddKey(key []byte) (string, error) {
 	n.mu.Lock()
-	defer n.unlock()
+	defer n.mu.Unlock()
 	fp, err := n.ring.add(key)
 	if err == nil {
-		n.logf("cluster: key %s added", fp)
+		n.mu.logf("cluster: key %s added", fp)
 	}
 	return fp, err
 }
@@ -235,11 +235,11 @@ func (n *Node) AddKey(key []byte) (string, error) {
 // UseKey makes the key with fingerprint fp the one that signs.
 func (n *Node) UseKey(fp string) error {
 	n.mu.Lock()
-	defer n.unlock()
+	defer n.mu.Unlock()
 	if err := n.ring.use(fp); err != nil {
 		return err
 	}
-	n.logf("cluster: signing with key %s", fp)
+	n.mu.logf("cluster: signing with key %s", fp)
 	return nil
 }
 
@@ -247,14 +247,14 @@ func (n *Node) UseKey(fp string) error {
 // removed while the node signs.
 func (n *Node) RemoveKey(fp string) error {
 	n.mu.Lock()
-	defer n.unlock()
+	defer n.mu.Unlock()
 	if len(n.ring.keys) == 1 && n.ring.find(fp) == 0 && n.auth != AuthPlain {
 		return fmt.Errorf("key %s is the last key and auth is %v: set auth plain first", fp, n.auth)
 	}
 	if err := n.ring.remove(fp); err != nil {
 		return err
 	}
-	n.logf("cluster: key %s removed", fp)
+	n.mu.logf("cluster: key %s removed", fp)
 	return nil
 }
 
@@ -264,12 +264,12 @@ func (n *Node) SetAuth(a AuthMode) error {
 		return fmt.Errorf("bad auth mode %d", a)
 	}
 	n.mu.Lock()
-	defer n.unlock()
+	defer n.mu.Unlock()
 	if a != AuthPlain && len(n.ring.keys) == 0 {
 		return fmt.Errorf("auth %v needs a key: key add <64 hex digits> first", a)
 	}
 	if n.auth != a {
-		n.logf("cluster: auth %v (was %v)", a, n.auth)
+		n.mu.logf("cluster: auth %v (was %v)", a, n.auth)
 	}
 	n.auth = a
 	return nil

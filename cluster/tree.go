@@ -67,13 +67,13 @@ type view struct {
 var root = dirent{name: ".", dir: func(*view) []dirent { return rootTab }}
 
 var rootTab = []dirent{
-	{name: "conflicts", read: func(v *view) []byte { return v.n.conflictsText() }},
-	{name: "ctl", read: func(v *view) []byte { return v.n.ctlText() }, write: writeCtl},
+	{name: "conflicts", read: func(v *view) []byte { return v.n.conflictsTextLocked() }},
+	{name: "ctl", read: func(v *view) []byte { return v.n.ctlTextLocked() }, write: writeCtl},
 	// A stream (Tree.OpenStream); read as a file, it is empty.
 	{name: "events", read: func(*view) []byte { return []byte{} }},
 	{name: "nodes", dir: nodesTab},
 	{name: "self", dir: func(*view) []dirent { return selfTab }},
-	{name: "stats", read: func(v *view) []byte { return v.n.statsText() }},
+	{name: "stats", read: func(v *view) []byte { return v.n.statsTextLocked() }},
 	{name: "view", res: true, read: viewText},
 }
 
@@ -169,14 +169,14 @@ func (t *Tree) look(op, name string, use func(v *view, e dirent)) (dirent, error
 		n.tickLocked(now, false)
 		e, ok := v.walk(name)
 		if ok && use != nil && e.res && !v.hasRes {
-			n.unlock()
+			n.mu.Unlock()
 			v.res, v.hasRes = n.resources(), true // not under mu: it is the caller's code
 			continue
 		}
 		if ok && use != nil {
 			use(v, e)
 		}
-		n.unlock()
+		n.mu.Unlock()
 		if !ok {
 			return dirent{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
 		}
@@ -302,8 +302,8 @@ func (n *Node) keyCtl(arg string) error {
 	return errors.New("bad key message: want key add <64 hex digits>, key use <fingerprint> or key remove <fingerprint>")
 }
 
-// statsText is the stats file (docs/protocol.md §8.2).
-func (n *Node) statsText() []byte {
+// statsTextLocked is the stats file (docs/protocol.md §8.2).
+func (n *Node) statsTextLocked() []byte {
 	st := &n.st
 	var dropped uint64
 	for _, v := range st.dropped {
@@ -320,9 +320,9 @@ func (n *Node) statsText() []byte {
 		st.probes, st.probesHeld, st.probeAnswers, st.probeAnswersHeld)
 }
 
-// ctlText is what reading ctl gives: joined or left, the auth mode, and
+// ctlTextLocked is what reading ctl gives: joined or left, the auth mode, and
 // the keys by fingerprint, primary first (docs/protocol.md §8.1).
-func (n *Node) ctlText() []byte {
+func (n *Node) ctlTextLocked() []byte {
 	b := []byte("left\n")
 	if n.joined {
 		b = []byte("joined\n")
@@ -338,9 +338,9 @@ func (n *Node) ctlText() []byte {
 	return b
 }
 
-// conflictsText lists each name that more than one id goes by, ours
+// conflictsTextLocked lists each name that more than one id goes by, ours
 // included: "name id id ...", sorted by name (docs/protocol.md §8).
-func (n *Node) conflictsText() []byte {
+func (n *Node) conflictsTextLocked() []byte {
 	ids := map[string][]string{n.name: {n.cfg.ID}}
 	for _, p := range n.tab.list() {
 		ids[p.Name] = append(ids[p.Name], p.ID)

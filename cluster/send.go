@@ -1,0 +1,115 @@
+package cluster
+
+import (
+	"net"
+	"net/netip"
+	"time"
+)
+
+// outgoing is a message and where it goes: the broadcast address or one
+// node's.
+type outgoing struct {
+	to *net.UDPAddr
+	m  Message
+}
+
+// toAll sends m to the broadcast address.
+func (n *Node) toAll(m Message) outgoing { return outgoing{n.dst, m} }
+
+// toOne sends m to port Port of a alone.
+func (n *Node) toOne(a netip.Addr, m Message) outgoing {
+	return outgoing{net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(n.cfg.Port))), m}
+}
+
+// beginLocked starts the periodic schedule at now and returns the join
+// ANNOUNCE, message 0 of the schedule.
+func (n *Node) beginLocked(now time.Time, res Resources) Message {
+	n.sched.begin(now)
+	n.rep.cancel()
+	return n.announceLocked(res)
+}
+
+// announceLocked builds our ANNOUNCE; it is sent at once.
+func (n *Node) announceLocked(res Resources) Message {
+	n.rep.announced(n.clock.Now())
+	return Message{Kind: Announce, ID: n.cfg.ID, Addr: n.cfg.Addr, Name: n.name,
+		CPUs: res.CPUs, MemTotal: res.MemTotal, MemFree: res.MemFree, Containers: n.reg.Len()}
+}
+
+// heartbeat builds our HEARTBEAT.
+func (n *Node) heartbeat(res Resources) Message {
+	return Message{Kind: Heartbeat, ID: n.cfg.ID, Load: LoadOf(res.Load),
+		MemFree: res.MemFree, Containers: n.reg.Len()}
+}
+
+// probesLocked returns the probes the prober has due at now and counts
+// them (docs/protocol.md §4.5).
+func (n *Node) probesLocked(now time.Time) []outgoing {
+	due, held := n.probe.probes(now, n.tab.get)
+	n.st.probesHeld += held
+	n.st.probes += uint64(len(due))
+	var out []outgoing
+	for _, p := range due {
+		out = append(out, n.toOne(p.Addr, Message{Kind: Probe, ID: n.cfg.ID, To: p.ID}))
+	}
+	return out
+}
+
+// probeAnswersLocked returns the answers to probes due at now: our
+// HEARTBEAT to each prober.
+func (n *Node) probeAnswersLocked(now time.Time, res Resources) []outgoing {
+	to := n.probe.answers(now)
+	if to == nil {
+		return nil
+	}
+	hb := n.heartbeat(res)
+	var out []outgoing
+	for _, a := range to {
+		out = append(out, n.toOne(a, hb))
+	}
+	n.st.probeAnswers += uint64(len(out))
+	return out
+}
+
+// resources calls cfg.Resources and clamps what it returns to the ranges
+// of docs/protocol.md §3.
+func (n *Node) resources() Resources {
+	r := n.cfg.Resources()
+	r.CPUs = min(max(r.CPUs, 1), maxCPUs)
+	r.MemFree = min(r.MemFree, r.MemTotal)
+	return r
+}
+
+// sendAll writes out, in order, each message signed unless the auth
+// mode is plain. The caller holds sendMu and not mu.
+func (n *Node) sendAll(out []outgoing) {
+	for _, o := range out {
+		m := o.m
+		n.mu.Lock()
+		n.signLocked(&m)
+		n.mu.Unlock()
+		err := m.Validate()
+		if err == nil {
+			_, err = n.conn.WriteTo(m.Append(nil), o.to)
+		}
+		n.mu.Lock()
+		if err != nil {
+			n.st.sendErrors++
+			n.mu.logf("cluster: send %v: %v", m.Kind, err)
+		} else {
+			n.st.sent++
+		}
+		n.mu.Unlock()
+	}
+}
+
+// signLocked signs m with the primary key, under the incarnation and
+// seq the sequencer gives for the wall clock now (docs/protocol.md §9.1).
+func (n *Node) signLocked(m *Message) {
+	s, ok := n.ring.signer()
+	if n.auth == AuthPlain || !ok {
+		return
+	}
+	inc, seq := n.seq.next(n.cfg.WallClock().UnixMilli())
+	s.sign(m, inc, seq)
+}
