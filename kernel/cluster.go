@@ -58,18 +58,19 @@ func startCluster(s *system) error {
 	if s.cfg.NameSet {
 		name = s.kern.Name()
 	}
+	res := func() cluster.Resources {
+		total, _, free := s.kern.Mem()
+		return cluster.Resources{CPUs: board.NumCPU(), MemTotal: total, MemFree: free, Load: meter.Load()}
+	}
 	node, desc, err := cluster.Assemble(cluster.Config{
-		ID:     id,
-		Name:   name,
-		Addr:   s.cfg.Addr.Addr(),
-		Prefix: s.cfg.Addr,
-		Resources: func() cluster.Resources {
-			total, _, free := s.kern.Mem()
-			return cluster.Resources{CPUs: board.NumCPU(), MemTotal: total, MemFree: free, Load: meter.Load()}
-		},
-		Logf:  s.kern.Logf,
-		Clock: startClusterClock(),
-		Keys:  keys,
+		ID:        id,
+		Name:      name,
+		Addr:      s.cfg.Addr.Addr(),
+		Prefix:    s.cfg.Addr,
+		Resources: res,
+		Logf:      s.kern.Logf,
+		Clock:     startClusterClock(),
+		Keys:      keys,
 	}, profile, pc)
 	if err != nil {
 		pc.Close()
@@ -109,6 +110,7 @@ func startCluster(s *system) error {
 		fmt.Fprintf(s.con, "cluster: stopped: %v\n", err)
 	}()
 	fmt.Fprintf(s.con, "cluster: node %s joined on udp/%d, %s\n", id, cluster.DefaultPort, desc)
+	theNode = clusterNode{node, profile.Name, res}
 	return nil
 }
 

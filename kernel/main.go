@@ -12,13 +12,16 @@ import (
 	"time"
 
 	board "fornax/board/qemu_amd64"
+	"fornax/drivers/virtio"
 	"fornax/fs/file"
-	"fornax/kernel/bootcfg"
-	"fornax/kernel/commands"
-	"fornax/kernel/netstack"
+	"fornax/fs/ninep"
 	"fornax/fs/ns"
 	"fornax/fs/shell"
 	"fornax/fs/sys"
+	"fornax/kernel/bootcfg"
+	"fornax/kernel/commands"
+	"fornax/kernel/netstack"
+	"fornax/kernel/netsvc"
 )
 
 // version is set at link time (-X main.version=...).
@@ -43,7 +46,10 @@ type system struct {
 	space *ns.Namespace
 	shell *shell.Shell
 	con   io.Writer
-	net   *netstack.Stack // nil when the network is off
+	net   *netstack.Stack  // nil when the network is off
+	nic   *virtio.Net      // with net
+	svc   *netsvc.Services // with net
+	ninep *ninep.Server    // nil when 9P is off
 	// irqs are the devices' interrupts, unmasked once the vectors are
 	// installed (board.ServiceInterrupts keeps the rules).
 	irqs []board.IRQ

@@ -91,7 +91,7 @@ func startNet(s *system) error {
 
 	s.handle(board.VIRTIO_NET0_GSI, nic.HandleInterrupt)
 	st.Install()
-	s.net = st
+	s.net, s.nic, s.svc = st, nic, svc
 	netCommands(s, st, nic)
 	fmt.Fprintf(s.con, "net: %v ether %v\n", s.cfg.Addr, st.Info().MAC)
 	return nil

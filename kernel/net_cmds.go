@@ -9,9 +9,9 @@ import (
 	"net"
 
 	"fornax/drivers/virtio"
+	"fornax/fs/shell"
 	"fornax/kernel/commands"
 	"fornax/kernel/netstack"
-	"fornax/fs/shell"
 )
 
 // netCommands registers ifconfig, for stack st over nic, and the

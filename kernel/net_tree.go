@@ -9,9 +9,9 @@ import (
 	"strings"
 
 	"fornax/drivers/virtio"
+	"fornax/fs/ns"
 	"fornax/kernel/netstack"
 	"fornax/kernel/netsvc"
-	"fornax/fs/ns"
 )
 
 // netTree returns the /net tree of stack st over nic, with services svc.

@@ -27,6 +27,7 @@ func startNineP(s *system) error {
 		return fmt.Errorf("listen tcp :%d: %w", NinePPort, err)
 	}
 	srv := ninep.New(s.space, ninep.Config{Writable: s.cfg.NinePWritable})
+	s.ninep = srv
 	go func() {
 		err := srv.Serve(l)
 		s.kern.Logf("9p: stopped: %v", err)

@@ -201,7 +201,7 @@ func testPair(t *testing.T, extra []string, profile string) {
 	bSeesA := b.log.Wait(t, fmt.Sprintf("cluster: %s (%s) joined from %s", ids[0], nameA, p.addr[0]), 10*time.Second)
 	t.Logf("b started; a lists b after %v, b lists a after %v", aSeesB.Sub(b.started).Round(time.Millisecond), bSeesA.Sub(b.started).Round(time.Millisecond))
 	wantIntro := fmt.Sprintf("fornaxd: node %s (%s) on %s %s/24, udp/9710, ", ids[0], nameA, p.iface, p.addr[0])
-	if !strings.Contains(a.log.String(), wantIntro) || !strings.Contains(a.log.String(), "profile "+profile+"; 9P on tcp "+p.addr[0]+":564, read-only") {
+	if !strings.Contains(a.log.String(), wantIntro) || !strings.Contains(a.log.String(), "profile "+profile+"; 9P on tcp "+p.addr[0]+":564, read-only; HTTP on tcp "+p.addr[0]+":9711") {
 		t.Errorf("a's log lacks %q ... profile %s; 9P on tcp %s:564, read-only:\n%s", wantIntro, profile, p.addr[0], a.log.String())
 	}
 
@@ -237,6 +237,8 @@ func testPair(t *testing.T, extra []string, profile string) {
 	if got := vmtest.Read9P(t, fa, "/dev/kmesg"); !strings.Contains(got, "cluster: "+ids[1]+" (b) joined") {
 		t.Errorf("a's /dev/kmesg lacks b's join:\n%s", got)
 	}
+
+	checkFace(t, p, ids)
 
 	// Writes: a is read-only (the default), b takes ctl messages.
 	if _, err := fa.Open("/cluster/ctl", plan9.OWRITE); err == nil {

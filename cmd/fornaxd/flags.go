@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"fornax/cluster"
+	"fornax/face"
 	"fornax/internal/names"
 )
 
@@ -24,6 +25,8 @@ type options struct {
 	listen  string     // 9P address; "" for <addr>:564; "none" for no 9P
 	profile cluster.Profile
 	rw      bool // 9P clients may write ctl files (docs/protocol.md §10)
+	// httpPort is the HTTP face's port on the gossip address; 0 for none.
+	httpPort uint16
 }
 
 // listenNone turns 9P off.
@@ -78,7 +81,7 @@ Examples:
 `
 
 // newFlagSet returns fornaxd's flags, bound to o.
-func newFlagSet(o *options, profile *string, addr *string) *flag.FlagSet {
+func newFlagSet(o *options, profile, addr, httpPort *string) *flag.FlagSet {
 	fs := flag.NewFlagSet("fornaxd", flag.ContinueOnError)
 	fs.StringVar(&o.iface, "iface", "", "the `interface` to gossip on, e.g. eth0\n(default: the only one that is up, not loopback, and has an IPv4 address)")
 	fs.StringVar(addr, "addr", "", "which IPv4 `address` of -iface to use (default: its first)")
@@ -87,6 +90,7 @@ func newFlagSet(o *options, profile *string, addr *string) *flag.FlagSet {
 	fs.StringVar(&o.keyFile, "key-file", "", "the cluster key: a `file` of 64 hex digits; with it every message is signed\nand only signed ones are accepted (docs/protocol.md §9). Default: no key")
 	fs.StringVar(&o.listen, "listen", "", "serve the name space (/cluster, /dev) over 9P2000 on this TCP `address`,\nor \"none\" (default: the address of -iface, port 564)")
 	fs.StringVar(profile, "profile", cluster.Profiles[0].Name, "the timing `profile`: "+profileNames()+" (docs/protocol.md §4.4)")
+	fs.StringVar(httpPort, "http", strconv.Itoa(face.DefaultPort), "serve the HTTP face (/metrics, /sd, /v1/members, a live page: docs/guide.md) on this TCP `port`\nof the gossip address, the same on every node, or \"none\"")
 	fs.BoolVar(&o.rw, "9p-rw", false, "let 9P clients write /cluster/ctl (as a VM's 9p=rw); default read-only")
 	return fs
 }
@@ -102,8 +106,8 @@ func profileNames() string {
 // writeUsage prints -help.
 func writeUsage(w io.Writer) {
 	var o options
-	var p, a string
-	fs := newFlagSet(&o, &p, &a)
+	var p, a, h string
+	fs := newFlagSet(&o, &p, &a, &h)
 	fs.SetOutput(w)
 	io.WriteString(w, usageHead)
 	fs.PrintDefaults()
@@ -114,8 +118,8 @@ func writeUsage(w io.Writer) {
 // other error is a usageError of one line that names the flag.
 func parseFlags(args []string) (options, error) {
 	var o options
-	var profile, addr string
-	fs := newFlagSet(&o, &profile, &addr)
+	var profile, addr, httpPort string
+	fs := newFlagSet(&o, &profile, &addr, &httpPort)
 	fs.SetOutput(io.Discard) // errors are ours, one line each
 	fs.Usage = func() {}
 	if err := fs.Parse(args); err != nil {
@@ -150,6 +154,13 @@ func parseFlags(args []string) (options, error) {
 		if err := checkListen(o.listen); err != nil {
 			return o, usagef("-listen %q: %v", o.listen, err)
 		}
+	}
+	if httpPort != "none" {
+		p, err := strconv.ParseUint(httpPort, 10, 16)
+		if err != nil || p == 0 {
+			return o, usagef("-http %q: want a port from 1 to 65535, or none", httpPort)
+		}
+		o.httpPort = uint16(p)
 	}
 	if o.iface != "" && strings.ContainsAny(o.iface, "/ \x00") {
 		return o, usagef("-iface %q: not an interface name (ip link lists them)", o.iface)

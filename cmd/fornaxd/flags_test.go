@@ -11,12 +11,12 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-iface", "eth1", "-addr", "10.0.0.50", "-name", "db-1", "-id", "0a1b2c3d",
-		"-key-file", "/etc/k", "-listen", ":5640", "-profile", "fast", "-9p-rw"})
+		"-key-file", "/etc/k", "-listen", ":5640", "-profile", "fast", "-9p-rw", "-http", "8080"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := options{iface: "eth1", addr: netip.MustParseAddr("10.0.0.50"), name: "db-1", id: "0a1b2c3d",
-		keyFile: "/etc/k", listen: ":5640", rw: true}
+		keyFile: "/etc/k", listen: ":5640", rw: true, httpPort: 8080}
 	if o.profile.Name != "fast" {
 		t.Errorf("profile %q", o.profile.Name)
 	}
@@ -29,11 +29,14 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.profile.Name != "default" || o.rw || o.iface != "" || o.listen != "" || o.addr.IsValid() {
+	if o.profile.Name != "default" || o.rw || o.iface != "" || o.listen != "" || o.addr.IsValid() || o.httpPort != 9711 {
 		t.Errorf("defaults: %+v", o)
 	}
 	if o, err := parseFlags([]string{"-listen", "none"}); err != nil || o.listen != listenNone {
 		t.Errorf("-listen none: %+v, %v", o, err)
+	}
+	if o, err := parseFlags([]string{"-http", "none"}); err != nil || o.httpPort != 0 {
+		t.Errorf("-http none: %+v, %v", o, err)
 	}
 }
 
@@ -45,7 +48,7 @@ func TestParseFlagsHelp(t *testing.T) {
 	}
 	var b bytes.Buffer
 	writeUsage(&b)
-	for _, f := range []string{"-iface", "-addr", "-name", "-id", "-key-file", "-listen", "-profile", "-9p-rw", "CAP_NET_BIND_SERVICE", "SO_BINDTODEVICE", "mount -t 9p"} {
+	for _, f := range []string{"-iface", "-addr", "-name", "-id", "-key-file", "-listen", "-profile", "-9p-rw", "-http", "CAP_NET_BIND_SERVICE", "SO_BINDTODEVICE", "mount -t 9p"} {
 		if !strings.Contains(b.String(), f) {
 			t.Errorf("-help does not mention %s", f)
 		}
@@ -75,6 +78,9 @@ func TestParseFlagsBad(t *testing.T) {
 		{[]string{"-listen", "host:564"}, `want an IP address and a port`},
 		{[]string{"-iface", "eth0/1"}, `-iface "eth0/1": not an interface name`},
 		{[]string{"-9p-rw=maybe"}, `-9p-rw`},
+		{[]string{"-http", "0"}, `-http "0": want a port from 1 to 65535, or none`},
+		{[]string{"-http", ":80"}, `-http ":80": want a port`},
+		{[]string{"-http", "70000"}, `-http "70000"`},
 	} {
 		_, err := parseFlags(c.args)
 		var ue usageError

@@ -30,11 +30,12 @@ import (
 	"time"
 
 	"fornax/cluster"
+	"fornax/face"
 	"fornax/fs/file"
-	"fornax/internal/names"
 	"fornax/fs/ninep"
 	"fornax/fs/ns"
 	"fornax/fs/sys"
+	"fornax/internal/names"
 )
 
 func main() {
@@ -73,6 +74,8 @@ type daemon struct {
 	conn  net.PacketConn
 	l     net.Listener // nil without 9P
 	srv   *ninep.Server
+	hl    net.Listener // nil without the HTTP face
+	face  *face.Server
 	logf  func(format string, args ...any)
 	intro string // the line that says what runs where
 }
@@ -130,8 +133,17 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 		conn.Close()
 		return nil, err
 	}
-	d.intro = fmt.Sprintf("fornaxd: node %s (%s) on %s %v, udp/%d, %s, profile %s; %s",
-		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, desc.Key, desc.Profile, ninepDesc)
+	uptime := func() time.Duration { return time.Since(started) }
+	httpDesc, err := d.listenHTTP(o, me.prefix.Addr(), uptime, proc.Resources)
+	if err != nil {
+		conn.Close()
+		if d.l != nil {
+			d.l.Close()
+		}
+		return nil, err
+	}
+	d.intro = fmt.Sprintf("fornaxd: node %s (%s) on %s %v, udp/%d, %s, profile %s; %s; %s",
+		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, desc.Key, desc.Profile, ninepDesc, httpDesc)
 	return d, nil
 }
 
@@ -212,6 +224,30 @@ func (d *daemon) listen9P(o options, addr netip.Addr, clusterTree, dev file.Serv
 	return fmt.Sprintf("9P on tcp %v, %s", l.Addr(), mode), nil
 }
 
+// listenHTTP opens the HTTP face on addr:-http and describes it; with
+// -http none it does nothing.
+func (d *daemon) listenHTTP(o options, addr netip.Addr, uptime func() time.Duration, res func() cluster.Resources) (string, error) {
+	if o.httpPort == 0 {
+		return "no HTTP (-http none)", nil
+	}
+	cols := []face.Collector{face.MachineCollector(uptime, res)}
+	if d.srv != nil {
+		cols = append(cols, face.NinePCollector(&d.srv.Stats))
+	}
+	f, err := face.New(face.Config{Node: d.node, Addr: addr, Port: o.httpPort, Profile: o.profile.Name,
+		Resources: res, Collectors: cols})
+	if err != nil {
+		return "", err
+	}
+	where := netip.AddrPortFrom(addr, o.httpPort).String()
+	l, err := net.Listen("tcp", where)
+	if err != nil {
+		return "", fmt.Errorf("-http %d: %w", o.httpPort, err)
+	}
+	d.hl, d.face = l, f
+	return fmt.Sprintf("HTTP on tcp %v", l.Addr()), nil
+}
+
 // listenError says how to get the 9P port.
 func listenError(addr string, err error) error {
 	switch {
@@ -238,6 +274,10 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	if d.l != nil {
 		go func() { srvDone <- d.srv.Serve(d.l) }()
 	}
+	httpDone := make(chan error, 1)
+	if d.hl != nil {
+		go func() { httpDone <- d.face.Serve(d.hl) }()
+	}
 	code := 0
 	select {
 	case s := <-sigs:
@@ -249,6 +289,9 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	case err := <-srvDone:
 		d.logf("fornaxd: 9P stopped: %v", err)
 		code = 1
+	case err := <-httpDone:
+		d.logf("fornaxd: HTTP stopped: %v", err)
+		code = 1
 	}
 	// Leave writes the LEAVE before it returns, and a datagram handed to
 	// the kernel is sent even once the socket is closed; a broadcast
@@ -258,6 +301,9 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	<-runDone
 	if d.l != nil {
 		d.l.Close()
+	}
+	if d.hl != nil {
+		d.hl.Close()
 	}
 	d.conn.Close()
 	d.logf("fornaxd: stopped")

@@ -38,6 +38,7 @@ var (
 // handle answers one request. Stream reads answer later, from their
 // own goroutine.
 func (c *conn) handle(f *Fcall) error {
+	c.s.Stats.Requests.Add(1)
 	if f.Type == Tversion {
 		return c.send(c.version(f))
 	}

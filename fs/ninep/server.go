@@ -91,6 +91,7 @@ type Stats struct {
 	Conns    atomic.Int64  // connections being served
 	Accepted atomic.Uint64 // connections served, in all
 	Refused  atomic.Uint64 // connections closed at once: MaxConns reached
+	Requests atomic.Uint64 // T-messages received
 	Errors   atomic.Uint64 // Rerror replies
 }
 

@@ -54,6 +54,10 @@ type Config struct {
 	// declines (offload=; docs/guide.md, "Network path"), to compare or to
 	// work around a device. Zero takes every offload the device offers.
 	OffloadsOff virtio.Offloads
+	// HTTPPort is the HTTP face's TCP port (http=; docs/guide.md, "The
+	// HTTP face"), 0 for its default; HTTPOff is http=off.
+	HTTPPort uint16
+	HTTPOff  bool
 }
 
 // parseOffloads reads offload='s value: on, off, or the offloads to keep,
@@ -101,7 +105,7 @@ func quiet(key string) bool {
 // known reports whether Parse uses key.
 func known(key string) bool {
 	switch key {
-	case "name", "ip", "gw", "id", "9p", "profile", "offload":
+	case "name", "ip", "gw", "id", "9p", "profile", "offload", "http":
 		return true
 	}
 	return false
@@ -134,7 +138,7 @@ func Parse(cmdline string) (Config, []string) {
 
 	c := Config{Name: DefaultName}
 	// gw is checked after ip, which it depends on.
-	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload"} {
+	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload", "http"} {
 		value, ok := values[key]
 		if !ok {
 			continue
@@ -171,12 +175,26 @@ func Parse(cmdline string) (Config, []string) {
 			if err = checkProfile(value); err == nil {
 				c.Profile = value
 			}
+		case "http":
+			c.HTTPPort, c.HTTPOff, err = parseHTTP(value)
 		}
 		if err != nil {
 			warn("ignoring bad %s= value %q: %v", key, value, err)
 		}
 	}
 	return c, warnings
+}
+
+// parseHTTP reads http='s value: off, or a TCP port.
+func parseHTTP(s string) (port uint16, off bool, err error) {
+	if s == "off" {
+		return 0, true, nil
+	}
+	p, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || p == 0 {
+		return 0, false, errors.New("want off or a port from 1 to 65535")
+	}
+	return uint16(p), false, nil
 }
 
 // checkProfile checks the spelling of a profile name: 1 to 32 lowercase
@@ -293,6 +311,12 @@ func (c Config) String() string {
 	}
 	if c.OffloadsOff != 0 {
 		w = append(w, "offload="+keptString(c.OffloadsOff))
+	}
+	switch {
+	case c.HTTPOff:
+		w = append(w, "http=off")
+	case c.HTTPPort != 0:
+		w = append(w, "http="+strconv.Itoa(int(c.HTTPPort)))
 	}
 	return strings.Join(w, " ")
 }

@@ -75,6 +75,11 @@ func TestParse(t *testing.T) {
 		{"offload=csum,", def, []string{`bootcfg: ignoring bad offload= value "csum,": want on, off, or some of csum,mrg,rxtso,txtso`}},
 		{"offload=csum,rxtso", def, []string{`bootcfg: ignoring bad offload= value "csum,rxtso": rxtso needs csum and mrg`}},
 		{"offload=txtso", def, []string{`bootcfg: ignoring bad offload= value "txtso": txtso needs csum`}},
+		{"http=off", with(func(c *Config) { c.HTTPOff = true }), nil},
+		{"http=8080", with(func(c *Config) { c.HTTPPort = 8080 }), nil},
+		{"http=0", def, []string{`bootcfg: ignoring bad http= value "0": want off or a port from 1 to 65535`}},
+		{"http=65536", def, []string{`bootcfg: ignoring bad http= value "65536": want off or a port from 1 to 65535`}},
+		{"http=on", def, []string{`bootcfg: ignoring bad http= value "on": want off or a port from 1 to 65535`}},
 		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"profile=", def, []string{`bootcfg: ignoring bad profile= value "": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
@@ -132,6 +137,8 @@ func TestString(t *testing.T) {
 		{"offload=off name=n1", "name=n1 offload=off"},
 		{"offload=mrg,csum", "offload=csum,mrg"},
 		{"offload=csum,mrg,rxtso,txtso", ""},
+		{"http=off name=n1", "name=n1 http=off"},
+		{"http=8080", "http=8080"},
 	}
 	for _, tt := range tests {
 		c, _ := Parse(tt.cmdline)

@@ -17,10 +17,10 @@ import (
 	"strings"
 	"time"
 
-	"fornax/internal/units"
-	"fornax/kernel/netsvc"
 	"fornax/fs/shell"
 	"fornax/fs/sys"
+	"fornax/internal/units"
+	"fornax/kernel/netsvc"
 )
 
 // Sys returns uptime, date and mem, reading k.
