@@ -161,6 +161,8 @@ func (n *Node) fire() {
 	n.tickLocked(now, false)
 	due := n.activeLocked() && reached(now, n.dueNextLocked())
 	n.mu.Unlock()
+	// Whatever runs between the check and decide is as if it came
+	// first: dueLocked checks again.
 	if due { // else no need for the resources
 		n.decide(true, func(res Resources) []outgoing { return n.dueLocked(now, res) })
 	}
