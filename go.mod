@@ -8,7 +8,8 @@ require (
 	9fans.net/go v0.0.8-0.20250307142834-96bdba94b63f
 	github.com/prometheus/common v0.74.0
 	github.com/usbarmory/tamago v1.26.0
-	golang.org/x/sys v0.49.0
+	golang.org/x/net v0.63.0
+	golang.org/x/sys v0.50.0
 	gvisor.dev/gvisor v0.0.0-20250911055229-61a46406f068
 )
 

@@ -1,51 +1,21 @@
 package main
 
 import (
-	"bufio"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"strings"
 	"testing"
-	"time"
 
 	"fornax/face"
 	"fornax/internal/vmtest"
 )
 
-// httpGet fetches path from addr (host:port) inside network namespace
-// ns. The socket is made on the namespace's thread (a Transport would
-// dial from another goroutine, in the host's namespace).
 func httpGet(t *testing.T, ns, addr, path string) []byte {
 	t.Helper()
-	var body []byte
-	err := vmtest.InNetns(ns, func() error {
-		c, err := net.DialTimeout("tcp", addr, 5*time.Second)
-		if err != nil {
-			return err
-		}
-		defer c.Close()
-		c.SetDeadline(time.Now().Add(5 * time.Second))
-		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", path, addr)
-		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		if body, err = io.ReadAll(resp.Body); err != nil {
-			return err
-		}
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("GET %s from %s: %s", path, addr, resp.Status)
-		}
-		return nil
-	})
+	b, err := vmtest.HTTPGet(ns, addr, path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return body
+	return b
 }
 
 // checkFace: a's HTTP face lists both daemons, offers both to Prometheus
