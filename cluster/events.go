@@ -25,6 +25,7 @@ type eventRing struct {
 	mu    sync.Mutex
 	lines [EventBacklog]string
 	next  uint64        // events ever appended; the next one's number
+	lost  uint64        // events readers lost, all readers together
 	wake  chan struct{} // closed at the next append; nil until a reader waits
 }
 
@@ -42,6 +43,14 @@ func (r *eventRing) add(now time.Time, id, what string) {
 		r.wake = nil
 	}
 	r.mu.Unlock()
+}
+
+// lostTotal is how many events readers have lost, all together: each
+// reader counts for the events it missed (docs/protocol.md §8.2).
+func (r *eventRing) lostTotal() uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.lost
 }
 
 // noteJoinedLocked records our own join.
@@ -113,6 +122,7 @@ func (s *eventStream) read(ctx context.Context, p []byte) (int, error) {
 		r.mu.Lock()
 		if r.next-s.pos > EventBacklog {
 			s.lost += r.next - EventBacklog - s.pos
+			r.lost += r.next - EventBacklog - s.pos
 			s.pos = r.next - EventBacklog
 		}
 		n, next := 0, 0

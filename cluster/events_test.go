@@ -204,6 +204,9 @@ func TestEventsLost(t *testing.T) {
 	if len(lines) != EventBacklog-1 || lines[len(lines)-1] != "0.000 00000001 renamed x299" {
 		t.Errorf("%d lines, last %q", len(lines), lines[len(lines)-1])
 	}
+	if got := a.stat("events_lost"); got != 44 {
+		t.Errorf("stats: events_lost %d, want 44", got)
+	}
 }
 
 func TestEventsBlock(t *testing.T) {

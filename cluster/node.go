@@ -80,6 +80,8 @@ type stats struct {
 	probes, probesHeld                         uint64
 	probeAnswers, probeAnswersHeld             uint64
 	dropped                                    [numReasons]uint64
+	// acceptedKind and sentKind break accepted and sent down by verb.
+	acceptedKind, sentKind [len(verbs)]uint64
 }
 
 // nodeMu is the node's lock, with the log lines queued under it: Unlock

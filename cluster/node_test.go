@@ -466,6 +466,15 @@ probes 0
 probes_held 0
 probe_answers 0
 probe_answers_held 0
+accepted_announce 0
+accepted_heartbeat 0
+accepted_leave 0
+accepted_probe 0
+sent_announce 1
+sent_heartbeat 0
+sent_leave 0
+sent_probe 0
+events_lost 0
 `
 	if got := a.read("stats"); got != want {
 		t.Errorf("stats:\n%s", got)
@@ -1477,6 +1486,12 @@ func statsConsistent(text string) string {
 	}
 	names = append(names, "sent", "send_errors", "peers", "answers", "refutes", "log_held",
 		"probes", "probes_held", "probe_answers", "probe_answers_held")
+	for _, dir := range []string{"accepted", "sent"} {
+		for k := Announce; int(k) < len(verbs); k++ {
+			names = append(names, dir+"_"+strings.ToLower(k.String()))
+		}
+	}
+	names = append(names, "events_lost")
 	v := make(map[string]uint64)
 	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
 	if len(lines) != len(names) {
@@ -1496,6 +1511,15 @@ func statsConsistent(text string) string {
 	}
 	if v["dropped"] != dropped || v["received"] != v["accepted"]+v["echo"]+v["dropped"] {
 		return "counters do not add up: " + text
+	}
+	for _, dir := range []string{"accepted", "sent"} {
+		var sum uint64
+		for k := Announce; int(k) < len(verbs); k++ {
+			sum += v[dir+"_"+strings.ToLower(k.String())]
+		}
+		if sum != v[dir] {
+			return dir + " is not the sum of its verbs: " + text
+		}
 	}
 	return ""
 }

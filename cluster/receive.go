@@ -56,6 +56,7 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		return
 	}
 	n.st.accepted++
+	n.st.acceptedKind[m.Kind]++
 	n.logEventLocked(ev, now)
 	if ev.kind == evRevived || ev.kind == evLeft {
 		n.probe.forget(ev.peer.ID)

@@ -98,6 +98,7 @@ func (n *Node) sendAll(out []outgoing) {
 			n.mu.logf("cluster: send %v: %v", m.Kind, err)
 		} else {
 			n.st.sent++
+			n.st.sentKind[m.Kind]++
 		}
 		n.mu.Unlock()
 	}

@@ -316,8 +316,17 @@ func (n *Node) statsTextLocked() []byte {
 	}
 	b = fmt.Appendf(b, "sent %d\nsend_errors %d\npeers %d\nanswers %d\nrefutes %d\nlog_held %d\n",
 		st.sent, st.sendErrors, len(n.tab.peers), st.answers, st.refutes, n.logLim.total)
-	return fmt.Appendf(b, "probes %d\nprobes_held %d\nprobe_answers %d\nprobe_answers_held %d\n",
+	b = fmt.Appendf(b, "probes %d\nprobes_held %d\nprobe_answers %d\nprobe_answers_held %d\n",
 		st.probes, st.probesHeld, st.probeAnswers, st.probeAnswersHeld)
+	for _, dir := range []struct {
+		name string
+		by   *[len(verbs)]uint64
+	}{{"accepted", &st.acceptedKind}, {"sent", &st.sentKind}} {
+		for k := Announce; int(k) < len(verbs); k++ {
+			b = fmt.Appendf(b, "%s_%s %d\n", dir.name, strings.ToLower(k.String()), dir.by[k])
+		}
+	}
+	return fmt.Appendf(b, "events_lost %d\n", n.events.lostTotal())
 }
 
 // ctlTextLocked is what reading ctl gives: joined or left, the auth mode, and

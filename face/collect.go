@@ -25,6 +25,7 @@ var statNames = map[string]struct{ name, help string }{
 	"answers":            {"fornax_cluster_join_answers_total", "Fast-join answers sent (protocol §4.1)."},
 	"refutes":            {"fornax_cluster_refutes_total", "Refutations of claims of our own id (protocol §5)."},
 	"log_held":           {"fornax_cluster_log_lines_held_total", "Log lines held back by the log rate limit."},
+	"events_lost":        {"fornax_cluster_events_lost_total", "Event lines readers of /cluster/events lost, all readers together."},
 	"probes":             {"fornax_cluster_probes_sent_total", "Probes sent to suspect peers (protocol §4.5)."},
 	"probes_held":        {"fornax_cluster_probes_held_total", "Probes held back by the probe budget."},
 	"probe_answers":      {"fornax_cluster_probe_answers_total", "Probes answered."},
@@ -69,6 +70,10 @@ func statsMetrics(m *Metrics, b []byte) {
 		case name == "dropped" || name == "peers":
 		case strings.HasPrefix(name, "dropped_"):
 			m.Counter("fornax_cluster_dropped_total", "Datagrams dropped, by reason (protocol §8.2).", v, "reason", strings.TrimPrefix(name, "dropped_"))
+		case strings.HasPrefix(name, "accepted_"):
+			m.Counter("fornax_cluster_messages_accepted_total", "Messages accepted, by verb.", v, "kind", strings.TrimPrefix(name, "accepted_"))
+		case strings.HasPrefix(name, "sent_"):
+			m.Counter("fornax_cluster_messages_sent_total", "Messages sent, by verb.", v, "kind", strings.TrimPrefix(name, "sent_"))
 		default:
 			s, ok := statNames[name]
 			if !ok {

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/netip"
 	"sync"
@@ -116,7 +117,9 @@ func (s *Server) Serve(l net.Listener) error {
 		go func() {
 			defer s.release(src)
 			defer c.Close()
-			s.serveConn(c)
+			if s.serveConn(c) {
+				lingerClose(c)
+			}
 		}()
 	}
 }
@@ -153,8 +156,9 @@ func sourceOf(a net.Addr) netip.Addr {
 
 // serveConn answers the requests of one connection, in order, until the
 // client closes it or asks to, a request is refused, a timeout passes,
-// or maxRequests have been answered.
-func (s *Server) serveConn(c net.Conn) {
+// or maxRequests have been answered. It reports whether its last answer
+// said "Connection: close", so that the client is to close first.
+func (s *Server) serveConn(c net.Conn) (closing bool) {
 	r := bufio.NewReaderSize(c, maxHeaderBytes)
 	for i := 0; i < maxRequests; i++ {
 		if i > 0 {
@@ -171,22 +175,36 @@ func (s *Server) serveConn(c net.Conn) {
 		if errors.As(err, &he) {
 			s.Stats.Requests.Add(1)
 			s.Stats.BadRequests.Add(1)
-			writeResponse(c, "", response{status: he.status, body: []byte(he.why + "\n")}, true)
-			return
+			return writeResponse(c, "", response{status: he.status, body: []byte(he.why + "\n")}, true) == nil
 		}
 		if err != nil {
-			return
+			return false
 		}
 		s.Stats.Requests.Add(1)
 		if req.path == "/v1/events" && req.method == "GET" {
 			s.events(c)
-			return
+			return false
 		}
 		last := req.close || i == maxRequests-1
-		if writeResponse(c, req.method, s.route(req), last) != nil || last {
-			return
+		if err := writeResponse(c, req.method, s.route(req), last); err != nil || last {
+			return err == nil
 		}
 	}
+	return false
+}
+
+// lingerTimeout is how long a connection told "Connection: close" waits
+// for its client to close first.
+const lingerTimeout = 2 * time.Second
+
+// lingerClose waits, after an answer that ends the connection, for the
+// client to close it, so that the client, not the node, holds the
+// connection's TIME-WAIT state (RFC 9293 §3.6) — in a VM of a few MB
+// of heap, hundreds of them add up. A client that does not close within
+// lingerTimeout is closed on.
+func lingerClose(c net.Conn) {
+	c.SetReadDeadline(time.Now().Add(lingerTimeout))
+	io.Copy(io.Discard, io.LimitReader(c, maxHeaderBytes))
 }
 
 // route answers every request but a GET of /v1/events.

@@ -8,6 +8,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"runtime/debug"
 	"slices"
 	"time"
 
@@ -79,10 +80,15 @@ func main() {
 		Clock:    fmt.Sprintf("%s tsc %d Hz lapic %d Hz", kind, tsc, lapic),
 	}, cfg.Name)
 
-	// The layout follows QEMU's -m (board/qemu_amd64/layout.go).
+	// The layout follows QEMU's -m (board/qemu_amd64/layout.go). The
+	// heap has HeapRoom and no more: GOGC alone would let it grow past
+	// that (into an out-of-memory crash) before collecting, so the
+	// runtime gets it as its limit, less one 4 MB arena for what it
+	// holds besides the heap.
 	mem := board.Memory()
-	kern.Logf("mem: QEMU gave %dM of RAM: runtime %#x-%#x (%dM), DMA %#x-%#x",
-		mem.RAM>>20, mem.RamStart, mem.RamStart+mem.RamSize, mem.RamSize>>20, mem.DMAStart, mem.DMAStart+mem.DMASize)
+	debug.SetMemoryLimit(int64(mem.HeapRoom()) - 4<<20)
+	kern.Logf("mem: QEMU gave %dM of RAM: runtime %#x-%#x (%dM; heap room %dM), DMA %#x-%#x",
+		mem.RAM>>20, mem.RamStart, mem.RamStart+mem.RamSize, mem.RamSize>>20, mem.HeapRoom()>>20, mem.DMAStart, mem.DMAStart+mem.DMASize)
 
 	space := ns.New()
 	mustMount(space, "/dev", kern.Dev())

@@ -44,6 +44,15 @@ type Layout struct {
 	RamSize  uint64
 	DMAStart uint64 // DMA buffers, at the top of the RAM used
 	DMASize  uint64
+	ImageEnd uint64 // the end of the kernel image (text, data, bss)
+}
+
+// HeapRoom returns the bytes between the end of the image and the boot
+// stack: all the heap can ever have. The Go runtime does not know it, so
+// the kernel gives it as a memory limit (debug.SetMemoryLimit), lest the
+// heap grow by GOGC's rule into memory that is not there.
+func (l Layout) HeapRoom() uint64 {
+	return l.RamStart + l.RamSize - StackOffset - l.ImageEnd
 }
 
 // Used returns the bytes of RAM the layout uses, at most MaxRAM.
@@ -82,5 +91,6 @@ func LayoutFor(ram, imageEnd uint64) (Layout, error) {
 		RamSize:  top - RamStart,
 		DMAStart: top,
 		DMASize:  DMASize,
+		ImageEnd: imageEnd,
 	}, nil
 }

@@ -43,7 +43,7 @@ func TestLayoutFor(t *testing.T) {
 			t.Errorf("LayoutFor(%#x): %v", tt.ram, err)
 			continue
 		}
-		want := Layout{RAM: tt.ram, RamStart: RamStart, RamSize: tt.size, DMAStart: tt.dma, DMASize: DMASize}
+		want := Layout{RAM: tt.ram, RamStart: RamStart, RamSize: tt.size, DMAStart: tt.dma, DMASize: DMASize, ImageEnd: end}
 		if l != want {
 			t.Errorf("LayoutFor(%#x) = %+v, want %+v", tt.ram, l, want)
 		}
@@ -52,8 +52,8 @@ func TestLayoutFor(t *testing.T) {
 		if l.RamStart+l.RamSize != l.DMAStart || l.Used() > MaxRAM || l.Used() > tt.ram {
 			t.Errorf("LayoutFor(%#x) = %+v overlaps or exceeds the RAM", tt.ram, l)
 		}
-		if heap := l.RamStart + l.RamSize - StackOffset - end; heap < MinHeap {
-			t.Errorf("LayoutFor(%#x) leaves %d bytes of heap, want at least %d", tt.ram, heap, MinHeap)
+		if heap := l.RamStart + l.RamSize - StackOffset - end; heap < MinHeap || l.HeapRoom() != heap {
+			t.Errorf("LayoutFor(%#x) leaves %d bytes of heap (HeapRoom %d), want at least %d", tt.ram, heap, l.HeapRoom(), MinHeap)
 		}
 	}
 }

@@ -1,12 +1,15 @@
 package vmtest
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -170,6 +173,9 @@ scrape_configs:
 		t.Errorf("fornax-01's online peers as scraped: %+v, want 4", s)
 	}
 
+	faceLatency(t)
+	faceStreams(t, lan, host, ids[2])
+
 	// SIGKILL fornax-04: the fast profile has it dead 6 s after its last
 	// message; then /sd drops it and Prometheus with it.
 	killed := Addr(4) + ":" + facePort
@@ -309,4 +315,99 @@ func TestFaceBrowser(t *testing.T) {
 			t.Error(err)
 		}
 	}
+}
+
+// faceLatency measures whole requests (connect, GET, answer, close) to
+// fornax-01's face from the namespace host, each checked: status 200 and
+// a body that parses.
+func faceLatency(t *testing.T) {
+	for _, path := range []string{"/v1/self", "/v1/members", "/metrics"} {
+		const n = 200
+		d := make([]time.Duration, 0, n)
+		for range n {
+			t0 := time.Now()
+			b, err := HTTPGet(Namespace, Addr(1)+":"+facePort, path)
+			el := time.Since(t0)
+			if err != nil {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+			if path == "/metrics" && !strings.Contains(string(b), "\nfornax_cluster_peers{") ||
+				path != "/metrics" && !json.Valid(b) {
+				t.Fatalf("GET %s: %q", path, b)
+			}
+			d = append(d, el)
+		}
+		slices.Sort(d)
+		t.Logf("GET %s from the namespace host, %d requests, all 200 and whole: median %v, p99 %v, max %v",
+			path, n, pct(d, 0.5).Round(10*time.Microsecond), pct(d, 0.99).Round(10*time.Microsecond), d[n-1].Round(10*time.Microsecond))
+	}
+}
+
+// faceStreams opens 16 event streams to fornax-01 from the Linux host,
+// 8 from each of two addresses (8 is the cap per source; the namespace
+// host has Prometheus' connection), checks that each gets the events of
+// a leave and a join of the node with id id3, and reports fornax-01's
+// memory before and after.
+func faceStreams(t *testing.T, lan *LAN, host linuxHost, id3 string) {
+	vm1, vm3 := lan.VMs[0], lan.VMs[2]
+	const second = "10.0.0.61"
+	if out, err := exec.Command("ip", "-n", host.ns, "addr", "add", second+"/24", "dev", host.iface).CombinedOutput(); err != nil {
+		t.Fatalf("ip addr add: %v %s", err, out)
+	}
+	dial := func(src string) (net.Conn, error) {
+		var c net.Conn
+		err := InNetns(host.ns, func() (err error) {
+			d := net.Dialer{Timeout: 5 * time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+			c, err = d.Dial("tcp", Addr(1)+":"+facePort)
+			return err
+		})
+		return c, err
+	}
+	before := command(t, vm1, "mem")
+	var streams []*bufio.Reader
+	for i := range 16 {
+		src := fornaxdAddr
+		if i >= 8 {
+			src = second
+		}
+		c, err := dial(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		fmt.Fprintf(c, "GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n")
+		r := bufio.NewReader(c)
+		if l, err := r.ReadString('\n'); err != nil || l != "HTTP/1.1 200 OK\r\n" {
+			t.Fatalf("stream %d from %s: %q %v", i, src, l, err)
+		}
+		streams = append(streams, r)
+	}
+	// A ninth connection from one source is closed at once.
+	if c, err := dial(fornaxdAddr); err == nil {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET /v1/self HTTP/1.1\r\nHost: x\r\n\r\n")
+		if l, err := bufio.NewReader(c).ReadString('\n'); err == nil {
+			t.Errorf("a ninth connection from %s was answered: %q", fornaxdAddr, l)
+		}
+		c.Close()
+	}
+	during := command(t, vm1, "mem")
+	command(t, vm3, "echo leave > /cluster/ctl")
+	command(t, vm3, "echo join > /cluster/ctl")
+	for i, r := range streams {
+		got := ""
+		for !strings.Contains(got, id3+" joined") {
+			l, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("stream %d: %v after %q", i, err, got)
+			}
+			got += l
+		}
+		if !strings.Contains(got, "data: ") || !strings.Contains(got, id3+" left") {
+			t.Errorf("stream %d: %q", i, got)
+		}
+	}
+	t.Logf("fornax-01 with 16 event streams open (all 16 got the leave and the join): mem before %q, with them %q",
+		strings.ReplaceAll(strings.TrimSpace(before), "\n", ", "), strings.ReplaceAll(strings.TrimSpace(during), "\n", ", "))
 }
