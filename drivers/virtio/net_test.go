@@ -253,7 +253,7 @@ func TestStatsString(t *testing.T) {
 	if _, err := receiveInto(n, make([]byte, MaxFrameSize)); err != nil {
 		t.Fatal(err)
 	}
-	want := "virtio rx packets 1 bytes 70 drops 0 errors 0\n" +
+	want := "virtio rx packets 1 bytes 70 errors 0\n" +
 		"virtio tx packets 1 bytes 60 drops 0 errors 0\n" +
 		"virtio interrupts 1 spurious 0 resets 0\n" +
 		"virtio rxq size 256 free 0 inflight 256 bad-id 0 overrun 0\n" +

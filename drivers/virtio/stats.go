@@ -44,11 +44,10 @@ type Stats struct {
 
 // String formats the counters as /net/virtio and ifconfig show them;
 // bad-id, overrun and resets count a device that broke its queues'
-// contract (see Queue.Used). The driver drops no received frame (a
-// malformed one is an error), so rx drops is 0: the column keeps the rx
-// line in the shape of the tx one.
+// contract (see Queue.Used). The rx line has no drops: the driver drops
+// no received frame (a malformed one is an error).
 func (s Stats) String() string {
-	return fmt.Sprintf("virtio rx packets %d bytes %d drops 0 errors %d\n"+
+	return fmt.Sprintf("virtio rx packets %d bytes %d errors %d\n"+
 		"virtio tx packets %d bytes %d drops %d errors %d\n"+
 		"virtio interrupts %d spurious %d resets %d\n"+
 		"virtio rxq size %d free %d inflight %d bad-id %d overrun %d\n"+
