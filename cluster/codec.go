@@ -104,6 +104,9 @@ const (
 	ReasonReplay                       // (inc, seq) not newer than the last accepted from the id
 	ReasonAddrConflict                 // ANNOUNCE of an online or suspect id from another address
 	ReasonWrongTarget                  // PROBE naming another node_id than ours
+	ReasonForeignPort                  // source port is not the cluster's port (§1)
+	ReasonSeenFull                     // new signer while the replay memory is full (§9.2)
+	ReasonIDsPerAddr                   // new signer from an address that brought too many (§9.2)
 	numReasons
 )
 
@@ -114,7 +117,8 @@ var reasonNames = [numReasons]string{
 	ReasonUnknownID: "unknown_id", ReasonTableFull: "table_full", ReasonLeft: "left",
 	ReasonUnkeyed: "unkeyed", ReasonUnknownKey: "unknown_key", ReasonBadTag: "bad_tag",
 	ReasonStale: "stale", ReasonReplay: "replay", ReasonAddrConflict: "addr_conflict",
-	ReasonWrongTarget: "wrong_target",
+	ReasonWrongTarget: "wrong_target", ReasonForeignPort: "foreign_port", ReasonSeenFull: "seen_full",
+	ReasonIDsPerAddr: "ids_per_addr",
 }
 
 func (r Reason) String() string {

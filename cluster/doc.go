@@ -16,7 +16,8 @@
 //     (§9.1), the reasons a datagram is dropped (§6), and the rules for
 //     node ids and names (ValidID, ValidName, after fornax/internal/names);
 //   - the table (table.go): the peers, keyed by node id, and their states
-//     online, suspect and dead (§4.3, §5);
+//     online, suspect and dead (§4.3, §5), with the bounded memory of
+//     what each signer last sent (seen.go, §9.2);
 //   - the node (node.go, config.go, run.go, receive.go, send.go, logs.go):
 //     New and Run, an I/O shell around small pure parts that, like the
 //     table, decide with the time passed in: the send schedule

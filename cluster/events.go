@@ -75,6 +75,8 @@ func (n *Node) notePeerLocked(ev event, now time.Time) {
 		n.events.add(now, p.ID, fmt.Sprintf("online %s %v", p.Name, p.Addr))
 	case evRestarted:
 		n.events.add(now, p.ID, fmt.Sprintf("restarted %s %v", p.Name, p.Addr))
+	case evMoved:
+		n.events.add(now, p.ID, fmt.Sprintf("moved %s %v", p.Name, p.Addr))
 	case evLeft:
 		n.events.add(now, p.ID, "left")
 	case evSuspect:

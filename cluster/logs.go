@@ -23,6 +23,8 @@ func (n *Node) logEventLocked(ev event, now time.Time) {
 		}
 	case evRestarted:
 		logf("cluster: %s (%s) restarted (incarnation %d)", p.ID, p.Name, p.Inc)
+	case evMoved:
+		logf("cluster: %s (%s) is back at %v; %v had taken its id while it was dead", p.ID, p.Name, p.Addr, ev.oldAddr)
 	case evLeft:
 		logf("cluster: %s (%s) left", p.ID, p.Name)
 	case evSuspect, evDead:

@@ -72,6 +72,11 @@ type Node struct {
 	// Signing (docs/protocol.md §9).
 	ring keyring
 	auth AuthMode
+	// bornWall and bornAt are when the node was made, by the wall clock
+	// (ms) and by Clock: for a window after, signed messages sent before
+	// it are refused, since the replay memory starts empty (§9.2).
+	bornWall int64
+	bornAt   time.Time
 }
 
 type stats struct {
@@ -121,6 +126,7 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 		return nil, err
 	}
 	prefix := cfg.Prefix.Masked()
+	wall := cfg.WallClock().UnixMilli()
 	n := &Node{
 		cfg:    cfg,
 		conn:   conn,
@@ -132,14 +138,16 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 		name:   cfg.Name,
 		joined: true,
 		events: newEventRing(cfg.Clock.Now()),
-		tab: newTable(cfg.ID, cfg.Addr, prefix, cfg.SuspectAfter, cfg.DeadAfter,
+		tab: newTable(cfg.ID, cfg.Addr, prefix, cfg.Port, cfg.SuspectAfter, cfg.DeadAfter,
 			cfg.RemoveAfter, cfg.Window, cfg.MaxPeers),
 		sched: schedule{interval: cfg.Interval},
 		rep: replier{every: cfg.AnswerEvery, interval: cfg.Interval, jitter: cfg.ReplyJitter,
 			rng: cfg.Rand},
-		probe: prober{interval: cfg.Interval, maxPeers: cfg.MaxPeers},
-		auth:  cfg.Auth,
-		seq:   newSequencer(cfg.WallClock().UnixMilli(), cfg.Window),
+		probe:    prober{interval: cfg.Interval, maxPeers: cfg.MaxPeers},
+		auth:     cfg.Auth,
+		seq:      newSequencer(wall, cfg.Window),
+		bornWall: wall,
+		bornAt:   cfg.Clock.Now(),
 	}
 	for _, k := range cfg.Keys {
 		if _, err := n.ring.add(k); err != nil {

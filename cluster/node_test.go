@@ -456,6 +456,9 @@ dropped_stale 0
 dropped_replay 0
 dropped_addr_conflict 0
 dropped_wrong_target 0
+dropped_foreign_port 0
+dropped_seen_full 0
+dropped_ids_per_addr 0
 sent 1
 send_errors 0
 peers 0

@@ -25,16 +25,20 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	}
 	m, err := Parse(b)
 	if err == nil {
-		err = n.checkSignedLocked(m)
+		err = n.checkSignedLocked(m, now)
 	}
-	if err == nil && m.ID == n.cfg.ID && m.Keyed() && ip != n.cfg.Addr && n.seq.replayed(m.Inc, m.Seq) {
-		// One of our own signed messages, replayed from elsewhere: not
-		// newer than the last we sent (inc first, then seq, as for any
-		// sender), so not a claim to refute (docs/protocol.md §9.2).
-		err = dropf(ReasonReplay, "%v of our own (inc %d seq %d) replayed from %v", m.Kind, m.Inc, m.Seq, ip)
+	if err == nil && m.ID == n.cfg.ID && m.Keyed() {
+		err = n.ownSignedLocked(m, ip)
+	}
+	if err == nil && !m.Keyed() && n.auth == AuthMixed && n.tab.remembers(m.ID) {
+		// Mixed mode is sticky: an id heard signed is not changed by a
+		// plain message while it is listed or remembered (§9.3).
+		err = dropf(ReasonUnkeyed, "%v of %s is not signed, and %s was heard signed", m.Kind, m.ID, m.ID)
 	}
 	if err != nil {
-		n.countDropLocked(err, src, now)
+		if n.countDropLocked(err, src, now) == ReasonOwnID {
+			n.refuteLocked(now, ip, m.Inc)
+		}
 		return
 	}
 	n.tickLocked(now, true)
@@ -42,7 +46,7 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	if err != nil {
 		switch n.countDropLocked(err, src, now) {
 		case ReasonOwnID:
-			n.refuteLocked(now, ip)
+			n.refuteLocked(now, ip, m.Inc)
 		case ReasonUnknownID:
 			// Prompt a peer known only by its HEARTBEAT (docs/protocol.md §4.1).
 			if m.Kind == Heartbeat && !n.tab.full() && n.rep.prompted(now) {
@@ -58,7 +62,7 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	n.st.accepted++
 	n.st.acceptedKind[m.Kind]++
 	n.logEventLocked(ev, now)
-	if ev.kind == evRevived || ev.kind == evLeft {
+	if ev.kind == evRevived || ev.kind == evMoved || ev.kind == evLeft {
 		n.probe.forget(ev.peer.ID)
 	}
 	if m.Kind == Probe && n.running && n.probe.answer(ev.peer, now) {
@@ -68,8 +72,9 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		return
 	}
 	// Answer whoever may not know us: a new id, one back from silence,
-	// one restarted. Not a move or a refresh (docs/protocol.md §4.1).
-	if ev.kind == evAdded || ev.kind == evRevived || ev.kind == evRestarted {
+	// one restarted, one back home (it may have restarted). Not a
+	// refresh (docs/protocol.md §4.1).
+	if ev.kind == evAdded || ev.kind == evRevived || ev.kind == evRestarted || ev.kind == evMoved {
 		n.replyLocked(now, ip)
 	}
 	if ev.kind != evUpdated || ev.oldName != ev.peer.Name {
@@ -77,10 +82,17 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	}
 }
 
+// startSlack is how long before its start a node accepts signed
+// messages sent, in the first window after it (docs/protocol.md §9.2):
+// more than the clocks of VMs that read a 1 s RTC differ by, so that
+// the answers to a node's join are not refused.
+const startSlack = 2 * time.Second
+
 // checkSignedLocked applies the signature rules (docs/protocol.md §6
 // step 4, §9.2): what the auth mode accepts, a known key, the tag, the
-// window.
-func (n *Node) checkSignedLocked(m Message) error {
+// window, an incarnation not in the future, and, for a window after we
+// started, nothing sent more than startSlack before we started.
+func (n *Node) checkSignedLocked(m Message, now time.Time) error {
 	if !m.Keyed() {
 		if n.auth == AuthKeyed {
 			return dropf(ReasonUnkeyed, "%v of %s is not signed, and this node accepts only signed messages", m.Kind, m.ID)
@@ -94,9 +106,35 @@ func (n *Node) checkSignedLocked(m Message) error {
 	if !s.verify(&m) {
 		return dropf(ReasonBadTag, "%v of %s has a bad tag for key %s", m.Kind, m.ID, m.KeyID)
 	}
-	if off, bad := stale(m.Seq, n.cfg.WallClock().UnixMilli(), n.cfg.Window); bad {
+	wall := n.cfg.WallClock().UnixMilli()
+	if off, bad := stale(m.Seq, wall, n.cfg.Window); bad {
 		return dropf(ReasonStale, "%v of %s was sent %+.1f s from our clock; accepted within ±%v (are both clocks right?)",
 			m.Kind, m.ID, off, n.cfg.Window)
+	}
+	if off, bad := early(m.Inc, wall, n.cfg.Window); bad {
+		return dropf(ReasonStale, "%v of %s has incarnation %d, a start %.1f s after our clock; accepted up to %v after",
+			m.Kind, m.ID, m.Inc, off, n.cfg.Window)
+	}
+	if from := n.bornWall - startSlack.Milliseconds(); now.Sub(n.bornAt) < n.cfg.Window && from > 0 && m.Seq < uint64(from) {
+		// Our replay memory is empty: what was sent before we started
+		// may have been accepted already (docs/protocol.md §9.2).
+		return dropf(ReasonStale, "%v of %s was sent %.3f s before we started; accepted from %v before",
+			m.Kind, m.ID, float64(n.bornWall-int64(m.Seq))/1000, startSlack)
+	}
+	return nil
+}
+
+// ownSignedLocked sorts a signed message of our own id (docs/protocol.md
+// §6 step 5, §9.2): one we signed, replayed from elsewhere, is a
+// replay; one newer than anything we signed is a claim, even from our
+// own address; the rest, from our address, is our echo (nil).
+func (n *Node) ownSignedLocked(m Message, ip netip.Addr) error {
+	switch {
+	case ip != n.cfg.Addr && n.seq.replayed(m.Inc, m.Seq):
+		return dropf(ReasonReplay, "%v of our own (inc %d seq %d) replayed from %v", m.Kind, m.Inc, m.Seq, ip)
+	case ip != n.cfg.Addr || n.seq.sentNewer(m.Inc, m.Seq):
+		return dropf(ReasonOwnID, "%v carries our node_id %s, inc %d seq %d, from %v; we signed up to inc %d seq %d",
+			m.Kind, m.ID, m.Inc, m.Seq, ip, n.seq.inc, n.seq.last)
 	}
 	return nil
 }
@@ -108,15 +146,18 @@ func (n *Node) replyLocked(now time.Time, to netip.Addr) {
 	}
 }
 
-// refuteLocked answers a claim of our id from elsewhere with an ANNOUNCE
-// at once, at most one per AnswerEvery; with a key, under a higher
-// incarnation (docs/protocol.md §5).
-func (n *Node) refuteLocked(now time.Time, from netip.Addr) {
+// refuteLocked answers a claim of our id, under incarnation claimed (0
+// if plain), with an ANNOUNCE at once, at most one per AnswerEvery; with
+// a key, under an incarnation above ours and the claim's
+// (docs/protocol.md §5). A claim not refuted still raises our
+// incarnation past it, so that our next message outranks it.
+func (n *Node) refuteLocked(now time.Time, from netip.Addr, claimed uint64) {
 	if !n.running || !n.rep.claim(now) {
+		n.seq.outrank(claimed)
 		return
 	}
 	n.st.refutes++
-	n.seq.restart()
+	n.seq.restart(claimed)
 	n.limitedLogfLocked("", now, "cluster: %v claims our node_id %s: refuting", from, n.cfg.ID)
 }
 

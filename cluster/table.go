@@ -48,6 +48,11 @@ type Peer struct {
 	Status     Status
 	Keyed      bool   // its last accepted message was signed (docs/protocol.md §9)
 	Inc        uint64 // keyed: incarnation of its last accepted ANNOUNCE
+	// home is the address it held before it moved while dead, and
+	// homeUntil when that stops counting: an ANNOUNCE from home brings
+	// it back, once, even while it is live (docs/protocol.md §5).
+	home      netip.Addr
+	homeUntil time.Time
 	// msgs counts the valid messages heard from it since it was listed.
 	// A peer heard once (its first ANNOUNCE, perhaps forged from a free
 	// address) is not probed (docs/protocol.md §4.5).
@@ -73,6 +78,7 @@ const (
 	evUpdated                        // known online peer refreshed
 	evRevived                        // suspect or dead peer heard again
 	evRestarted                      // keyed peer announced a higher incarnation
+	evMoved                          // online peer went back to its home address
 	evLeft                           // LEAVE
 	evSuspect
 	evDead
@@ -102,6 +108,7 @@ type table struct {
 	selfAddr netip.Addr   // our address
 	prefix   netip.Prefix // our subnet, masked
 	bcast    netip.Addr   // its broadcast address
+	port     int          // the cluster's port, the only source port accepted
 
 	suspect, dead, remove time.Duration // ages at which a peer turns suspect, dead, is removed
 	max                   int
@@ -109,33 +116,17 @@ type table struct {
 	peers  map[string]*Peer
 	byAddr map[netip.Addr]string // recorded address -> id: one id per address
 	names  map[string]int        // name -> how many peers go by it
-	// seen holds the last accepted (inc, seq) of every keyed sender, kept
-	// window after it was last heard even once it leaves the table, so
-	// that recorded traffic cannot bring it back (docs/protocol.md §9.2).
-	seen    map[string]seenMsg
-	window  time.Duration
-	pruneAt time.Time // when seen is next pruned
-	ages    ages      // the peers by status, oldest first
+	seen   replayMemory          // the last (inc, seq) of every signer (seen.go)
+	ages   ages                  // the peers by status, oldest first
 }
 
-type seenMsg struct {
-	inc, seq uint64
-	at       time.Time // when accepted
-}
-
-// newer reports whether (inc, seq) comes after s: a higher incarnation,
-// or the same one and a higher seq.
-func (s seenMsg) newer(inc, seq uint64) bool {
-	return inc > s.inc || inc == s.inc && seq > s.seq
-}
-
-func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, suspect, dead, removeAfterDead, window time.Duration, max int) *table {
+func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, port int, suspect, dead, removeAfterDead, window time.Duration, max int) *table {
 	prefix = prefix.Masked()
 	return &table{
-		self: self, selfAddr: selfAddr, prefix: prefix, bcast: broadcastAddr(prefix),
+		self: self, selfAddr: selfAddr, prefix: prefix, bcast: broadcastAddr(prefix), port: port,
 		suspect: suspect, dead: dead, remove: dead + removeAfterDead, max: max,
 		peers: make(map[string]*Peer), byAddr: make(map[netip.Addr]string), names: make(map[string]int),
-		seen: make(map[string]seenMsg), window: window,
+		seen: newReplayMemory(window, max),
 	}
 }
 
@@ -144,7 +135,9 @@ func broadcastAddr(p netip.Prefix) netip.Addr { return ipv4.Broadcast(p) }
 
 // source checks a datagram's source (docs/protocol.md §6, step 2): a
 // *net.UDPAddr holding a host address of our subnet, neither its network
-// nor its broadcast address.
+// nor its broadcast address, and the cluster's port (§1): a datagram
+// from another port is no node's, and may be a service such as UDP
+// echo reflecting a forged one.
 func (t *table) source(src net.Addr) (netip.Addr, error) {
 	u, ok := src.(*net.UDPAddr)
 	if !ok {
@@ -154,6 +147,9 @@ func (t *table) source(src net.Addr) (netip.Addr, error) {
 	a = a.Unmap()
 	if !ok || !a.Is4() || !t.prefix.Contains(a) || a == t.prefix.Addr() || a == t.bcast {
 		return netip.Addr{}, dropf(ReasonForeignSubnet, "source %v is not a host of %v", u.IP, t.prefix)
+	}
+	if u.Port != t.port {
+		return netip.Addr{}, dropf(ReasonForeignPort, "source %v is not port %d", u, t.port)
 	}
 	return a, nil
 }
@@ -198,10 +194,7 @@ func (t *table) tick(now time.Time, strict bool) []event {
 		}
 		t.ages.push(p)
 	}
-	if !now.Before(t.pruneAt) {
-		t.pruneSeen(now)
-		t.pruneAt = now.Add(t.window)
-	}
+	t.seen.tick(now, t.listed)
 	slices.SortFunc(evs, func(a, b event) int { return strings.Compare(a.peer.ID, b.peer.ID) })
 	return evs
 }
@@ -258,9 +251,18 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 		// (docs/protocol.md §4.5, §6 step 7).
 		return event{}, dropf(ReasonWrongTarget, "PROBE of %s names %s, we are %s", m.ID, m.To, t.self)
 	}
-	if s, ok := t.seen[m.ID]; ok && m.Keyed() && !s.newer(m.Inc, m.Seq) {
-		return event{}, dropf(ReasonReplay, "%v of %s is inc %d seq %d, already had inc %d seq %d",
-			m.Kind, m.ID, m.Inc, m.Seq, s.inc, s.seq)
+	if m.Keyed() {
+		s, ok := t.seen.get(m.ID)
+		if ok && !s.newer(m.Inc, m.Seq) {
+			return event{}, dropf(ReasonReplay, "%v of %s is inc %d seq %d, already had inc %d seq %d",
+				m.Kind, m.ID, m.Inc, m.Seq, s.inc, s.seq)
+		}
+		// Only an ANNOUNCE lists a new id: for the others unknown_id says more.
+		if !ok && (m.Kind == Announce || t.listed(m.ID)) {
+			if err := t.seen.admit(m.ID, src, now, t.listed); err != nil {
+				return event{}, err
+			}
+		}
 	}
 	var ev event
 	var err error
@@ -273,7 +275,7 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 		err = dropf(ReasonUnknownVerb, "kind %d", m.Kind)
 	}
 	if err == nil && m.Keyed() {
-		t.seen[m.ID] = seenMsg{m.Inc, m.Seq, now}
+		t.seen.put(m.ID, m.Inc, m.Seq, src, now)
 	}
 	return ev, err
 }
@@ -283,13 +285,26 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 	ev := event{kind: evAdded}
 	if p != nil {
 		ev = event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
+		moved := p.Addr != src
 		switch {
-		case p.Addr != src && p.Status != Dead:
+		case moved && src == p.home && now.Before(p.homeUntil):
+			// Back to the address it held before it moved while dead:
+			// the node is back and refutes whoever took its id (§5).
+			// Once only: the address it leaves is no home.
+			ev.kind = evMoved
+			if p.Status != Online {
+				ev.kind = evRevived
+			}
+			p.home = netip.Addr{}
+		case moved && p.Status != Dead:
 			// A live id does not move: whoever else claims it is refused
 			// until it has been silent long enough to be dead.
 			return event{}, dropf(ReasonAddrConflict, "ANNOUNCE of %s from %v, but it is %v at %v",
 				m.ID, src, p.Status, p.Addr)
-		case p.Status != Online: // dead ones may come back elsewhere
+		case moved: // dead ones may come back elsewhere; this stays home a while
+			p.home, p.homeUntil = p.Addr, now.Add(t.remove)
+			ev.kind = evRevived
+		case p.Status != Online:
 			ev.kind = evRevived
 		case m.Keyed() && p.Keyed && m.Inc > p.Inc:
 			ev.kind = evRestarted
@@ -391,14 +406,17 @@ func (t *table) unname(name string) {
 // named is how many peers go by name.
 func (t *table) named(name string) int { return t.names[name] }
 
-// pruneSeen forgets the (inc, seq) of keyed senders no longer listed and
-// not heard for twice the window: their old messages are stale by then.
-func (t *table) pruneSeen(now time.Time) {
-	for id, s := range t.seen {
-		if _, listed := t.peers[id]; !listed && now.Sub(s.at) >= 2*t.window {
-			delete(t.seen, id)
-		}
-	}
+// listed reports whether id is in the table.
+func (t *table) listed(id string) bool {
+	_, ok := t.peers[id]
+	return ok
+}
+
+// remembers reports whether id was heard signed and is still listed or
+// remembered (docs/protocol.md §9.2, §9.3).
+func (t *table) remembers(id string) bool {
+	_, ok := t.seen.get(id)
+	return ok
 }
 
 // heard marks p online as of now.

@@ -12,7 +12,7 @@ import (
 
 func testTable(max int) *table {
 	return newTable("00000001", netip.MustParseAddr("10.0.0.1"), netip.MustParsePrefix("10.0.0.0/24"),
-		15*s, 30*s, 60*s, 30*s, max)
+		DefaultPort, 15*s, 30*s, 60*s, 30*s, max)
 }
 
 func announce(id, addr string) Message {

@@ -122,7 +122,8 @@ func counter(t *testing.T, vm *VM, file, name string) int {
 
 // testEchoLoop: one datagram from VM 2's address and echo port to VM 1's
 // echo port started an endless loop between them (81,770 datagrams in
-// 2 s); now VM 1 refuses a source port below 1024.
+// 2 s); now VM 1 refuses a source port below 1024, and the cluster's
+// port 9710.
 func testEchoLoop(t *testing.T, lan *LAN, br *RawSocket, taps []*RawSocket) {
 	vm1 := lan.VMs[0]
 	eth := Ethernet{Dst: VMMAC(1), Src: forgedMAC}
@@ -141,8 +142,14 @@ func testEchoLoop(t *testing.T, lan *LAN, br *RawSocket, taps []*RawSocket) {
 	if n[0]+n[1] != 0 {
 		t.Errorf("echo loop: the VMs sent %v datagrams from port 7", n)
 	}
-	if low := counter(t, vm1, "/net/services", "echo_udp_low_port"); low != low0+1 {
-		t.Errorf("echo_udp_low_port %d -> %d, want one more", low0, low)
+	// From the cluster's port: echoed, it would land in VM 2's gossip
+	// socket from VM 1's real address (a LEAVE of VM 1's choosing).
+	gossip := UDPFrame(eth, netip.MustParseAddrPort(Addr(2)+":9710"), to, []byte("LEAVE 00000002"))
+	if n := sentBy(t, br, taps, time.Second, fromEchoPort, gossip); n[0]+n[1] != 0 {
+		t.Errorf("a datagram from port 9710: the VMs echoed %v", n)
+	}
+	if low := counter(t, vm1, "/net/services", "echo_udp_low_port"); low != low0+2 {
+		t.Errorf("echo_udp_low_port %d -> %d, want two more", low0, low)
 	}
 }
 

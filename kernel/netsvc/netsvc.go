@@ -12,7 +12,9 @@
 //     a broadcast with a forged source does not make every node answer
 //     the victim; never a source port below 1024 (MinEchoPort), so a
 //     forged datagram from another node's echo (or chargen, daytime...)
-//     port does not start an endless loop between the two; and at most
+//     port does not start an endless loop between the two, nor the
+//     cluster's port 9710 (ClusterPort), so that a forged one does not
+//     land in a node's gossip socket as our own message; and at most
 //     EchoRate Ethernet frames a second with bursts of EchoBurst (a
 //     token bucket), which bounds what a forged source can reflect to a
 //     victim to about 300 KB/s. A person or a test checking
@@ -145,7 +147,7 @@ func (s *Services) connCost(rcvbuf, sndbuf int) int64 {
 // Stats counts what the services did.
 type Stats struct {
 	EchoedUDP   atomic.Uint64 // datagrams echoed
-	UDPLowPort  atomic.Uint64 // not echoed: source port below MinEchoPort
+	UDPLowPort  atomic.Uint64 // not echoed: source port below MinEchoPort, or ClusterPort
 	UDPNotOurs  atomic.Uint64 // not echoed: sent to a broadcast, multicast or other address
 	UDPLimited  atomic.Uint64 // not echoed: over the rate limit
 	EchoedTCP   atomic.Uint64 // connections served

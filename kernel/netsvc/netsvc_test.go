@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"fornax/cluster"
 )
 
 // fakeUDP hands out datagrams from a list and records the answers.
@@ -45,8 +47,10 @@ func (f *fakeUDP) WriteTo(b []byte, addr net.Addr) (int, error) {
 }
 
 // TestEchoRefusals: no answer to a well-known source port (a forged
-// datagram from another echo would loop), nor to anything not sent to
-// our own address (a forged broadcast would make every node answer).
+// datagram from another echo would loop) or the cluster's port (a forged
+// one would reach a node's gossip socket from our address), nor to
+// anything not sent to our own address (a forged broadcast would make
+// every node answer).
 func TestEchoRefusals(t *testing.T) {
 	own := netip.MustParseAddr("10.0.0.2")
 	peer := func(port uint16) netip.AddrPort { return netip.AddrPortFrom(netip.MustParseAddr("10.0.0.3"), port) }
@@ -55,27 +59,36 @@ func TestEchoRefusals(t *testing.T) {
 		{peer(19), own, "from chargen"},
 		{peer(0), own, "from port 0"},
 		{peer(1023), own, "from 1023"},
+		{peer(9710), own, "LEAVE 00000002"},
 		{peer(40000), netip.MustParseAddr("10.0.0.255"), "subnet broadcast"},
 		{peer(40000), netip.MustParseAddr("255.255.255.255"), "limited broadcast"},
 		{peer(40000), netip.MustParseAddr("224.0.0.1"), "multicast"},
 		{peer(40000), netip.Addr{}, "destination unknown"},
 		{peer(1024), own, "ok 1"},
+		{peer(9711), own, "ok 3"},
 		{peer(40000), own, "ok 2"},
 	}}
 	s := New(Config{Addr: own})
 	if err := s.EchoUDP(f); !errors.Is(err, net.ErrClosed) {
 		t.Fatal(err)
 	}
-	want := []string{"10.0.0.3:1024 ok 1", "10.0.0.3:40000 ok 2"}
+	want := []string{"10.0.0.3:1024 ok 1", "10.0.0.3:9711 ok 3", "10.0.0.3:40000 ok 2"}
 	if strings.Join(f.replies, "|") != strings.Join(want, "|") {
 		t.Errorf("replies %q, want %q", f.replies, want)
 	}
 	st := &s.Stats
-	if st.UDPLowPort.Load() != 4 || st.UDPNotOurs.Load() != 4 || st.EchoedUDP.Load() != 2 {
+	if st.UDPLowPort.Load() != 5 || st.UDPNotOurs.Load() != 4 || st.EchoedUDP.Load() != 3 {
 		t.Errorf("counters:\n%s", st.String())
 	}
-	if str := st.String(); !strings.Contains(str, "echo_udp_low_port 4\n") || !strings.Contains(str, "echo_udp_not_ours 4\n") {
+	if str := st.String(); !strings.Contains(str, "echo_udp_low_port 5\n") || !strings.Contains(str, "echo_udp_not_ours 4\n") {
 		t.Errorf("String: %q", str)
+	}
+}
+
+// TestClusterPort: echo refuses the port the cluster gossips on.
+func TestClusterPort(t *testing.T) {
+	if ClusterPort != cluster.DefaultPort {
+		t.Errorf("ClusterPort %d, cluster.DefaultPort %d", ClusterPort, cluster.DefaultPort)
 	}
 }
 

@@ -9,6 +9,12 @@ import (
 
 const maxDatagram = 65535
 
+// ClusterPort is the cluster's gossip port (cluster.DefaultPort,
+// docs/protocol.md §1). Echo never answers it: a datagram forged from a
+// node's cluster socket would put our echo, from our real address, into
+// that socket.
+const ClusterPort = 9710
+
 // PacketConn is the UDP socket echo needs. ReadFromTo is ReadFrom that
 // also returns the address the datagram was sent to (as IP_PKTINFO
 // does on Linux); to is invalid when the socket cannot tell.
@@ -39,9 +45,10 @@ func (s *Services) EchoUDP(pc PacketConn) error {
 // answered, and counts a refusal.
 func (s *Services) mayEcho(n int, from netip.AddrPort, to netip.Addr) bool {
 	switch {
-	case from.Port() < MinEchoPort:
+	case from.Port() < MinEchoPort || from.Port() == ClusterPort:
 		// Well-known ports are services, and some (echo, chargen) answer
-		// anything: a forged source would start a loop.
+		// anything: a forged source would start a loop. The cluster's
+		// port would take our echo as gossip.
 		s.Stats.UDPLowPort.Add(1)
 	case !s.cfg.Addr.IsValid() || to != s.cfg.Addr:
 		// Broadcast or multicast: every node would answer the source.
