@@ -3,13 +3,13 @@ package cluster
 import (
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"io/fs"
-	"maps"
 	"slices"
 	"strings"
+	"sync/atomic"
 
 	"fornax/fs/file"
-	"fornax/internal/units"
 )
 
 // Tree is a node's /cluster file tree (docs/protocol.md §8):
@@ -22,142 +22,36 @@ import (
 //	stats
 //	view
 //
-// It is a file.Server, and a file.Streamer for events. Names are
-// relative to /cluster in io/fs.ValidPath form, "." being the root. Every
-// read is a snapshot, made under the node's lock. Errors arrive wrapped
-// in *fs.PathError: fs.ErrNotExist, fs.ErrPermission, file.ErrIsDir for
-// a directory read as a file and file.ErrNotDir for the reverse.
+// It is a file.Server, a file.Versioner, and a file.Streamer for events.
+// Names are relative to /cluster in io/fs.ValidPath form, "." being the
+// root. Every read is a snapshot of one state of the node. Errors arrive
+// wrapped in *fs.PathError: fs.ErrNotExist, fs.ErrPermission,
+// file.ErrIsDir for a directory read as a file and file.ErrNotDir for
+// the reverse.
 //
-// Each directory is one table of entries (see dirent), as in Plan 9's
-// Dirtab: listing a directory and looking a name up in it read the same
-// table, so the two cannot disagree.
-type Tree struct{ n *Node }
+// The node's lock is held for a walk of the name (one lookup per
+// element, treedir.go) and a copy: of a small file's content, of the
+// peers a view or conflicts file is made from, or of the ids nodes
+// lists. Sorting and formatting what was copied happen after it is
+// released, so a reader of the tree holds up the node's datagrams for
+// microseconds whatever the table's size.
+type Tree struct {
+	n *Node
+	// volatile numbers the versions of files that change with time.
+	volatile atomic.Uint32
+}
 
 var (
-	_ file.Server   = (*Tree)(nil)
-	_ file.Streamer = (*Tree)(nil)
+	_ file.Server    = (*Tree)(nil)
+	_ file.Streamer  = (*Tree)(nil)
+	_ file.Versioner = (*Tree)(nil)
 )
 
-// dirent is one entry of a directory's table. Exactly one of dir and read
-// is set.
-type dirent struct {
-	name string
-	// dir makes the entry a directory: it returns the directory's
-	// entries, sorted by name. It runs under the node's lock.
-	dir func(v *view) []dirent
-	// read makes the entry a file: it returns a snapshot of the content.
-	// It runs under the node's lock.
-	read func(v *view) []byte
-	// write, where set, takes a write to the file. It runs without the
-	// node's lock. A file without it is read-only.
-	write func(n *Node, data []byte) error
-	// res says read wants v.res: the node's resources, which come from
-	// the caller's code and so are fetched before the lock is taken.
-	res bool
-}
-
-// view is what the tables are made from: the node, seen under its lock.
-type view struct {
-	n      *Node
-	res    Resources
-	hasRes bool
-}
-
-// root is the entry of the tree's root, ".".
-var root = dirent{name: ".", dir: func(*view) []dirent { return rootTab }}
-
-var rootTab = []dirent{
-	{name: "conflicts", read: func(v *view) []byte { return v.n.conflictsTextLocked() }},
-	{name: "ctl", read: func(v *view) []byte { return v.n.ctlTextLocked() }, write: writeCtl},
-	// A stream (Tree.OpenStream); read as a file, it is empty.
-	{name: "events", read: func(*view) []byte { return []byte{} }},
-	{name: "nodes", dir: nodesTab},
-	{name: "self", dir: func(*view) []dirent { return selfTab }},
-	{name: "stats", read: func(v *view) []byte { return v.n.statsTextLocked() }},
-	{name: "view", res: true, read: viewText},
-}
-
-var selfTab = []dirent{
-	{name: "addr", read: func(v *view) []byte { return fmt.Appendf(nil, "%v\n", v.n.cfg.Addr) }},
-	{name: "containers", dir: containersTab},
-	{name: "id", read: func(v *view) []byte { return fmt.Appendf(nil, "%s\n", v.n.cfg.ID) }},
-	{name: "name", read: func(v *view) []byte { return fmt.Appendf(nil, "%s\n", v.n.name) }},
-	{name: "resources", res: true, read: func(v *view) []byte {
-		res := v.res
-		return fmt.Appendf(nil, "cpus %d\nmem %s\nmem_free %s\nload %v\ncontainers %d\n",
-			res.CPUs, units.Bytes(res.MemTotal), units.Bytes(res.MemFree),
-			LoadOf(res.Load), v.n.reg.Len())
-	}},
-}
-
-// containersTab is self/containers: one empty file per registered
-// container.
-func containersTab(v *view) []dirent {
-	l := v.n.reg.List()
-	tab := make([]dirent, len(l))
-	for i, name := range l {
-		tab[i] = dirent{name: name, read: func(*view) []byte { return []byte{} }}
-	}
-	return tab
-}
-
-// nodesTab is nodes: one directory per peer, named by its id.
-func nodesTab(v *view) []dirent {
-	ps := v.n.tab.list()
-	tab := make([]dirent, len(ps))
-	for i, p := range ps {
-		tab[i] = dirent{name: p.ID, dir: func(*view) []dirent { return peerTab(&p) }}
-	}
-	return tab
-}
-
-// peerTab is nodes/<id> of peer p.
-func peerTab(p *Peer) []dirent {
-	return []dirent{
-		{name: "addr", read: func(*view) []byte { return fmt.Appendf(nil, "%v\n", p.Addr) }},
-		// The protocol carries only the count.
-		{name: "containers", dir: func(*view) []dirent { return nil }},
-		{name: "name", read: func(*view) []byte { return fmt.Appendf(nil, "%s\n", p.Name) }},
-		{name: "resources", read: func(*view) []byte {
-			b := fmt.Appendf(nil, "cpus %d\nmem %s\nmem_free %s\n",
-				p.CPUs, units.Bytes(p.MemTotal), units.Bytes(p.MemFree))
-			if p.HasLoad {
-				b = fmt.Appendf(b, "load %v\n", p.Load)
-			}
-			return fmt.Appendf(b, "containers %d\n", p.Containers)
-		}},
-		{name: "status", read: func(*view) []byte { return fmt.Appendf(nil, "%v\n", p.Status) }},
-	}
-}
-
-// walk finds name, a valid path, in the tables. The caller holds the
-// node's lock.
-func (v *view) walk(name string) (dirent, bool) {
-	e := root
-	if name == "." {
-		return e, true
-	}
-	for elem := range strings.SplitSeq(name, "/") {
-		if e.dir == nil {
-			return dirent{}, false
-		}
-		tab := e.dir(v)
-		i, ok := slices.BinarySearchFunc(tab, elem, func(d dirent, name string) int {
-			return strings.Compare(d.name, name)
-		})
-		if !ok {
-			return dirent{}, false
-		}
-		e = tab[i]
-	}
-	return e, true
-}
-
 // look finds name and, while the node's lock is still held, calls use
-// with what it found, unless use is nil. Before any use of a file whose
-// read wants the node's resources, it fetches them outside the lock and
-// looks again.
-func (t *Tree) look(op, name string, use func(v *view, e dirent)) (dirent, error) {
+// with what it found, unless use is nil. With res, before any use of a
+// file whose read wants the node's resources, it fetches them outside
+// the lock and looks again.
+func (t *Tree) look(op, name string, res bool, use func(v *view, e dirent)) (dirent, error) {
 	if !fs.ValidPath(name) {
 		return dirent{}, &fs.PathError{Op: op, Path: name, Err: fs.ErrInvalid}
 	}
@@ -168,7 +62,7 @@ func (t *Tree) look(op, name string, use func(v *view, e dirent)) (dirent, error
 		n.mu.Lock()
 		n.tickLocked(now, false)
 		e, ok := v.walk(name)
-		if ok && use != nil && e.res && !v.hasRes {
+		if ok && res && e.res && !v.hasRes {
 			n.mu.Unlock()
 			v.res, v.hasRes = n.resources(), true // not under mu: it is the caller's code
 			continue
@@ -186,24 +80,16 @@ func (t *Tree) look(op, name string, use func(v *view, e dirent)) (dirent, error
 
 // Stat reports whether name exists and whether it is a directory.
 func (t *Tree) Stat(name string) (isDir bool, err error) {
-	e, err := t.look("stat", name, nil)
+	e, err := t.look("stat", name, false, nil)
 	return e.dir != nil, err
 }
 
 // ReadDir lists a directory in sorted order; subdirectories end in "/".
 func (t *Tree) ReadDir(name string) ([]string, error) {
 	var list []string
-	e, err := t.look("readdir", name, func(v *view, e dirent) {
-		if e.dir == nil {
-			return
-		}
-		tab := e.dir(v)
-		list = make([]string, len(tab))
-		for i, d := range tab {
-			list[i] = d.name
-			if d.dir != nil {
-				list[i] += "/"
-			}
+	e, err := t.look("readdir", name, false, func(v *view, e dirent) {
+		if e.dir != nil {
+			list = e.dir.list(v)
 		}
 	})
 	if err != nil {
@@ -212,15 +98,25 @@ func (t *Tree) ReadDir(name string) ([]string, error) {
 	if e.dir == nil {
 		return nil, &fs.PathError{Op: "readdir", Path: name, Err: file.ErrNotDir}
 	}
+	if e.dir.subdirs {
+		for i := range list {
+			list[i] += "/"
+		}
+	}
+	slices.Sort(list)
 	return list, nil
 }
 
 // ReadFile returns a snapshot of a file's content.
 func (t *Tree) ReadFile(name string) ([]byte, error) {
 	var data []byte
-	e, err := t.look("read", name, func(v *view, e dirent) {
-		if e.read != nil {
+	var later func() []byte
+	e, err := t.look("read", name, true, func(v *view, e dirent) {
+		switch {
+		case e.read != nil:
 			data = e.read(v)
+		case e.later != nil:
+			later = e.later(v)
 		}
 	})
 	if err != nil {
@@ -229,7 +125,41 @@ func (t *Tree) ReadFile(name string) ([]byte, error) {
 	if e.dir != nil {
 		return nil, &fs.PathError{Op: "read", Path: name, Err: file.ErrIsDir}
 	}
+	if later != nil {
+		data = later()
+	}
 	return data, nil
+}
+
+// Version tells a file's version (file.Versioner) without making more
+// than a small file's content: for a small file, a hash of its content;
+// for a file that changes with time or is made from every peer (view,
+// conflicts, self/resources), a new number at every call, so that a
+// caching client always reads it afresh; for a directory, 0
+// (docs/protocol.md §8).
+func (t *Tree) Version(name string) (uint32, error) {
+	var vers uint32
+	e, err := t.look("version", name, false, func(v *view, e dirent) {
+		if e.read != nil && !e.res {
+			vers = contentVersion(e.read(v))
+		}
+	})
+	switch {
+	case err != nil:
+		return 0, err
+	case e.dir != nil:
+		return 0, nil
+	case e.read == nil || e.res:
+		return t.volatile.Add(1), nil
+	}
+	return vers, nil
+}
+
+// contentVersion is the version of a file with content b: FNV-1a.
+func contentVersion(b []byte) uint32 {
+	h := fnv.New32a()
+	h.Write(b)
+	return h.Sum32()
 }
 
 // MaxCtlWrite bounds a ctl write; longer ones are refused unread.
@@ -238,7 +168,7 @@ const MaxCtlWrite = 1024
 // WriteFile writes ctl (docs/protocol.md §8.1); every other name is
 // read-only.
 func (t *Tree) WriteFile(name string, data []byte) error {
-	e, err := t.look("write", name, nil)
+	e, err := t.look("write", name, false, nil)
 	if err != nil {
 		return err
 	}
@@ -342,23 +272,6 @@ func (n *Node) ctlTextLocked() []byte {
 			b = fmt.Appendf(b, "key %s primary\n", fp)
 		} else {
 			b = fmt.Appendf(b, "key %s\n", fp)
-		}
-	}
-	return b
-}
-
-// conflictsTextLocked lists each name that more than one id goes by, ours
-// included: "name id id ...", sorted by name (docs/protocol.md §8).
-func (n *Node) conflictsTextLocked() []byte {
-	ids := map[string][]string{n.name: {n.cfg.ID}}
-	for _, p := range n.tab.list() {
-		ids[p.Name] = append(ids[p.Name], p.ID)
-	}
-	var b []byte
-	for _, name := range slices.Sorted(maps.Keys(ids)) {
-		if l := ids[name]; len(l) > 1 {
-			slices.Sort(l)
-			b = fmt.Appendf(b, "%s %s\n", name, strings.Join(l, " "))
 		}
 	}
 	return b

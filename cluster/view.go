@@ -2,12 +2,15 @@ package cluster
 
 import (
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
+	"time"
 
 	"fornax/internal/units"
 )
 
-// viewText is the view file (docs/protocol.md §8): the cluster on one
+// viewLater is the view file (docs/protocol.md §8): the cluster on one
 // screen, a table of aligned columns with a header line, this node first,
 // then the peers in node_id order:
 //
@@ -17,21 +20,36 @@ import (
 //
 // STATUS is self (left, once this node has left) or the peer's state,
 // HEARD the seconds since the peer was last heard, LOAD the last load
-// heard (- before the first HEARTBEAT), MEM free/total. It runs under the
-// node's lock, with v.res.
-func viewText(v *view) []byte {
+// heard (- before the first HEARTBEAT), MEM free/total. Under the node's
+// lock, with v.res, it copies the peers; the returned function sorts and
+// formats them after the lock is released.
+func viewLater(v *view) func() []byte {
 	n := v.n
-	now := n.clock.Now()
+	self := viewSelf{id: n.cfg.ID, name: n.name, addr: n.cfg.Addr, joined: n.joined, res: v.res}
+	now, peers := n.clock.Now(), n.peersLocked()
+	return func() []byte { return viewText(self, peers, now) }
+}
+
+// viewSelf is what the view shows of this node.
+type viewSelf struct {
+	id, name string
+	addr     netip.Addr
+	joined   bool
+	res      Resources
+}
+
+func viewText(self viewSelf, peers []Peer, now time.Time) []byte {
 	status := "self"
-	if !n.joined {
+	if !self.joined {
 		status = "left"
 	}
 	rows := [][]string{
 		{"ID", "NAME", "ADDR", "STATUS", "HEARD", "LOAD", "MEM"},
-		{n.cfg.ID, n.name, n.cfg.Addr.String(), status, "-", LoadOf(v.res.Load).String(),
-			units.Bytes(v.res.MemFree) + "/" + units.Bytes(v.res.MemTotal)},
+		{self.id, self.name, self.addr.String(), status, "-", LoadOf(self.res.Load).String(),
+			units.Bytes(self.res.MemFree) + "/" + units.Bytes(self.res.MemTotal)},
 	}
-	for _, p := range n.tab.list() {
+	slices.SortFunc(peers, func(a, b Peer) int { return strings.Compare(a.ID, b.ID) })
+	for _, p := range peers {
 		load := "-"
 		if p.HasLoad {
 			load = p.Load.String()

@@ -62,6 +62,19 @@ type Streamer interface {
 	OpenStream(name string) (read func(ctx context.Context, p []byte) (int, error), close func(), err error)
 }
 
+// Versioner is what a Server implements, besides Server, to tell a
+// file's version without reading it: a number that changes whenever the
+// file's content does, so that a client caching by version (9P's
+// qid.vers) sees every change. It may change when the content does not
+// (a file that changes with time may have a new version at every call),
+// never the reverse. Directories, and the files of a Server that is no
+// Versioner, have version 0: unknown. A caller that reads a file and
+// wants its version asks for the version first: a change between the
+// two then costs a client one more read, never a stale cache.
+type Versioner interface {
+	Version(name string) (uint32, error)
+}
+
 // Errors of servers and their users, compared with errors.Is: they may
 // arrive wrapped, in an *fs.PathError for one. Their texts are what 9P
 // clients and the console show, Plan 9's where Plan 9 has one.

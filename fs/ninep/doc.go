@@ -23,9 +23,21 @@
 // serve offsets of that content; a read past its end returns 0 bytes. Directories are read the same
 // way: Topen lists them, and reads return whole stat entries, restarting
 // at offset 0 or going on from where the last read ended (other offsets
-// are refused, as read(5) has it). Stat reports the size of a fresh
-// snapshot, mode 0555|DMDIR for directories, 0444 for files and 0664
-// for writable ones.
+// are refused, as read(5) has it). Stat, a walk and a directory open
+// read no file: every file's length is 0, as in Plan 9's /proc, since
+// its content is made when it is read; modes are 0555|DMDIR for
+// directories, 0444 for files and 0664 for writable ones. A file's qid
+// version is the tree's when the tree is a file.Versioner (the cluster
+// tree: a hash of a small file's content, a new number at every look
+// for one that changes with time), 0 otherwise and for directories;
+// Topen asks for it before it reads the file, so a caching client never
+// keeps old content under a new version.
+//
+// Opens follow open(5): OTRUNC needs write permission (and is otherwise
+// ignored), writing or truncating a directory is refused, OEXEC opens
+// only directories (no file has an execute bit), ORCLOSE and Tcreate
+// are refused. Error texts are Plan 9's ("unknown fid", "interrupted",
+// "malformed stat buffer"), never a Go library's (budget.go, ename).
 //
 // A file is writable when the server is configured so (Config.Writable;
 // off by default) and the tree says so: through a method
@@ -78,6 +90,8 @@
 //
 // server.go holds the configuration, the accept loop and each
 // connection's reading and replying; handlers.go answers each message;
+// budget.go holds the error texts and a connection's request budget
+// (1/16 of the time past a 50 ms burst; not yet charged by handle);
 // fids.go keeps a connection's fids; streams.go opens streams, runs
 // their reads and flushes them.
 package ninep

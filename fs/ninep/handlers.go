@@ -5,7 +5,6 @@ import (
 	"errors"
 	"hash/fnv"
 	"io"
-	"io/fs"
 	"path"
 	"strings"
 
@@ -33,6 +32,8 @@ var (
 	errDirCount   = errors.New("count too small for a directory entry")
 	errWstat      = errors.New("wstat prohibited")
 	errBadMessage = errors.New("unexpected message type")
+	errIntr       = errors.New("interrupted")
+	errBadStat    = errors.New("malformed stat buffer")
 )
 
 // handle answers one request. Stream reads answer later, from their
@@ -65,7 +66,7 @@ func (c *conn) handle(f *Fcall) error {
 	case Topen:
 		r, err = c.open(f)
 	case Tcreate:
-		err = errPerm
+		err = c.create(f)
 	case Tread:
 		r, err = c.read(f)
 	case Twrite:
@@ -85,7 +86,7 @@ func (c *conn) handle(f *Fcall) error {
 		err = errBadMessage
 	}
 	if err != nil {
-		return c.send(c.rerror(f.Tag, err))
+		return c.send(c.rerror(f.Tag, errors.New(ename(err))))
 	}
 	if r == nil {
 		return nil // answered later
@@ -117,19 +118,29 @@ func (c *conn) attach(f *Fcall) (*Fcall, error) {
 	if err := c.newFid(f.Fid); err != nil {
 		return nil, err
 	}
-	q := qidOf("/", true)
+	q, _ := c.qidOf("/", true)
 	c.fids[f.Fid] = &fid{path: "/", qid: q}
 	return &Fcall{Type: Rattach, Qid: q}, nil
 }
 
-func qidOf(p string, isDir bool) Qid {
+// qidOf is the qid of p: its path a hash of the name, its version the
+// tree's (file.Versioner), 0 for a directory or a tree without versions.
+func (c *conn) qidOf(p string, isDir bool) (Qid, error) {
 	h := fnv.New64a()
 	io.WriteString(h, p)
 	q := Qid{Path: h.Sum64()}
 	if isDir {
 		q.Type = QTDIR
+		return q, nil
 	}
-	return q
+	if v, ok := c.s.fs.(file.Versioner); ok {
+		vers, err := v.Version(p)
+		if err != nil {
+			return Qid{}, err
+		}
+		q.Vers = vers
+	}
+	return q, nil
 }
 
 func join(dir, name string) string {
@@ -167,10 +178,12 @@ func (c *conn) walk(f *Fcall) (*Fcall, error) {
 			np = join(p, name)
 		}
 		var isDir bool
+		var nq Qid
 		if err == nil {
-			if isDir, err = c.s.fs.Stat(np); err != nil && errors.Is(err, fs.ErrNotExist) {
-				err = errNotExist
-			}
+			isDir, err = c.s.fs.Stat(np)
+		}
+		if err == nil {
+			nq, err = c.qidOf(np, isDir)
 		}
 		if err != nil {
 			if i == 0 {
@@ -178,7 +191,7 @@ func (c *conn) walk(f *Fcall) (*Fcall, error) {
 			}
 			break
 		}
-		p, q = np, qidOf(np, isDir)
+		p, q = np, nq
 		qids = append(qids, q)
 	}
 	if len(qids) == len(f.Wname) {
@@ -202,6 +215,10 @@ func (c *conn) writable(p string) bool {
 	return path.Base(p) == "ctl"
 }
 
+// open opens a fid as open(5) has it: OTRUNC needs write permission,
+// and neither it nor writing is allowed on a directory; no file is
+// executable (mode 0444 or 0664), so OEXEC opens only directories;
+// ORCLOSE is refused, as nothing may be removed.
 func (c *conn) open(f *Fcall) (*Fcall, error) {
 	fd, ok := c.fids[f.Fid]
 	if !ok {
@@ -215,32 +232,25 @@ func (c *conn) open(f *Fcall) (*Fcall, error) {
 	}
 	mode := f.Mode & 3
 	reading := mode != OWRITE
-	writing := mode == OWRITE || mode == ORDWR
-	r := &Fcall{Type: Ropen, Qid: fd.qid, Iounit: c.msize - IOHdrSz}
+	writing := mode == OWRITE || mode == ORDWR || f.Mode&OTRUNC != 0
 	if fd.qid.Type&QTDIR != 0 {
 		if writing {
 			return nil, file.ErrIsDir
 		}
-		names, err := c.s.fs.ReadDir(fd.path)
-		if err != nil {
-			return nil, err
-		}
-		var dir []byte
-		for _, n := range names {
-			n, isDir := strings.CutSuffix(n, "/")
-			d := c.dirOf(join(fd.path, n), isDir)
-			dir = d.Append(dir)
-			if c.snap+len(dir) > c.s.cfg.MaxSnapshot {
-				return nil, errSnapshots
-			}
-		}
-		c.hold(fd, len(dir))
-		fd.dir, fd.open, fd.mode = dir, true, mode
-		return r, nil
+		return c.openDir(fd, mode)
 	}
-	if writing && !c.writable(fd.path) {
+	if mode == OEXEC || writing && !c.writable(fd.path) {
 		return nil, errPerm
 	}
+	// The version first, then the content: a change between the two
+	// makes a caching client read once more, never keep old content
+	// under a new version (file.Versioner).
+	q, err := c.qidOf(fd.path, false)
+	if err != nil {
+		return nil, err
+	}
+	fd.qid = q
+	r := &Fcall{Type: Ropen, Qid: q, Iounit: c.msize - IOHdrSz}
 	if reading {
 		if err := c.openStream(fd); err != nil {
 			return nil, err
@@ -262,23 +272,64 @@ func (c *conn) open(f *Fcall) (*Fcall, error) {
 	return r, nil
 }
 
-// dirOf makes the stat entry of p, reading a file for its size.
-func (c *conn) dirOf(p string, isDir bool) Dir {
-	name := path.Base(p)
+// openDir opens a directory: its stat entries, made from names alone,
+// with no file read.
+func (c *conn) openDir(fd *fid, mode uint8) (*Fcall, error) {
+	names, err := c.s.fs.ReadDir(fd.path)
+	if err != nil {
+		return nil, err
+	}
+	var dir []byte
+	for _, n := range names {
+		n, isDir := strings.CutSuffix(n, "/")
+		d, err := c.dirOf(join(fd.path, n), isDir)
+		if err != nil {
+			continue // gone since the listing
+		}
+		dir = d.Append(dir)
+		if c.snap+len(dir) > c.s.cfg.MaxSnapshot {
+			return nil, errSnapshots
+		}
+	}
+	c.hold(fd, len(dir))
+	fd.dir, fd.open, fd.mode = dir, true, mode
+	return &Fcall{Type: Ropen, Qid: fd.qid, Iounit: c.msize - IOHdrSz}, nil
+}
+
+// dirOf makes the stat entry of p without reading it: every file's
+// length is 0, as in Plan 9's /proc, since a synthetic file's content is
+// made when it is read (doc.go, "Semantics").
+func (c *conn) dirOf(p string, isDir bool) (Dir, error) {
+	q, err := c.qidOf(p, isDir)
+	if err != nil {
+		return Dir{}, err
+	}
 	now := uint32(c.s.cfg.Now().Unix())
-	d := Dir{Qid: qidOf(p, isDir), Atime: now, Mtime: now, Name: name, Uid: c.s.cfg.Owner, Gid: c.s.cfg.Owner, Muid: c.s.cfg.Owner}
-	if isDir {
+	d := Dir{Qid: q, Atime: now, Mtime: now, Name: path.Base(p), Uid: c.s.cfg.Owner, Gid: c.s.cfg.Owner, Muid: c.s.cfg.Owner}
+	switch {
+	case isDir:
 		d.Mode = DMDIR | 0o555
-		return d
-	}
-	d.Mode = 0o444
-	if c.writable(p) {
+	case c.writable(p):
 		d.Mode = 0o664
+	default:
+		d.Mode = 0o444
 	}
-	if b, err := c.s.fs.ReadFile(p); err == nil {
-		d.Length = uint64(len(b))
+	return d, nil
+}
+
+// create refuses, as the tree has no room for new files; a fid that is
+// not there is the first error.
+func (c *conn) create(f *Fcall) error {
+	fd, ok := c.fids[f.Fid]
+	switch {
+	case !ok:
+		return errNoFid
+	case fd.open:
+		return errOpen
+	case fd.qid.Type&QTDIR == 0:
+		return file.ErrNotDir
 	}
-	return d
+	return errPerm
 }
 
 func (c *conn) read(f *Fcall) (*Fcall, error) {
@@ -346,7 +397,10 @@ func (c *conn) stat(f *Fcall) (*Fcall, error) {
 	if err != nil {
 		return nil, err
 	}
-	d := c.dirOf(fd.path, isDir)
+	d, err := c.dirOf(fd.path, isDir)
+	if err != nil {
+		return nil, err
+	}
 	if fd.path == "/" {
 		d.Name = "/"
 	}
@@ -363,7 +417,7 @@ func (c *conn) wstat(f *Fcall) (*Fcall, error) {
 	}
 	_, _, d, err := UnpackDir(f.Stat)
 	if err != nil {
-		return nil, err
+		return nil, errBadStat
 	}
 	const none32, none64 = ^uint32(0), ^uint64(0)
 	keep := d.Mode == none32 && d.Name == "" && d.Uid == "" && d.Gid == "" && d.Muid == ""

@@ -2,18 +2,25 @@ package ninep
 
 import (
 	"bytes"
+	"context"
+	"errors"
+	"io"
+	"io/fs"
 	"path"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"9fans.net/go/plan9"
 
+	"fornax/cluster"
 	"fornax/fs/ns"
 )
 
 // TestTree walks the whole tree with a real client: every directory's
 // entries are the name space's, every file reads as ReadFile does, stat
-// tells true sizes and modes.
+// tells modes, length 0 and the qid of the directory entry.
 func TestTree(t *testing.T) {
 	sp := space(t)
 	_, addr := start(t, sp, Config{})
@@ -43,7 +50,7 @@ func TestTree(t *testing.T) {
 			if err != nil {
 				t.Fatalf("stat %s: %v", p, err)
 			}
-			if st.Qid != d.Qid || st.Mode != d.Mode {
+			if st.Qid.Path != d.Qid.Path || st.Qid.Type != d.Qid.Type || st.Mode != d.Mode || st.Length != 0 {
 				t.Errorf("%s: stat %v, dir entry %v", p, st, d)
 			}
 			if d.Mode&plan9.DMDIR != 0 {
@@ -67,9 +74,6 @@ func TestTree(t *testing.T) {
 			got := readAll(t, fsys, p)
 			if path.Base(p) != "resources" && path.Base(p) != "stats" && !bytes.Equal(got, want) {
 				t.Errorf("%s: read %q, want %q", p, got, want)
-			}
-			if path.Base(p) == "sysname" && st.Length != uint64(len(want)) {
-				t.Errorf("%s: length %d, want %d", p, st.Length, len(want))
 			}
 		}
 	}
@@ -203,4 +207,185 @@ func TestWriteOnlyNoSnapshot(t *testing.T) {
 	}
 	r.rpc(&Fcall{Type: Twalk, Tag: 1, Fid: 0, Newfid: 2, Wname: []string{"dev", "big"}})
 	r.wantErr(&Fcall{Type: Topen, Tag: 1, Fid: 2, Mode: ORDWR}, "too much open")
+}
+
+// counted is a name space whose /dev files count their reads.
+func counted(t *testing.T) (*ns.Namespace, *atomic.Int64) {
+	var reads atomic.Int64
+	dev := ns.NewDir()
+	for _, name := range []string{"a", "b", "ctl"} {
+		dev.File(name, ns.File{Read: func() ([]byte, error) { reads.Add(1); return []byte("x\n"), nil }})
+	}
+	sp := ns.New()
+	if err := sp.Mount("/dev", dev); err != nil {
+		t.Fatal(err)
+	}
+	return sp, &reads
+}
+
+// TestStatReadsNothing: a stat, a walk and a directory open read no
+// file: synthetic files have length 0. Only an open for reading does.
+func TestStatReadsNothing(t *testing.T) {
+	sp, reads := counted(t)
+	_, addr := start(t, sp, Config{Writable: true})
+	fsys := mount(t, addr)
+	for _, name := range []string{"/dev/a", "/dev/ctl"} {
+		if d, err := fsys.Stat(name); err != nil || d.Length != 0 {
+			t.Errorf("stat %s = %v, %v; want length 0", name, d, err)
+		}
+	}
+	fid, err := fsys.Open("/dev", plan9.OREAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ents, err := fid.Dirreadall()
+	fid.Close()
+	if err != nil || len(ents) != 3 {
+		t.Fatalf("dirread /dev: %d entries, %v", len(ents), err)
+	}
+	if n := reads.Load(); n != 0 {
+		t.Errorf("stat and dirread read files %d times", n)
+	}
+	if fid, err = fsys.Open("/dev/ctl", plan9.OWRITE|plan9.OTRUNC); err != nil {
+		t.Fatal(err)
+	}
+	fid.Close()
+	if n := reads.Load(); n != 0 {
+		t.Errorf("an open for writing read the file")
+	}
+	readAll(t, fsys, "/dev/b")
+	if n := reads.Load(); n != 1 {
+		t.Errorf("an open for reading read the file %d times", n)
+	}
+}
+
+// TestOpenModes: open(5)'s rules, through a real client: OTRUNC needs
+// write permission and is no way to open a directory; no file may be
+// opened OEXEC (mode 0444 or 0664), a directory may; OWRITE|OTRUNC of a
+// writable ctl works, as Linux sends it for `echo > ctl`.
+func TestOpenModes(t *testing.T) {
+	sp := space(t)
+	for _, writable := range []bool{false, true} {
+		_, addr := start(t, sp, Config{Writable: writable})
+		fsys := mount(t, addr)
+		for _, tc := range []struct {
+			name string
+			mode uint8
+			want string // error text, "" for success
+		}{
+			{"/dev/sysname", plan9.OREAD | plan9.OTRUNC, "permission denied"},
+			{"/dev/sysname", plan9.OEXEC, "permission denied"},
+			{"/dev", plan9.OREAD | plan9.OTRUNC, "is a directory"},
+			{"/dev", plan9.OEXEC, ""},
+			{"/dev/ctl", plan9.OEXEC, "permission denied"},
+			{"/dev/ctl", plan9.OWRITE | plan9.OTRUNC, map[bool]string{false: "permission denied", true: ""}[writable]},
+			{"/dev/ctl", plan9.OREAD | plan9.OTRUNC, map[bool]string{false: "permission denied", true: ""}[writable]},
+		} {
+			fid, err := fsys.Open(tc.name, tc.mode)
+			got := ""
+			if err != nil {
+				got = err.Error()
+			} else {
+				fid.Close()
+			}
+			if got != tc.want {
+				t.Errorf("writable %v: open %s mode %#x: %q, want %q", writable, tc.name, tc.mode, got, tc.want)
+			}
+		}
+	}
+}
+
+// TestErrorTexts: Plan 9's texts, not Go's: Tcreate of an unknown fid
+// is "unknown fid", a malformed stat buffer is named so, a cancelled
+// context is "interrupted".
+func TestErrorTexts(t *testing.T) {
+	r := dialRaw(t, New(space(t), Config{Writable: true}))
+	r.attach(8192)
+	r.wantErr(&Fcall{Type: Tcreate, Tag: 1, Fid: 7, Name: "x", Perm: 0o666}, "unknown fid")
+	r.wantErr(&Fcall{Type: Tcreate, Tag: 1, Fid: 0, Name: "x", Perm: 0o666}, "permission denied")
+	r.rpc(&Fcall{Type: Twalk, Tag: 1, Fid: 0, Newfid: 1, Wname: []string{"dev", "ctl"}})
+	r.wantErr(&Fcall{Type: Tcreate, Tag: 1, Fid: 1, Name: "x", Perm: 0o666}, "not a directory")
+	rf := r.rpc(&Fcall{Type: Twstat, Tag: 1, Fid: 1, Stat: []byte{3, 0, 1, 2}})
+	if rf.Type != Rerror || rf.Ename != "malformed stat buffer" {
+		t.Errorf("malformed wstat: %+v", rf)
+	}
+	for err, want := range map[error]string{
+		context.Canceled:         "interrupted",
+		context.DeadlineExceeded: "interrupted",
+		&fs.PathError{Op: "read", Path: "/dev/x", Err: fs.ErrNotExist}:     "file does not exist",
+		&fs.PathError{Op: "write", Path: "/dev/x", Err: fs.ErrPermission}:  "permission denied",
+		&fs.PathError{Op: "write", Path: "/x", Err: errors.New("bad ctl")}: "bad ctl",
+	} {
+		if got := ename(err); got != want {
+			t.Errorf("ename(%v) = %q, want %q", err, got, want)
+		}
+	}
+}
+
+// TestQidVersion: through a real client, the qid of a peer's file has a
+// version that stays while its content does and changes with it, in
+// walks, stats and opens alike; view's changes at every look.
+func TestQidVersion(t *testing.T) {
+	c := newCrowd(t, 3)
+	_, addr := start(t, c.ns, Config{})
+	fsys := mount(t, addr)
+	name := "/cluster/nodes/" + c.ids[1] + "/name"
+	vers := func() (stat, open uint32, content string) {
+		t.Helper()
+		d, err := fsys.Stat(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fid, err := fsys.Open(name, plan9.OREAD)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer fid.Close()
+		b, err := io.ReadAll(fid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d.Qid.Vers, fid.Qid().Vers, string(b)
+	}
+	s1, o1, b1 := vers()
+	if s2, o2, b2 := vers(); s1 != o1 || s2 != s1 || o2 != o1 || b1 != b2 {
+		t.Errorf("%s unchanged (%q, %q): versions %d %d, then %d %d", name, b1, b2, s1, o1, s2, o2)
+	}
+	if err := c.sendAs(1, cluster.Message{Kind: cluster.Announce, ID: c.ids[1], Addr: peerAddr(1),
+		Name: "renamed", CPUs: 4, MemTotal: 1 << 30, MemFree: 1 << 29}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the rename", func() bool { _, _, b := vers(); return b == "renamed\n" })
+	if s2, o2, _ := vers(); s2 == s1 || o2 != s2 {
+		t.Errorf("%s renamed: versions %d %d, were %d %d", name, s2, o2, s1, o1)
+	}
+	v1, err := fsys.Stat("/cluster/view")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v2, err := fsys.Stat("/cluster/view"); err != nil || v2.Qid.Vers == v1.Qid.Vers {
+		t.Errorf("view: version %d twice (%v)", v1.Qid.Vers, err)
+	}
+}
+
+// TestBudget: a connection within its burst never waits; past it, it
+// waits budgetShare times what it spent, and time pays its debt back.
+func TestBudget(t *testing.T) {
+	var b budget
+	now := time.Unix(1764493690, 0)
+	ms := time.Millisecond
+	if w := b.charge(now, budgetBurst-ms); w != 0 {
+		t.Errorf("within the burst: wait %v", w)
+	}
+	if w := b.charge(now, 2*ms); w != ms*budgetShare {
+		t.Errorf("1 ms past the burst: wait %v, want %v", w, ms*budgetShare)
+	}
+	now = now.Add(ms * budgetShare) // waited
+	if w := b.charge(now, 0); w != 0 {
+		t.Errorf("after the wait: wait %v", w)
+	}
+	now = now.Add(budgetBurst * budgetShare) // idle long enough to pay it all back
+	if w := b.charge(now, budgetBurst); w != 0 || b.debt != budgetBurst {
+		t.Errorf("after a long idle: wait %v, debt %v", w, b.debt)
+	}
 }

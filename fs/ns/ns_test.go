@@ -465,3 +465,38 @@ func TestReadDirKeepsServerSlice(t *testing.T) {
 		t.Errorf("server's slice is now %q (cap %q), want %q", names, names[:4], want)
 	}
 }
+
+// versioned is a server whose file f has version 7.
+type versioned struct{ *Dir }
+
+func (versioned) Version(name string) (uint32, error) {
+	if name != "f" {
+		return 0, fs.ErrNotExist
+	}
+	return 7, nil
+}
+
+// TestVersion: a Versioner's files have its versions under their
+// absolute names; directories, mount points and other servers' files 0;
+// a missing name is an error.
+func TestVersion(t *testing.T) {
+	s := New()
+	plain := NewDir().File("g", File{Read: func() ([]byte, error) { return nil, nil }})
+	vd := NewDir().File("f", File{Read: func() ([]byte, error) { return nil, nil }})
+	if err := s.Mount("/a/v", versioned{vd}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Mount("/p", plain); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]uint32{"/a/v/f": 7, "/a/v": 0, "/a": 0, "/": 0, "/p/g": 0, "/p": 0} {
+		if v, err := s.Version(name); err != nil || v != want {
+			t.Errorf("Version(%s) = %d, %v; want %d", name, v, err, want)
+		}
+	}
+	for _, name := range []string{"/a/v/nope", "/p/nope", "/nope", "rel"} {
+		if _, err := s.Version(name); err == nil {
+			t.Errorf("Version(%s): no error", name)
+		}
+	}
+}
