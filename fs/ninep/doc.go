@@ -60,14 +60,22 @@
 // # Streams
 //
 // A stream read waits until there is data, then returns what is there
-// (for /cluster/events, whole lines). The read after one that returned
-// data does not wait: it returns what has come since, or 0 bytes, and
-// the read after a 0 waits again. The 0 ends a burst, not the file.
-// This is for Linux's v9fs, which loops on Tread until the caller's
-// buffer is full or a read returns 0: without it `cat` of a stream would
-// print nothing until 4 KiB of events had come. A client that takes 0 as
-// the end of the file (Plan 9's cat, 9fans.net/go's Fid.Read) reads on
-// after it to follow a stream, as after a 0 from a Plan 9 console.
+// (for /cluster/events, whole lines): it never returns 0 bytes while the
+// stream is open, as Plan 9's event files (/dev/kprint, /net/.../listen)
+// do not. A 0 is the end of the file to 9fans.net/go's Fid.Read, go-p9p,
+// lionkov's go9p, knusbaum's go9p and Plan 9's cat, so `tail -f`-like
+// following (a bufio.Scanner on the fid) needs reads that wait.
+//
+// Linux's v9fs is the exception: it sends Tread after Tread until the
+// caller's buffer is full or a read returns 0 bytes, so with reads that
+// only wait, `cat` would print nothing until 4 KiB (or 128 KiB) of
+// events had come. v9fs announces itself by asking for 9P2000.L in
+// Tversion (its default; the server answers 9P2000 and v9fs goes on in
+// it). In such a session the burst rule holds: the read after one that
+// returned data does not wait, it returns what has come since or 0
+// bytes, which ends v9fs's loop (read(2) returns the lines) and not the
+// stream; the read after a 0 waits again. A Linux mount made with
+// version=9p2000 asks for plain 9P2000 and gets reads that wait.
 //
 // Qid paths are a 64-bit FNV-1a hash of the file's name: stable for as
 // long as the name exists, unique in practice, and free of any table.
@@ -76,20 +84,27 @@
 //
 // The port is open to whoever reaches it, so nothing a client sends can
 // crash the server or make it keep unbounded memory (see Config for the
-// numbers): at most MaxConns connections (more are closed at once),
-// MaxFids fids each, msize at most 64 KiB (and at least 256), at most
-// MaxPending stream reads waiting per connection, at most MaxSnapshot
-// bytes of open snapshots per connection, walks of at most 16 names;
-// a connection silent for IdleTimeout (since its last message and its
-// last reply) while nothing of it is pending, or
-// that sends part of a message and then nothing for MsgTimeout, or that
-// does not take replies for WriteTimeout, is closed. There is no
-// authentication (Tauth is refused): see docs/protocol.md §10.
+// numbers). Serve admits at most MaxConns connections in all and
+// MaxPerSource from one address (admit.go); when a newcomer finds either
+// full, the idle connection that has been silent longest gives way (one
+// that has no session yet first), and only when none is idle is the
+// newcomer closed at once. A connection with a stream read pending is
+// not idle, and counts in its address's share like any other. Per
+// connection: MaxFids fids, msize at most 64 KiB (and at least 256), at
+// most MaxPending stream reads waiting, at most MaxSnapshot bytes of open
+// snapshots, walks of at most 16 names. A connection silent for
+// MsgTimeout before Tversion and Tattach are done, or for IdleTimeout
+// after (since its last message and its last reply) while nothing of it
+// is pending, or that sends part of a message and then nothing for
+// MsgTimeout, or that does not take replies for WriteTimeout, is
+// closed. There is no authentication (Tauth is refused): see
+// docs/protocol.md §10.
 //
 // # Files
 //
 // server.go holds the configuration, the accept loop and each
-// connection's reading and replying; handlers.go answers each message;
+// connection's reading and replying; admit.go decides which connections
+// are served; handlers.go answers each message;
 // budget.go holds the error texts and a connection's request budget
 // (1/16 of the time past a 50 ms burst; not yet charged by handle);
 // fids.go keeps a connection's fids; streams.go opens streams, runs

@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -23,6 +24,7 @@ type WritableFS interface {
 // Defaults of Config.
 const (
 	MaxConns     = 16
+	MaxPerSource = 4
 	MaxFids      = 256
 	MaxMsize     = 64 << 10
 	MinMsize     = 256
@@ -43,13 +45,14 @@ type Config struct {
 	// open for writing is refused.
 	Writable bool
 
-	MaxConns     int           // connections served at once; more are closed
+	MaxConns     int           // connections served at once
+	MaxPerSource int           // connections from one address at once
 	MaxFids      int           // fids per connection
 	MaxMsize     uint32        // largest msize granted (at most 64 KiB)
 	MaxPending   int           // stream reads waiting per connection
 	MaxSnapshot  int           // bytes of open snapshots per connection
-	IdleTimeout  time.Duration // silence, with nothing pending, before a close
-	MsgTimeout   time.Duration // time to send the rest of a started message
+	IdleTimeout  time.Duration // silence of a session, with nothing pending, before a close
+	MsgTimeout   time.Duration // time to send the rest of a started message, and silence before Tversion and Tattach
 	WriteTimeout time.Duration // time a client has to take a reply
 	Owner        string        // uid, gid and muid of every file
 
@@ -69,6 +72,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.MaxConns, MaxConns)
+	def(&c.MaxPerSource, MaxPerSource)
 	def(&c.MaxFids, MaxFids)
 	def(&c.MaxPending, MaxPending)
 	def(&c.MaxSnapshot, MaxSnapshot)
@@ -90,7 +94,8 @@ func (c *Config) setDefaults() {
 type Stats struct {
 	Conns    atomic.Int64  // connections being served
 	Accepted atomic.Uint64 // connections served, in all
-	Refused  atomic.Uint64 // connections closed at once: MaxConns reached
+	Refused  atomic.Uint64 // connections closed at once: MaxConns or MaxPerSource reached, none idle
+	Evicted  atomic.Uint64 // idle connections closed to make room for a newcomer
 	Requests atomic.Uint64 // T-messages received
 	Errors   atomic.Uint64 // Rerror replies
 }
@@ -101,49 +106,74 @@ type Stats struct {
 type Server struct {
 	Stats Stats
 
-	fs    file.Server
-	cfg   Config
-	slots chan struct{}
+	fs  file.Server
+	cfg Config
+
+	mu    sync.Mutex // guards admit
+	admit *admission
 }
 
 // New returns a server of fsys configured by cfg.
 func New(fsys file.Server, cfg Config) *Server {
 	cfg.setDefaults()
-	return &Server{fs: fsys, cfg: cfg, slots: make(chan struct{}, cfg.MaxConns)}
+	return &Server{fs: fsys, cfg: cfg, admit: newAdmission(cfg.MaxConns, cfg.MaxPerSource)}
 }
 
-// Serve serves each connection l accepts, while there are fewer than
-// MaxConns; others are closed at once. It returns l's error.
+// Serve serves each connection l accepts as admission allows (admit.go:
+// MaxConns in all, MaxPerSource from one address, the oldest idle one
+// giving way to a newcomer); a refused one is closed at once. It
+// returns l's error.
 func (s *Server) Serve(l net.Listener) error {
 	for {
-		c, err := l.Accept()
+		nc, err := l.Accept()
 		if err != nil {
 			return err
 		}
-		select {
-		case s.slots <- struct{}{}:
-		default:
+		c := s.newConn(nc)
+		s.mu.Lock()
+		victim, ok := s.admit.admit(c, sourceOf(nc.RemoteAddr()))
+		s.mu.Unlock()
+		if !ok {
 			s.Stats.Refused.Add(1)
-			c.Close()
+			nc.Close()
 			continue
 		}
+		if victim != nil {
+			// Its reader returns at the close and cleans up as after any
+			// end; its slot is already the newcomer's.
+			s.Stats.Evicted.Add(1)
+			victim.(*conn).nc.Close()
+		}
 		go func() {
-			defer func() { <-s.slots }()
-			s.ServeConn(c)
+			defer func() {
+				s.mu.Lock()
+				s.admit.leave(c)
+				s.mu.Unlock()
+			}()
+			s.serveConn(c)
 		}()
 	}
 }
 
 // ServeConn serves one connection until it ends or breaks a rule, then
 // closes it. It returns once nothing of the connection runs any more.
-func (s *Server) ServeConn(nc net.Conn) {
+// Admission is Serve's: ServeConn serves whatever it is given.
+func (s *Server) ServeConn(nc net.Conn) { s.serveConn(s.newConn(nc)) }
+
+func (s *Server) newConn(nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{s: s, nc: nc, ctx: ctx, cancel: cancel, fids: make(map[uint32]*fid), pending: make(map[uint16]*request)}
+	c.lastActive.Store(time.Now().UnixNano())
+	return c
+}
+
+func (s *Server) serveConn(c *conn) {
+	nc := c.nc
 	s.Stats.Conns.Add(1)
 	s.Stats.Accepted.Add(1)
 	defer s.Stats.Conns.Add(-1)
-	ctx, cancel := context.WithCancel(context.Background())
-	c := &conn{s: s, nc: nc, ctx: ctx, cancel: cancel, fids: make(map[uint32]*fid), pending: make(map[uint16]*request)}
 	c.serve()
-	cancel()
+	c.cancel()
 	nc.Close()
 	c.clunkAll()
 	c.wg.Wait()
@@ -161,13 +191,22 @@ type conn struct {
 	fids map[uint32]*fid
 	snap int // bytes of the open fids' snapshots
 	rbuf []byte
+	// loopReads: the session's Tversion asked for 9P2000.L, Linux's
+	// own dialect: the client is v9fs, whose read loop needs the burst
+	// rule of streams (doc.go, "Streams").
+	loopReads bool
+
+	// session: Tversion and Tattach are done (the connection holds a
+	// fid of a session). Written by the reader, read by admission.
+	session atomic.Bool
 
 	wmu  sync.Mutex // serialises replies; taken before mu, never after
 	wbuf []byte
-	// lastReply is when the last reply went out (UnixNano): idleness
-	// counts from it too, so a client whose stream read was answered
-	// after a long wait has IdleTimeout to send its next request.
-	lastReply atomic.Int64
+	// lastActive is when the last message came in or the last reply
+	// went out (UnixNano): idleness counts from it, so a client whose
+	// stream read was answered after a long wait has IdleTimeout to send
+	// its next request, and admission evicts the longest silent first.
+	lastActive atomic.Int64
 
 	mu      sync.Mutex // guards pending
 	pending map[uint16]*request
@@ -181,10 +220,20 @@ var errClose = errors.New("close")
 func (c *conn) serve() {
 	var hdr [4]byte
 	for {
+		// Until Tversion and Tattach are done a connection has
+		// MsgTimeout of silence, not IdleTimeout: a slot is not held for
+		// minutes by a connection that never said anything.
+		idle := c.s.cfg.MsgTimeout
+		if c.msize != 0 && len(c.fids) > 0 {
+			idle = c.s.cfg.IdleTimeout
+			c.session.Store(true)
+		} else {
+			c.session.Store(false)
+		}
 		got := 0
 		for got < len(hdr) {
 			if got == 0 {
-				c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+				c.nc.SetReadDeadline(time.Now().Add(idle))
 			} else {
 				c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.MsgTimeout))
 			}
@@ -193,7 +242,7 @@ func (c *conn) serve() {
 			if err != nil {
 				var ne net.Error
 				if got == 0 && errors.As(err, &ne) && ne.Timeout() &&
-					(c.npending() > 0 || time.Since(time.Unix(0, c.lastReply.Load())) < c.s.cfg.IdleTimeout) {
+					(c.npending() > 0 || time.Since(time.Unix(0, c.lastActive.Load())) < idle) {
 					continue // waiting for a stream, or just answered: not idleness
 				}
 				return
@@ -216,6 +265,7 @@ func (c *conn) serve() {
 		if _, err := io.ReadFull(c.nc, b[4:]); err != nil {
 			return
 		}
+		c.lastActive.Store(time.Now().UnixNano())
 		f, err := Decode(b)
 		if err != nil {
 			// The header is whole: answer the tag and go on.
@@ -225,10 +275,18 @@ func (c *conn) serve() {
 			}
 			continue
 		}
+		if f.Type == Tversion {
+			c.loopReads = strings.HasPrefix(f.Version, "9P2000.L")
+		}
 		if c.handle(f) == errClose {
 			return
 		}
 	}
+}
+
+// idle is the connection as admission sees it (admit.go).
+func (c *conn) idle() (ok, session bool, since time.Time) {
+	return c.npending() == 0, c.session.Load(), time.Unix(0, c.lastActive.Load())
 }
 
 func (c *conn) npending() int {
@@ -258,7 +316,7 @@ func (c *conn) sendLocked(fs ...*Fcall) error {
 		c.nc.Close()
 		return errClose
 	}
-	c.lastReply.Store(time.Now().UnixNano())
+	c.lastActive.Store(time.Now().UnixNano())
 	return nil
 }
 

@@ -3,17 +3,19 @@ package ninep
 import (
 	"encoding/binary"
 	"net"
+	"net/netip"
 	"runtime"
 	"sync"
 	"testing"
 	"time"
 
+	"9fans.net/go/plan9"
 	"9fans.net/go/plan9/client"
 )
 
 func TestConcurrentClients(t *testing.T) {
 	sp := space(t)
-	_, addr := start(t, sp, Config{})
+	_, addr := start(t, sp, Config{MaxPerSource: 8}) // all from 127.0.0.1
 	var wg sync.WaitGroup
 	for range 8 {
 		fsys := mount(t, addr)
@@ -30,23 +32,123 @@ func TestConcurrentClients(t *testing.T) {
 	wg.Wait()
 }
 
-func TestMaxConns(t *testing.T) {
-	sp := space(t)
-	s, addr := start(t, sp, Config{})
-	for range MaxConns {
-		mount(t, addr)
-	}
-	c, err := net.Dial("tcp", addr)
+// dialFrom connects to addr from the loopback address from.
+func dialFrom(t *testing.T, from, addr string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}
+	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if _, err := c.Read(make([]byte, 1)); err == nil {
-		t.Error("connection 17 was not closed")
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func mountFrom(t *testing.T, from, addr string) (*client.Fsys, error) {
+	c := dialFrom(t, from, addr)
+	cl, err := client.NewConn(c)
+	if err != nil {
+		return nil, err
 	}
-	if s.Stats.Refused.Load() != 1 || s.Stats.Conns.Load() != MaxConns {
-		t.Errorf("refused %d, serving %d", s.Stats.Refused.Load(), s.Stats.Conns.Load())
+	return cl.Attach(nil, "glenda", "")
+}
+
+// TestSilentConns: 16 connections that never send a byte hold no slot
+// an honest client needs: the oldest silent one gives way at once.
+func TestSilentConns(t *testing.T) {
+	s, addr := start(t, space(t), Config{})
+	for range MaxConns {
+		dialFrom(t, "127.0.0.1", addr)
+	}
+	waitFor(t, "the silent connections", func() bool { return s.Stats.Accepted.Load() == MaxConns })
+	t0 := time.Now()
+	fsys, err := mountFrom(t, "127.0.0.1", addr)
+	if err != nil {
+		t.Fatalf("honest client after %d silent ones: %v", MaxConns, err)
+	}
+	if got := string(readAll(t, fsys, "/dev/sysname")); got != "fornax-01\n" {
+		t.Errorf("sysname %q", got)
+	}
+	t.Logf("honest client served %v after %d silent connections (evicted %d, refused %d)",
+		time.Since(t0).Round(time.Millisecond), MaxConns, s.Stats.Evicted.Load(), s.Stats.Refused.Load())
+	if s.Stats.Conns.Load() > MaxPerSource {
+		t.Errorf("%d connections served from one address, cap %d", s.Stats.Conns.Load(), MaxPerSource)
+	}
+}
+
+// TestEventReaders: 16 clients of one address blocked on /cluster/events
+// get MaxPerSource slots; another address is still served.
+func TestEventReaders(t *testing.T) {
+	s, addr := start(t, space(t), Config{})
+	reading := 0
+	for range MaxConns {
+		fsys, err := mountFrom(t, "127.0.0.1", addr)
+		if err != nil {
+			continue // refused: the address has its share
+		}
+		fid, err := fsys.Open("/cluster/events", plan9.OREAD)
+		if err != nil {
+			continue
+		}
+		before := s.Stats.Requests.Load()
+		go fid.Read(make([]byte, 1024))
+		reading++
+		waitFor(t, "the read pending", func() bool { return s.Stats.Requests.Load() > before })
+		time.Sleep(20 * time.Millisecond) // from received to pending
+	}
+	if reading != MaxPerSource || s.Stats.Conns.Load() != MaxPerSource {
+		t.Errorf("%d readers, %d connections served from one address; want %d", reading, s.Stats.Conns.Load(), MaxPerSource)
+	}
+	fsys, err := mountFrom(t, "127.0.0.2", addr)
+	if err != nil {
+		t.Fatalf("another address: %v", err)
+	}
+	if got := string(readAll(t, fsys, "/dev/sysname")); got != "fornax-01\n" {
+		t.Errorf("sysname %q", got)
+	}
+	if s.Stats.Evicted.Load() != 0 {
+		t.Errorf("%d event readers evicted", s.Stats.Evicted.Load())
+	}
+}
+
+// fakeMember is a member with its idleness set by the test.
+type fakeMember struct {
+	busy, session bool
+	since         time.Time
+}
+
+func (f *fakeMember) idle() (bool, bool, time.Time) { return !f.busy, f.session, f.since }
+
+func TestAdmission(t *testing.T) {
+	a1, a2, a3 := netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.2"), netip.MustParseAddr("10.0.0.3")
+	t0 := time.Unix(1000, 0)
+	a := newAdmission(4, 2)
+	old := &fakeMember{session: true, since: t0}
+	young := &fakeMember{session: true, since: t0.Add(time.Second)}
+	for _, m := range []*fakeMember{old, young} {
+		if v, ok := a.admit(m, a1); !ok || v != nil {
+			t.Fatalf("admit: %v %v", v, ok)
+		}
+	}
+	// a1 is full: its oldest idle member gives way.
+	third := &fakeMember{busy: true, since: t0.Add(2 * time.Second)}
+	if v, ok := a.admit(third, a1); !ok || v != member(old) {
+		t.Fatalf("a1 full: victim %v ok %v, want the oldest", v, ok)
+	}
+	young.busy = true
+	if _, ok := a.admit(&fakeMember{}, a1); ok {
+		t.Fatal("a1 full of busy members admitted one more")
+	}
+	// The total: a sessionless member goes before an older session.
+	silent := &fakeMember{since: t0.Add(time.Hour)}
+	a.admit(silent, a2)
+	a.admit(&fakeMember{busy: true}, a2)
+	if v, ok := a.admit(&fakeMember{}, a3); !ok || v != member(silent) {
+		t.Fatalf("total full: victim %v ok %v, want the sessionless one", v, ok)
+	}
+	a.leave(silent) // evicted already: nothing more
+	if len(a.members) != 4 || a.bySource[a2] != 1 || a.bySource[a3] != 1 {
+		t.Errorf("members %d, by source %v", len(a.members), a.bySource)
 	}
 }
 

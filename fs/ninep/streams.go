@@ -17,9 +17,14 @@ type stream struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // reads running
-	// burst: the last read returned data. The next read then does not
-	// wait: with nothing more there it returns 0 bytes, which ends the
-	// burst (see "Streams" in doc.go), and the one after waits again.
+	// loop: the client is v9fs (conn.loopReads), which sends Tread after
+	// Tread until its caller's buffer is full or one returns 0 bytes.
+	// Only then does the burst rule hold: after a read that returned
+	// data (burst), the next does not wait, and with nothing more there
+	// returns 0 bytes, which ends v9fs's loop and not the stream (doc.go,
+	// "Streams"). For every other client a read waits, as Plan 9's event
+	// files do: 0 bytes would be the end of the file.
+	loop  bool
 	burst bool
 }
 
@@ -78,7 +83,7 @@ func (c *conn) openStream(fd *fid) error {
 		return err
 	}
 	ctx, cancel := context.WithCancel(c.ctx)
-	fd.st = &stream{read: read, close: closeFn, sem: make(chan struct{}, 1), ctx: ctx, cancel: cancel}
+	fd.st = &stream{read: read, close: closeFn, sem: make(chan struct{}, 1), ctx: ctx, cancel: cancel, loop: c.loopReads}
 	return nil
 }
 
@@ -96,10 +101,11 @@ func (c *conn) closeStream(st *stream) {
 	}()
 }
 
-// burstRead is one read of st, with st.sem held. After a read that
-// returned data it does not wait: what is there now, or 0 bytes.
+// burstRead is one read of st, with st.sem held. It waits for data,
+// except for v9fs after a read that returned data: then it returns what
+// is there now, or 0 bytes.
 func burstRead(ctx context.Context, st *stream, buf []byte) (int, error) {
-	if !st.burst {
+	if !st.loop || !st.burst {
 		n, err := st.read(ctx, buf)
 		st.burst = n > 0
 		return n, err

@@ -291,7 +291,7 @@ func TestFornaxdLinuxMount(t *testing.T) {
 	fd.log.Wait(t, "cluster: "+id+" (fornax-01) joined", 10*time.Second)
 
 	g, _ := bootLinux(t, lk, li)
-	mount := "mkdir -p /mnt/fornaxd && mount -t 9p -o trans=tcp,port=564,version=9p2000 " + fornaxdAddr + " /mnt/fornaxd && echo mounted"
+	mount := "mkdir -p /mnt/fornaxd && mount -t 9p -o trans=tcp,port=564 " + fornaxdAddr + " /mnt/fornaxd && echo mounted"
 	if out := command(t, g.VM, mount); !strings.Contains(out, "mounted") {
 		t.Fatalf("%s: %q", mount, out)
 	}

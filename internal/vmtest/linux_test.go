@@ -246,7 +246,7 @@ func pct(d []time.Duration, p float64) time.Duration {
 func linux9P(t *testing.T, lan *LAN, g *Linux) {
 	vm1, vm2 := lan.VMs[0], lan.VMs[1]
 	id2 := strings.TrimSpace(command(t, vm2, "cat /cluster/self/id"))
-	if out := command(t, g.VM, "mount -t 9p -o trans=tcp,port=564,version=9p2000 "+Addr(1)+" /mnt && echo mounted"); !strings.Contains(out, "mounted") {
+	if out := command(t, g.VM, "mount -t 9p -o trans=tcp,port=564 "+Addr(1)+" /mnt && echo mounted"); !strings.Contains(out, "mounted") {
 		t.Fatalf("mount 9p: %q", out)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(200 * time.Millisecond) {
@@ -340,9 +340,11 @@ func linux9P(t *testing.T, lan *LAN, g *Linux) {
 // goes on to print the next event too.
 //
 // v9fs (cache=none) sends Tread after Tread until cat's buffer is full
-// or an Rread is empty; the server's stream rule (fs/ninep doc.go,
-// "Streams") answers the Tread after data with 0 bytes when nothing
-// more has come, so cat's read(2) returns each line as it comes. A
+// or an Rread is empty. Mounted without version=, it asks for 9P2000.L
+// (and goes on in the 9P2000 the server answers), which the server
+// takes as v9fs: its stream rule (fs/ninep doc.go, "Streams") then
+// answers the Tread after data with 0 bytes when nothing more has come,
+// so cat's read(2) returns each line as it comes. A
 // shell loop polls cat's output every millisecond (usleep 1000 and a
 // grep) and prints a marker on the console.
 func linuxEvents(t *testing.T, vm2 *VM, id2 string, g *Linux) {

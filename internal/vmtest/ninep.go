@@ -79,8 +79,9 @@ func Ls9P(t testing.TB, fsys *client.Fsys, name string) []string {
 	return names
 }
 
-// ReadStream reads n lines from a stream fid. A read of 0 bytes ends a
-// burst, not the stream (fs/ninep's doc): it reads on. A read that
+// ReadStream reads n lines from a stream fid. Its reads wait for lines
+// (fs/ninep's doc, "Streams"); a read of 0 bytes, which only a 9P2000.L
+// session gets, would end a burst, not the stream: it reads on. A read that
 // blocks past the timeout fails the test when the connection closes.
 func ReadStream(t testing.TB, fid *client.Fid, n int, timeout time.Duration) []string {
 	t.Helper()

@@ -229,7 +229,8 @@ func TestStalledEchoClients(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.Close()
-	svc := netsvc.New(netsvc.Config{Addr: netip.MustParseAddr("10.0.0.2"), WriteTimeout: 2 * time.Second, SendBuffer: TCPSendBuffer, RecvBuffer: TCPReceiveBuffer})
+	svc := netsvc.New(netsvc.Config{Addr: netip.MustParseAddr("10.0.0.2"), WriteTimeout: 2 * time.Second, SendBuffer: TCPSendBuffer, RecvBuffer: TCPReceiveBuffer,
+		MaxPerSource: netsvc.MaxConns}) // one client address holds every slot here
 	go svc.EchoTCP(l)
 
 	heap0 := heap()

@@ -20,7 +20,8 @@
 //     victim to about 300 KB/s. A person or a test checking
 //     reachability sends far less. Each refusal is counted (Stats).
 //   - TCP echo, discard and chargen serve at most MaxConns connections
-//     each; a connection silent for IdleTimeout is closed; a peer that
+//     each, and at most MaxPerSource (8) from one address, all three
+//     together; a connection silent for IdleTimeout is closed; a peer that
 //     takes nothing of what is sent for WriteTimeout is reset. Each
 //     connection takes its share of a memory Budget (6 MiB) common to
 //     the services — its
@@ -31,9 +32,11 @@
 //     and RecvBuffer (128 KiB, the window discard's throughput needs)
 //     for discard, which reads all the time; ChargenBuffer (256 KiB, four
 //     64 KiB segments in flight) to send and SendBuffer to receive for
-//     chargen, which a stalled peer pins for WriteTimeout at most. A
-//     connection that does not fit is refused: 64 that send and never
-//     read pin at most 6 MiB, not the VM.
+//     chargen, which a stalled peer pins for WriteTimeout at most. Each
+//     service keeps one connection's cost of the budget that the others
+//     cannot take, so one peer holding chargen leaves echo and discard
+//     served. A connection that does not fit is refused: 64 that send
+//     and never read pin at most 6 MiB, not the VM.
 package netsvc
 
 import (
@@ -50,6 +53,7 @@ import (
 // Defaults of Config.
 const (
 	MaxConns      = 32               // per TCP service; more are closed at once
+	MaxPerSource  = 8                // TCP connections from one address, all services together
 	IdleTimeout   = 60 * time.Second // a connection silent this long is closed
 	WriteTimeout  = 10 * time.Second // a peer that takes no echo this long is reset
 	Budget        = 6 << 20          // bytes all TCP connections may pin together
@@ -75,6 +79,7 @@ type Config struct {
 	Addr netip.Addr
 
 	MaxConns      int
+	MaxPerSource  int
 	IdleTimeout   time.Duration
 	WriteTimeout  time.Duration
 	Budget        int64
@@ -100,6 +105,7 @@ func (c *Config) setDefaults() {
 		}
 	}
 	def(&c.MaxConns, MaxConns)
+	def(&c.MaxPerSource, MaxPerSource)
 	def(&c.SendBuffer, SendBuffer)
 	def(&c.ChargenBuffer, ChargenBuffer)
 	def(&c.RecvBuffer, RecvBuffer)
@@ -124,16 +130,21 @@ func (c *Config) setDefaults() {
 type Services struct {
 	Stats Stats
 
-	cfg    Config
-	budget budget
-	echo   bucket
+	cfg     Config
+	budget  *budget
+	sources sources
+	echo    bucket
 }
 
 // New returns the services configured by cfg.
 func New(cfg Config) *Services {
 	cfg.setDefaults()
 	s := &Services{cfg: cfg}
-	s.budget.left = cfg.Budget
+	var reserve [nservices]int64
+	for svc := range nservices {
+		reserve[svc] = s.connCost(s.buffers(svc))
+	}
+	s.budget = newBudget(cfg.Budget, reserve)
 	s.echo = bucket{rate: cfg.EchoRate, burst: cfg.EchoBurst, tokens: cfg.EchoBurst, last: cfg.Now()}
 	return s
 }
@@ -158,8 +169,9 @@ type Stats struct {
 	ChargenConns atomic.Uint64
 	ChargenBytes atomic.Uint64
 
-	Refused    atomic.Uint64 // connections closed at once: MaxConns reached
-	OverBudget atomic.Uint64 // connections closed at once: memory budget spent
+	Refused       atomic.Uint64 // connections closed at once: MaxConns reached
+	RefusedSource atomic.Uint64 // connections closed at once: MaxPerSource reached
+	OverBudget    atomic.Uint64 // connections closed at once: memory budget spent
 }
 
 // String renders the counters one per line, for /net/services.
@@ -180,6 +192,7 @@ func (s *Stats) String() string {
 		{"chargen_conns", &s.ChargenConns},
 		{"chargen_bytes", &s.ChargenBytes},
 		{"refused", &s.Refused},
+		{"refused_source", &s.RefusedSource},
 		{"refused_budget", &s.OverBudget},
 	} {
 		fmt.Fprintf(&b, "%s %d\n", c.name, c.v.Load())

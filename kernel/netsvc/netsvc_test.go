@@ -234,7 +234,9 @@ func listen(t *testing.T) net.Listener {
 }
 
 func TestMaxConns(t *testing.T) {
-	s := New(Config{})
+	// All from 127.0.0.1; a budget that holds MaxConns discards besides
+	// the other services' reserves.
+	s := New(Config{MaxPerSource: 2 * MaxConns, Budget: 2 * Budget})
 	l := listen(t)
 	go s.Discard(l)
 	var conns []net.Conn

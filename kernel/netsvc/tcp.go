@@ -3,6 +3,7 @@ package netsvc
 import (
 	"errors"
 	"net"
+	"net/netip"
 	"sync"
 	"time"
 )
@@ -11,7 +12,7 @@ import (
 // closed. A peer that takes nothing of the echo for WriteTimeout is
 // reset.
 func (s *Services) EchoTCP(l net.Listener) error {
-	return s.serve(l, s.cfg.SendBuffer, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
+	return s.serve(l, svcEcho, func(c net.Conn, buf []byte) {
 		s.Stats.EchoedTCP.Add(1)
 		s.readAll(c, buf, func(b []byte) error {
 			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
@@ -28,7 +29,7 @@ func (s *Services) EchoTCP(l net.Listener) error {
 // Discard reads and drops what each connection sends (RFC 863), until l
 // is closed.
 func (s *Services) Discard(l net.Listener) error {
-	return s.serve(l, s.cfg.RecvBuffer, s.cfg.SendBuffer, func(c net.Conn, buf []byte) {
+	return s.serve(l, svcDiscard, func(c net.Conn, buf []byte) {
 		s.Stats.DiscardConns.Add(1)
 		s.readAll(c, buf, func(b []byte) error {
 			s.Stats.DiscardBytes.Add(uint64(len(b)))
@@ -42,7 +43,7 @@ func (s *Services) Discard(l net.Listener) error {
 // reset), until l is closed. It is what the node's transmit path is
 // measured with; what the peer sends is read and dropped.
 func (s *Services) Chargen(l net.Listener) error {
-	return s.serve(l, s.cfg.SendBuffer, s.cfg.ChargenBuffer, func(c net.Conn, buf []byte) {
+	return s.serve(l, svcChargen, func(c net.Conn, buf []byte) {
 		s.Stats.ChargenConns.Add(1)
 		go s.readAll(c, make([]byte, 512), func([]byte) error { return nil })
 		fillChargen(buf)
@@ -96,10 +97,12 @@ func (s *Services) readAll(c net.Conn, buf []byte, use func([]byte) error) {
 }
 
 // serve accepts connections on l and runs handle on each, with a buffer
-// and stack buffers of rcvbuf and sndbuf bytes, while the service has a
-// slot and the budget has room; others are reset at once.
-func (s *Services) serve(l net.Listener, rcvbuf, sndbuf int, handle func(net.Conn, []byte)) error {
+// and the stack buffers of svc, while the service has a slot, the source
+// is under MaxPerSource and the budget has room for svc; others are
+// reset at once.
+func (s *Services) serve(l net.Listener, svc service, handle func(net.Conn, []byte)) error {
 	slots := make(chan struct{}, s.cfg.MaxConns)
+	rcvbuf, sndbuf := s.buffers(svc)
 	cost := s.connCost(rcvbuf, sndbuf)
 	for {
 		c, err := l.Accept()
@@ -113,7 +116,15 @@ func (s *Services) serve(l net.Listener, rcvbuf, sndbuf int, handle func(net.Con
 			abort(c)
 			continue
 		}
-		if !s.budget.take(cost) {
+		src := sourceOf(c.RemoteAddr())
+		if !s.sources.take(src, s.cfg.MaxPerSource) {
+			<-slots
+			s.Stats.RefusedSource.Add(1)
+			abort(c)
+			continue
+		}
+		if !s.budget.take(svc, cost) {
+			s.sources.give(src)
 			<-slots
 			s.Stats.OverBudget.Add(1)
 			abort(c)
@@ -121,7 +132,8 @@ func (s *Services) serve(l net.Listener, rcvbuf, sndbuf int, handle func(net.Con
 		}
 		go func() {
 			defer func() {
-				s.budget.give(cost)
+				s.budget.give(svc, cost)
+				s.sources.give(src)
 				<-slots
 			}()
 			defer c.Close()
@@ -159,24 +171,118 @@ func isTimeout(err error) bool {
 	return errors.As(err, &ne) && ne.Timeout()
 }
 
-// budget is a count of bytes that connections take and give back.
-type budget struct {
-	mu   sync.Mutex
-	left int64
+// service names a TCP service, for its buffers and its reserve.
+type service int
+
+const (
+	svcEcho service = iota
+	svcDiscard
+	svcChargen
+	nservices
+)
+
+// buffers returns the stack buffers svc asks for: receive, send.
+func (s *Services) buffers(svc service) (rcvbuf, sndbuf int) {
+	switch svc {
+	case svcDiscard:
+		return s.cfg.RecvBuffer, s.cfg.SendBuffer
+	case svcChargen:
+		return s.cfg.SendBuffer, s.cfg.ChargenBuffer
+	}
+	return s.cfg.SendBuffer, s.cfg.SendBuffer
 }
 
-func (b *budget) take(n int64) bool {
+// budget is a count of bytes that connections take and give back. Each
+// service has a reserve, one connection's cost, that the others cannot
+// take: a peer holding the whole budget with chargen still leaves room
+// for an echo and a discard.
+type budget struct {
+	mu      sync.Mutex
+	left    int64
+	reserve [nservices]int64 // bytes kept for each service
+	used    [nservices]int64 // bytes each service holds
+}
+
+// newBudget sets the reserves when the budget can hold them all,
+// otherwise none.
+func newBudget(total int64, reserve [nservices]int64) *budget {
+	b := &budget{left: total}
+	var sum int64
+	for _, r := range reserve {
+		sum += r
+	}
+	if sum <= total {
+		b.reserve = reserve
+	}
+	return b
+}
+
+// take takes n bytes for svc if that leaves the other services' unused
+// reserves whole.
+func (b *budget) take(svc service, n int64) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.left < n {
+	var kept int64
+	for o := range nservices {
+		if o != svc {
+			kept += max(0, b.reserve[o]-b.used[o])
+		}
+	}
+	if b.left-n < kept {
 		return false
 	}
 	b.left -= n
+	b.used[svc] += n
 	return true
 }
 
-func (b *budget) give(n int64) {
+func (b *budget) give(svc service, n int64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.left += n
+	b.used[svc] -= n
+}
+
+// sources counts the connections from each address, all services
+// together.
+type sources struct {
+	mu sync.Mutex
+	n  map[netip.Addr]int
+}
+
+func (s *sources) take(src netip.Addr, max int) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[src] >= max {
+		return false
+	}
+	if s.n == nil {
+		s.n = map[netip.Addr]int{}
+	}
+	s.n[src]++
+	return true
+}
+
+func (s *sources) give(src netip.Addr) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.n[src]--; s.n[src] <= 0 {
+		delete(s.n, src)
+	}
+}
+
+// sourceOf is the address a connection comes from; those whose address
+// cannot be told share the zero Addr.
+func sourceOf(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap()
+	}
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }
