@@ -1,6 +1,7 @@
 package ninep
 
 import (
+	"bufio"
 	"context"
 	"fmt"
 	"io/fs"
@@ -296,5 +297,45 @@ func TestStreamBlocks(t *testing.T) {
 	sfs.events <- []byte("b\n")
 	if rf, err := r.recv(); err != nil || rf.Tag != 3 || string(rf.Data) != "b\n" {
 		t.Fatalf("second read: %+v %v", rf, err)
+	}
+}
+
+// TestEventsScanner follows /cluster/events the way a Go program does:
+// a bufio.Scanner on a 9fans.net/go fid, across a pause between events.
+func TestEventsScanner(t *testing.T) {
+	_, addr := start(t, space(t), Config{Writable: true})
+	fsys := mount(t, addr)
+	fid, err := fsys.Open("/cluster/events", plan9.OREAD)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fid.Close()
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(fid)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines) // the scanner ended: what the test must not see
+	}()
+	for _, name := range []string{"first", "second"} {
+		time.Sleep(300 * time.Millisecond) // a pause with a read pending
+		ctl, err := fsys.Open("/cluster/ctl", plan9.OWRITE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctl.Write([]byte("name " + name))
+		ctl.Close()
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("the scanner ended before the %s event", name)
+			}
+			if !strings.HasSuffix(l, "renamed "+name) {
+				t.Errorf("event %q", l)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no %s event", name)
+		}
 	}
 }
