@@ -27,6 +27,7 @@ type options struct {
 	rw      bool // 9P clients may write ctl files (docs/protocol.md §10)
 	// httpPort is the HTTP face's port on the gossip address; 0 for none.
 	httpPort uint16
+	mdns     bool // answer for the node over mDNS on -iface
 }
 
 // listenNone turns 9P off.
@@ -91,6 +92,7 @@ func newFlagSet(o *options, profile, addr, httpPort *string) *flag.FlagSet {
 	fs.StringVar(&o.listen, "listen", "", "serve the name space (/cluster, /dev) over 9P2000 on this TCP `address`,\nor \"none\" (default: the address of -iface, port 564)")
 	fs.StringVar(profile, "profile", cluster.Profiles[0].Name, "the timing `profile`: "+profileNames()+" (docs/protocol.md §4.4)")
 	fs.StringVar(httpPort, "http", strconv.Itoa(face.DefaultPort), "serve the HTTP face (/metrics, /sd, /v1/members, a live page: docs/guide.md) on this TCP `port`\nof the gossip address, the same on every node, or \"none\"")
+	fs.BoolVar(&o.mdns, "mdns", true, "answer to <name>.local and publish the node's services over mDNS / DNS-SD\n(udp/5353 on -iface; docs/guide.md \"Names (mDNS)\"); -mdns=false turns it off")
 	fs.BoolVar(&o.rw, "9p-rw", false, "let 9P clients write /cluster/ctl (as a VM's 9p=rw); default read-only")
 	return fs
 }

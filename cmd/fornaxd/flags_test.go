@@ -11,7 +11,7 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-iface", "eth1", "-addr", "10.0.0.50", "-name", "db-1", "-id", "0a1b2c3d",
-		"-key-file", "/etc/k", "-listen", ":5640", "-profile", "fast", "-9p-rw", "-http", "8080"})
+		"-key-file", "/etc/k", "-listen", ":5640", "-profile", "fast", "-9p-rw", "-http", "8080", "-mdns=false"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,7 +29,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.profile.Name != "default" || o.rw || o.iface != "" || o.listen != "" || o.addr.IsValid() || o.httpPort != 9711 {
+	if o.profile.Name != "default" || o.rw || o.iface != "" || o.listen != "" || o.addr.IsValid() || o.httpPort != 9711 || !o.mdns {
 		t.Errorf("defaults: %+v", o)
 	}
 	if o, err := parseFlags([]string{"-listen", "none"}); err != nil || o.listen != listenNone {
@@ -48,7 +48,7 @@ func TestParseFlagsHelp(t *testing.T) {
 	}
 	var b bytes.Buffer
 	writeUsage(&b)
-	for _, f := range []string{"-iface", "-addr", "-name", "-id", "-key-file", "-listen", "-profile", "-9p-rw", "-http", "CAP_NET_BIND_SERVICE", "SO_BINDTODEVICE", "mount -t 9p"} {
+	for _, f := range []string{"-iface", "-addr", "-name", "-id", "-key-file", "-listen", "-profile", "-9p-rw", "-http", "-mdns", "CAP_NET_BIND_SERVICE", "SO_BINDTODEVICE", "mount -t 9p"} {
 		if !strings.Contains(b.String(), f) {
 			t.Errorf("-help does not mention %s", f)
 		}

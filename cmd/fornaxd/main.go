@@ -36,6 +36,7 @@ import (
 	"fornax/fs/ns"
 	"fornax/fs/sys"
 	"fornax/internal/names"
+	"fornax/mdns"
 )
 
 func main() {
@@ -76,6 +77,9 @@ type daemon struct {
 	srv   *ninep.Server
 	hl    net.Listener // nil without the HTTP face
 	face  *face.Server
+	mconn net.PacketConn // nil with -mdns=false
+	mdns  *mdns.Server
+	minfo func() (mdns.Info, bool)
 	logf  func(format string, args ...any)
 	intro string // the line that says what runs where
 }
@@ -142,8 +146,16 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 		}
 		return nil, err
 	}
-	d.intro = fmt.Sprintf("fornaxd: node %s (%s) on %s %v, udp/%d, %s, profile %s; %s; %s",
-		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, desc.Key, desc.Profile, ninepDesc, httpDesc)
+	mdnsDesc := "no mDNS (-mdns=false)"
+	if o.mdns {
+		if err := d.listenMDNS(o, me, logf); err != nil {
+			d.closeAll()
+			return nil, err
+		}
+		mdnsDesc = fmt.Sprintf("mDNS on udp/%d", mdns.Port)
+	}
+	d.intro = fmt.Sprintf("fornaxd: node %s (%s) on %s %v, udp/%d, %s, profile %s; %s; %s; %s",
+		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, desc.Key, desc.Profile, ninepDesc, httpDesc, mdnsDesc)
 	return d, nil
 }
 
@@ -248,6 +260,36 @@ func (d *daemon) listenHTTP(o options, addr netip.Addr, uptime func() time.Durat
 	return fmt.Sprintf("HTTP on tcp %v", l.Addr()), nil
 }
 
+// listenMDNS opens the mDNS socket on the interface and sets up the
+// responder of the node (package mdns, docs/guide.md "Names (mDNS)").
+func (d *daemon) listenMDNS(o options, me self, logf func(string, ...any)) error {
+	conn, err := listenMDNS(me.ifc.name)
+	if err != nil {
+		return err
+	}
+	var ninep uint16
+	if d.l != nil {
+		if ta, ok := d.l.Addr().(*net.TCPAddr); ok {
+			ninep = uint16(ta.Port)
+		}
+	}
+	addr := me.prefix.Addr()
+	d.minfo = func() (mdns.Info, bool) { return mdnsInfo(d.node, addr, o.profile.Name, ninep, o.httpPort) }
+	r := mdns.New(mdns.Config{Link: me.prefix.Masked(), Logf: logf})
+	d.mconn, d.mdns = conn, mdns.NewServer(r, conn, nil)
+	return nil
+}
+
+// closeAll closes what start opened.
+func (d *daemon) closeAll() {
+	d.conn.Close()
+	for _, c := range []io.Closer{d.l, d.hl, d.mconn} {
+		if c != nil {
+			c.Close()
+		}
+	}
+}
+
 // listenError says how to get the 9P port.
 func listenError(addr string, err error) error {
 	switch {
@@ -278,6 +320,14 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	if d.hl != nil {
 		go func() { httpDone <- d.face.Serve(d.hl) }()
 	}
+	mdnsDone := make(chan error, 1)
+	followDone := make(chan struct{})
+	if d.mdns != nil {
+		go func() { mdnsDone <- d.mdns.Run(ctx) }()
+		go func() { followNode(ctx, d.mdns, d.minfo, d.logf); close(followDone) }()
+	} else {
+		close(followDone)
+	}
 	code := 0
 	select {
 	case s := <-sigs:
@@ -292,6 +342,9 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	case err := <-httpDone:
 		d.logf("fornaxd: HTTP stopped: %v", err)
 		code = 1
+	case err := <-mdnsDone:
+		d.logf("fornaxd: mDNS stopped: %v", err)
+		code = 1
 	}
 	// Leave writes the LEAVE before it returns, and a datagram handed to
 	// the kernel is sent even once the socket is closed; a broadcast
@@ -299,6 +352,13 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	d.node.Leave()
 	cancel()
 	<-runDone
+	<-followDone
+	if d.mdns != nil {
+		// The goodbye (TTL 0) is written before Set returns.
+		info, _ := d.minfo()
+		d.mdns.Set(info, false)
+		d.mconn.Close()
+	}
 	if d.l != nil {
 		d.l.Close()
 	}
