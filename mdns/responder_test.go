@@ -193,6 +193,15 @@ func TestConflictRenames(t *testing.T) {
 	if len(c) != 1 || c[0].Name != "twin.local" || c[0].By != aAddr.Addr() || c[0].Took != "twin-2.local" {
 		t.Errorf("conflicts %+v", c)
 	}
+	// The same, as fornaxd's /mdns shows it.
+	s := NewServer(b, nil, nil)
+	text, err := s.ReadFile("conflicts")
+	if want := " twin.local 10.0.0.2 twin-2.local\n"; err != nil || !strings.HasSuffix(string(text), want) || strings.Count(string(text), "\n") != 1 {
+		t.Errorf("conflicts file %q, %v; want one line ending %q", text, err, want)
+	}
+	if text, _ := s.ReadFile("stats"); !strings.Contains(string(text), "Conflicts 1\n") {
+		t.Errorf("stats file:\n%s", text)
+	}
 }
 
 // Leaving says goodbye: every record with TTL 0; a rename says goodbye

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fornax/cluster"
+	"fornax/internal/vmtest"
 )
 
 // avahiLAN is a LAN of network namespaces made by the test: a client
@@ -176,7 +177,7 @@ func TestAvahi(t *testing.T) {
 	l := newAvahiLAN(t, 2)
 	var ds []*proc
 	for _, ns := range l.nodes {
-		d := startDaemon(t, ns, "-iface", "fxd0", "-name", "twin", "-listen", "none", "-profile", "fast")
+		d := startDaemon(t, ns, "-iface", "fxd0", "-name", "twin", "-profile", "fast")
 		ds = append(ds, d)
 	}
 	var hosts []string
@@ -198,6 +199,22 @@ func TestAvahi(t *testing.T) {
 	}
 	if conflicted != 1 {
 		t.Errorf("%d logs report the clash, want 1", conflicted)
+	}
+	// And so does /mdns/conflicts over 9P, on the node that lost.
+	lines9p := 0
+	for i := range ds {
+		f := vmtest.Mount9P(t, l.client, fmt.Sprintf("10.98.0.%d:564", 10+i))
+		c := vmtest.Read9P(t, f, "/mdns/conflicts")
+		host := strings.TrimSpace(vmtest.Read9P(t, f, "/mdns/host"))
+		if c != "" {
+			lines9p++
+			if !strings.Contains(c, " twin.local 10.98.0.") || !strings.HasSuffix(c, " twin-2.local\n") || host != "twin-2.local" {
+				t.Errorf("/mdns/conflicts %q, /mdns/host %q", c, host)
+			}
+		}
+	}
+	if lines9p != 1 {
+		t.Errorf("%d nodes list a conflict in /mdns/conflicts, want 1", lines9p)
 	}
 
 	// avahi-browse lists both, resolved, with id, profile and auth.

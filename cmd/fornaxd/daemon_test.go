@@ -207,8 +207,8 @@ func testPair(t *testing.T, extra []string, profile string) {
 
 	fa := vmtest.Mount9P(t, p.ns[0], p.addr[0]+":564")
 	fb := vmtest.Mount9P(t, p.ns[0], p.addr[1]+":5640") // from a's host, across the LAN
-	if got := vmtest.Ls9P(t, fa, "/"); strings.Join(got, " ") != "cluster dev" {
-		t.Errorf("/ of a: %q, want cluster dev", got)
+	if got := vmtest.Ls9P(t, fa, "/"); strings.Join(got, " ") != "cluster dev mdns" {
+		t.Errorf("/ of a: %q, want cluster dev mdns", got)
 	}
 	if got := vmtest.Ls9P(t, fa, "/cluster/nodes"); len(got) != 1 || got[0] != ids[1] {
 		t.Errorf("a's /cluster/nodes: %q, want [%s]", got, ids[1])

@@ -132,27 +132,24 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 	kern.SetNameFunc(node.Name) // a rename through ctl shows in /dev/sysname
 
 	d := &daemon{node: node, conn: conn, logf: logf}
+	mdnsDesc := "no mDNS (-mdns=false)"
+	if o.mdns {
+		if err := d.listenMDNS(o, me, logf); err != nil {
+			conn.Close()
+			return nil, err
+		}
+		mdnsDesc = fmt.Sprintf("mDNS on udp/%d", mdns.Port)
+	}
 	ninepDesc, err := d.listen9P(o, me.prefix.Addr(), node.Tree(), kern.Dev())
 	if err != nil {
-		conn.Close()
+		d.closeAll()
 		return nil, err
 	}
 	uptime := func() time.Duration { return time.Since(started) }
 	httpDesc, err := d.listenHTTP(o, me.prefix.Addr(), uptime, proc.Resources)
 	if err != nil {
-		conn.Close()
-		if d.l != nil {
-			d.l.Close()
-		}
+		d.closeAll()
 		return nil, err
-	}
-	mdnsDesc := "no mDNS (-mdns=false)"
-	if o.mdns {
-		if err := d.listenMDNS(o, me, logf); err != nil {
-			d.closeAll()
-			return nil, err
-		}
-		mdnsDesc = fmt.Sprintf("mDNS on udp/%d", mdns.Port)
 	}
 	d.intro = fmt.Sprintf("fornaxd: node %s (%s) on %s %v, udp/%d, %s, profile %s; %s; %s; %s",
 		me.id, me.name, me.ifc.name, me.prefix, cluster.DefaultPort, desc.Key, desc.Profile, ninepDesc, httpDesc, mdnsDesc)
@@ -220,6 +217,11 @@ func (d *daemon) listen9P(o options, addr netip.Addr, clusterTree, dev file.Serv
 	if err := space.Mount("/dev", dev); err != nil {
 		return "", err
 	}
+	if d.mdns != nil {
+		if err := space.Mount("/mdns", d.mdns); err != nil {
+			return "", err
+		}
+	}
 	where := o.listen
 	if where == "" {
 		where = netip.AddrPortFrom(addr, ninePPort).String()
@@ -267,14 +269,16 @@ func (d *daemon) listenMDNS(o options, me self, logf func(string, ...any)) error
 	if err != nil {
 		return err
 	}
-	var ninep uint16
-	if d.l != nil {
-		if ta, ok := d.l.Addr().(*net.TCPAddr); ok {
-			ninep = uint16(ta.Port)
-		}
-	}
 	addr := me.prefix.Addr()
-	d.minfo = func() (mdns.Info, bool) { return mdnsInfo(d.node, addr, o.profile.Name, ninep, o.httpPort) }
+	d.minfo = func() (mdns.Info, bool) {
+		var ninep uint16 // 9P's port, once listen9P has it
+		if d.l != nil {
+			if ta, ok := d.l.Addr().(*net.TCPAddr); ok {
+				ninep = uint16(ta.Port)
+			}
+		}
+		return mdnsInfo(d.node, addr, o.profile.Name, ninep, o.httpPort)
+	}
 	r := mdns.New(mdns.Config{Link: me.prefix.Masked(), Logf: logf})
 	d.mconn, d.mdns = conn, mdns.NewServer(r, conn, nil)
 	return nil
