@@ -102,10 +102,10 @@ check: ## fast checks: gofmt, go vet (host, and GOOS=tamago when its compiler is
 	fi
 
 # The one list of apt packages (.ci/run uses this target): command:packages.
-deps: ## install QEMU, network tools, git, gcc (for -race), prometheus and chromium (face tests) with apt-get (Debian, as root), if missing
+deps: ## install QEMU, network tools, git, gcc (for -race), prometheus and chromium (face tests), avahi and nss-mdns (mDNS tests) with apt-get (Debian, as root), if missing
 	@missing=""; \
 	for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 socat:socat ping:iputils-ping nc:netcat-openbsd \
-		git:git gcc:gcc,libc6-dev promtool:prometheus chromium:chromium; do \
+		git:git gcc:gcc,libc6-dev promtool:prometheus chromium:chromium avahi-daemon:avahi-daemon,avahi-utils,libnss-mdns; do \
 		p=$${c#*:}; command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${p//,/ }"; \
 	done; \
 	if [ -n "$$missing" ]; then \

@@ -179,6 +179,7 @@ func NinePCollector(st *ninep.Stats) Collector {
 		m.Gauge("fornax_9p_connections", "9P connections open now.", float64(st.Conns.Load()))
 		m.Counter("fornax_9p_connections_accepted_total", "9P connections accepted.", float64(st.Accepted.Load()))
 		m.Counter("fornax_9p_connections_refused_total", "9P connections closed at once, over the limit.", float64(st.Refused.Load()))
+		m.Counter("fornax_9p_connections_evicted_total", "Idle 9P connections closed to admit a newcomer.", float64(st.Evicted.Load()))
 		m.Counter("fornax_9p_requests_total", "9P requests (T-messages).", float64(st.Requests.Load()))
 		m.Counter("fornax_9p_errors_total", "9P Rerror replies.", float64(st.Errors.Load()))
 	}

@@ -106,7 +106,7 @@
 // connection's reading and replying; admit.go decides which connections
 // are served; handlers.go answers each message;
 // budget.go holds the error texts and a connection's request budget
-// (1/16 of the time past a 50 ms burst; not yet charged by handle);
+// (1/16 of the time past a 50 ms burst: handle makes it wait);
 // fids.go keeps a connection's fids; streams.go opens streams, runs
 // their reads and flushes them.
 package ninep

@@ -7,6 +7,7 @@ import (
 	"io"
 	"path"
 	"strings"
+	"time"
 
 	"fornax/fs/file"
 )
@@ -40,6 +41,19 @@ var (
 // own goroutine.
 func (c *conn) handle(f *Fcall) error {
 	c.s.Stats.Requests.Add(1)
+	start := time.Now()
+	defer func() {
+		// Over its budget, the connection waits before its next request.
+		now := time.Now()
+		if wait := c.budget.charge(now, now.Sub(start)); wait > 0 {
+			t := time.NewTimer(wait)
+			defer t.Stop()
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+			}
+		}
+	}()
 	if f.Type == Tversion {
 		return c.send(c.version(f))
 	}

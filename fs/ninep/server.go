@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"io/fs"
 	"net"
 	"strings"
 	"sync"
@@ -191,6 +190,8 @@ type conn struct {
 	fids map[uint32]*fid
 	snap int // bytes of the open fids' snapshots
 	rbuf []byte
+	// budget is the connection's request budget (budget.go).
+	budget budget
 	// loopReads: the session's Tversion asked for 9P2000.L, Linux's
 	// own dialect: the client is v9fs, whose read loop needs the burst
 	// rule of streams (doc.go, "Streams").
@@ -322,10 +323,7 @@ func (c *conn) sendLocked(fs ...*Fcall) error {
 
 func (c *conn) rerror(tag uint16, err error) *Fcall {
 	c.s.Stats.Errors.Add(1)
-	if pe, ok := errors.AsType[*fs.PathError](err); ok {
-		err = pe.Err
-	}
-	msg := err.Error()
+	msg := ename(err)
 	if len(msg) > maxEname {
 		msg = msg[:maxEname]
 	}
