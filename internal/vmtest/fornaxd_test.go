@@ -296,7 +296,7 @@ func TestFornaxdLinuxMount(t *testing.T) {
 		t.Fatalf("%s: %q", mount, out)
 	}
 	for line, want := range map[string]string{
-		"ls -1 /mnt/fornaxd/":                   "cluster\ndev\n",
+		"ls -1 /mnt/fornaxd/":                   "cluster\ndev\nmdns\n",
 		"ls -1 /mnt/fornaxd/cluster/nodes/":     id + "\n",
 		"cat /mnt/fornaxd/cluster/nodes/*/name": "fornax-01\n",
 		"cat /mnt/fornaxd/dev/sysname":          "linux-01\n",
