@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"sync"
+	"sync/atomic"
 
 	"fornax/fs/file"
 )
@@ -37,7 +38,8 @@ type request struct {
 
 // testHookReplying, when set, runs in a stream read's goroutine once
 // the read has left the pending requests and before its reply is sent.
-var testHookReplying func()
+// It is atomic: a stream read of an earlier test may still be running.
+var testHookReplying atomic.Pointer[func()]
 
 // flush cancels the pending read oldtag; its Rflush goes after that
 // read's end. Otherwise it answers at once.
@@ -160,8 +162,8 @@ func (c *conn) streamRead(tag uint16, st *stream, count int) error {
 		}
 		flushed, flushers := req.flushed, req.flushers
 		c.mu.Unlock()
-		if testHookReplying != nil {
-			testHookReplying()
+		if hook := testHookReplying.Load(); hook != nil {
+			(*hook)()
 		}
 		var out []*Fcall
 		switch {

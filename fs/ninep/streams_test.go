@@ -204,14 +204,15 @@ func TestFlushAfterReply(t *testing.T) {
 	sfs := &streamFS{Namespace: sp, events: make(chan []byte)}
 	s := New(sfs, Config{})
 	replying, release := make(chan struct{}), make(chan struct{})
-	testHookReplying = func() {
+	hook := func() {
 		close(replying)
 		select { // with the fix the hook holds the replies back
 		case <-release:
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-	t.Cleanup(func() { testHookReplying = nil })
+	testHookReplying.Store(&hook)
+	t.Cleanup(func() { testHookReplying.Store(nil) })
 
 	r := dialRaw(t, s)
 	r.attach(8192)
