@@ -1,6 +1,6 @@
-// Package netstack runs gVisor's TCP/IP stack (IPv4, ARP, ICMP, UDP, TCP)
-// over one link endpoint and hands out sockets as the standard net
-// interfaces. SocketFunc plugs it into TamaGo's net package (see Install).
+// Package netstack runs gVisor's TCP/IP stack (IPv4, ARP, ICMP, IGMP,
+// UDP, TCP) over one link endpoint and hands out sockets as the standard
+// net interfaces. SocketFunc plugs it into TamaGo's net package (see Install).
 package netstack
 
 import (
@@ -81,8 +81,12 @@ func New(cfg Config) (*Stack, error) {
 		filter: newSrcFilter(cfg.Link, subnet),
 	}
 
+	// IGMP reports the groups a socket joins (ListenMulticast) and
+	// answers routers' queries, so that switches that snoop it pass
+	// the group's traffic on.
+	ip := ipv4.NewProtocolWithOptions(ipv4.Options{IGMP: ipv4.IGMPOptions{Enabled: true}})
 	st.s = stack.New(stack.Options{
-		NetworkProtocols:   []stack.NetworkProtocolFactory{ipv4.NewProtocol, arp.NewProtocol},
+		NetworkProtocols:   []stack.NetworkProtocolFactory{ip, arp.NewProtocol},
 		TransportProtocols: []stack.TransportProtocolFactory{tcp.NewProtocol, udp.NewProtocol, icmp.NewProtocol4},
 		HandleLocal:        true,
 	})

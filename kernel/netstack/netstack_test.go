@@ -36,6 +36,13 @@ type host struct {
 // virtio.Net over a simulated device, the devices wired back to back.
 func pair(t *testing.T) (a, b host) {
 	t.Helper()
+	return tappedPair(t, nil, nil)
+}
+
+// tappedPair is pair with tapA and tapB, if not nil, shown every frame
+// A and B transmit before the other device receives it.
+func tappedPair(t *testing.T, tapA, tapB func(frame []byte)) (a, b host) {
+	t.Helper()
 
 	mk := func(mac [6]byte, addr string) host {
 		mem := virtiotest.NewMemory(16 << 20)
@@ -45,6 +52,15 @@ func pair(t *testing.T) (a, b host) {
 
 	a, b = mk(macA, "10.0.0.1/24"), mk(macB, "10.0.0.2/24")
 	virtiotest.Wire(a.dev, b.dev)
+	for _, w := range []struct {
+		from, to *virtiotest.Device
+		tap      func([]byte)
+	}{{a.dev, b.dev, tapA}, {b.dev, a.dev, tapB}} {
+		if w.tap != nil {
+			to, tap := w.to, w.tap
+			w.from.OnTransmit = func(f []byte) { tap(f); to.Inject(f) }
+		}
+	}
 
 	for _, h := range []*host{&a, &b} {
 		addr := "10.0.0.1/24"
