@@ -37,6 +37,7 @@ import (
 	"fornax/fs/sys"
 	"fornax/internal/names"
 	"fornax/mdns"
+	"fornax/mdns/nodeinfo"
 )
 
 func main() {
@@ -277,7 +278,7 @@ func (d *daemon) listenMDNS(o options, me self, logf func(string, ...any)) error
 				ninep = uint16(ta.Port)
 			}
 		}
-		return mdnsInfo(d.node, addr, o.profile.Name, ninep, o.httpPort)
+		return nodeinfo.Info(d.node, addr, o.profile.Name, nodeinfo.Ports{NineP: ninep, HTTP: o.httpPort})
 	}
 	r := mdns.New(mdns.Config{Link: me.prefix.Masked(), Logf: logf})
 	d.mconn, d.mdns = conn, mdns.NewServer(r, conn, nil)
@@ -328,7 +329,7 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	followDone := make(chan struct{})
 	if d.mdns != nil {
 		go func() { mdnsDone <- d.mdns.Run(ctx) }()
-		go func() { followNode(ctx, d.mdns, d.minfo, d.logf); close(followDone) }()
+		go func() { nodeinfo.Follow(ctx, d.mdns, d.minfo, d.logf); close(followDone) }()
 	} else {
 		close(followDone)
 	}
