@@ -58,6 +58,10 @@ type Config struct {
 	// HTTP face"), 0 for its default; HTTPOff is http=off.
 	HTTPPort uint16
 	HTTPOff  bool
+	// MDNSOff is mdns=off: the node does not answer to <name>.local nor
+	// publish its services over mDNS (docs/guide.md, "Names (mDNS)").
+	// The default, mdns=on, does.
+	MDNSOff bool
 }
 
 // parseOffloads reads offload='s value: on, off, or the offloads to keep,
@@ -105,7 +109,7 @@ func quiet(key string) bool {
 // known reports whether Parse uses key.
 func known(key string) bool {
 	switch key {
-	case "name", "ip", "gw", "id", "9p", "profile", "offload", "http":
+	case "name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns":
 		return true
 	}
 	return false
@@ -138,7 +142,7 @@ func Parse(cmdline string) (Config, []string) {
 
 	c := Config{Name: DefaultName}
 	// gw is checked after ip, which it depends on.
-	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload", "http"} {
+	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns"} {
 		value, ok := values[key]
 		if !ok {
 			continue
@@ -177,6 +181,15 @@ func Parse(cmdline string) (Config, []string) {
 			}
 		case "http":
 			c.HTTPPort, c.HTTPOff, err = parseHTTP(value)
+		case "mdns":
+			switch value {
+			case "on":
+				c.MDNSOff = false
+			case "off":
+				c.MDNSOff = true
+			default:
+				err = errors.New("want on or off")
+			}
 		}
 		if err != nil {
 			warn("ignoring bad %s= value %q: %v", key, value, err)
@@ -317,6 +330,9 @@ func (c Config) String() string {
 		w = append(w, "http=off")
 	case c.HTTPPort != 0:
 		w = append(w, "http="+strconv.Itoa(int(c.HTTPPort)))
+	}
+	if c.MDNSOff {
+		w = append(w, "mdns=off")
 	}
 	return strings.Join(w, " ")
 }

@@ -80,6 +80,11 @@ func TestParse(t *testing.T) {
 		{"http=0", def, []string{`bootcfg: ignoring bad http= value "0": want off or a port from 1 to 65535`}},
 		{"http=65536", def, []string{`bootcfg: ignoring bad http= value "65536": want off or a port from 1 to 65535`}},
 		{"http=on", def, []string{`bootcfg: ignoring bad http= value "on": want off or a port from 1 to 65535`}},
+		{"mdns=off", with(func(c *Config) { c.MDNSOff = true }), nil},
+		{"mdns=on", def, nil},
+		{"mdns=off mdns=on", def, []string{`bootcfg: duplicate key "mdns": the last one wins`}},
+		{"mdns=no", def, []string{`bootcfg: ignoring bad mdns= value "no": want on or off`}},
+		{"mdns=", def, []string{`bootcfg: ignoring bad mdns= value "": want on or off`}},
 		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"profile=", def, []string{`bootcfg: ignoring bad profile= value "": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
@@ -139,6 +144,8 @@ func TestString(t *testing.T) {
 		{"offload=csum,mrg,rxtso,txtso", ""},
 		{"http=off name=n1", "name=n1 http=off"},
 		{"http=8080", "http=8080"},
+		{"mdns=off name=n1", "name=n1 mdns=off"},
+		{"mdns=on", ""},
 	}
 	for _, tt := range tests {
 		c, _ := Parse(tt.cmdline)
@@ -192,6 +199,7 @@ func FuzzParse(f *testing.F) {
 		"ip=192.168.0.1/30 gw=192.168.0.2",
 		"name=a name=b foo bar=baz console=ttyS0",
 		"ip=1.2.3.4/31 gw=1.2.3.5 id=DEADBEEF",
+		"mdns=off http=off",
 	} {
 		f.Add(s)
 	}
