@@ -54,6 +54,8 @@ type system struct {
 	// irqs are the devices' interrupts, unmasked once the vectors are
 	// installed (board.ServiceInterrupts keeps the rules).
 	irqs []board.IRQ
+	// halting run before the machine stops (atHalt, halt.go).
+	halting []func()
 }
 
 // handle has the device on global system interrupt gsi served by h.
@@ -104,7 +106,7 @@ func main() {
 	addCommands(s.shell, commands.Sys(kern))
 	s.shell.Add(shell.Command{Name: "halt", Help: "stop the machine", Run: func(w io.Writer, args []string) error {
 		fmt.Fprintln(w, "halted")
-		board.Halt()
+		s.halt()
 		return nil
 	}})
 
@@ -120,7 +122,7 @@ func main() {
 
 	fmt.Fprintf(con, "fornax %s ready in %d ms\n", version, board.Uptime().Milliseconds())
 	s.shell.Run(con, con)
-	board.Halt()
+	s.halt()
 }
 
 // addCommands adds cmds to the console's shell.
