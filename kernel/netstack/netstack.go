@@ -61,8 +61,9 @@ type Stack struct {
 }
 
 // New creates the stack, its NIC, address and routes: the subnet, the
-// limited broadcast 255.255.255.255/32 and, given a gateway, the default
-// route.
+// limited broadcast 255.255.255.255/32, multicast 224.0.0.0/4 on the link
+// (so that any socket may send to a group, as on Linux, not only
+// ListenMulticast's) and, given a gateway, the default route.
 func New(cfg Config) (*Stack, error) {
 	if cfg.Link == nil {
 		return nil, errors.New("netstack: no link endpoint")
@@ -121,6 +122,7 @@ func New(cfg Config) (*Stack, error) {
 	routes := []tcpip.Route{
 		{Destination: header.IPv4Broadcast.WithPrefix().Subnet(), NIC: nicID},
 		{Destination: pa.AddressWithPrefix.Subnet(), NIC: nicID},
+		{Destination: multicastSubnet, NIC: nicID},
 	}
 	if cfg.Gateway.IsValid() {
 		routes = append(routes, tcpip.Route{
@@ -133,6 +135,9 @@ func New(cfg Config) (*Stack, error) {
 
 	return st, nil
 }
+
+// multicastSubnet is IPv4's multicast range, 224.0.0.0/4.
+var multicastSubnet = tcpip.AddressWithPrefix{Address: tcpip.AddrFrom4([4]byte{224, 0, 0, 0}), PrefixLen: 4}.Subnet()
 
 // setTCPOptions turns SACK on and fixes the buffer sizes (see
 // TCPSendBuffer): Max bounds what sockets may ask with SO_SNDBUF and

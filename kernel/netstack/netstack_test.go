@@ -412,7 +412,7 @@ func TestNewAndInfo(t *testing.T) {
 	for _, r := range s.GVisor().GetRouteTable() {
 		routes = append(routes, r.String())
 	}
-	want := []string{"255.255.255.255/32 nic 1", "10.0.0.0/24 nic 1", "0.0.0.0/0 via 10.0.0.254 nic 1"}
+	want := []string{"255.255.255.255/32 nic 1", "10.0.0.0/24 nic 1", "224.0.0.0/4 nic 1", "0.0.0.0/0 via 10.0.0.254 nic 1"}
 	if strings.Join(routes, ", ") != strings.Join(want, ", ") {
 		t.Errorf("routes %q, want %q", routes, want)
 	}
