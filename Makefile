@@ -102,10 +102,10 @@ check: ## fast checks: gofmt, go vet (host, and GOOS=tamago when its compiler is
 	fi
 
 # The one list of apt packages (.ci/run uses this target): command:packages.
-deps: ## install QEMU, network tools, git, gcc (for -race), prometheus and chromium (face tests), avahi and nss-mdns (mDNS tests) with apt-get (Debian, as root), if missing
+deps: ## install QEMU, network tools, git, gcc (for -race), prometheus and chromium (face tests), avahi and nss-mdns (mDNS tests), diod (Linux's 9P server, beside Fornax's in TestLinux9PRead) with apt-get (Debian, as root), if missing
 	@missing=""; \
 	for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 socat:socat ping:iputils-ping nc:netcat-openbsd \
-		git:git gcc:gcc,libc6-dev promtool:prometheus chromium:chromium avahi-daemon:avahi-daemon,avahi-utils,libnss-mdns; do \
+		git:git gcc:gcc,libc6-dev promtool:prometheus chromium:chromium avahi-daemon:avahi-daemon,avahi-utils,libnss-mdns diod:diod; do \
 		p=$${c#*:}; command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${p//,/ }"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -141,8 +141,8 @@ VMS          ?= 64
 VMS_MEM      ?= 64M
 BENCH_ARGS   ?=
 
-bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time
-	$(VMENV) $(GO) test -run '^$$' -bench 'Boot|Discard|Idle|Discovery' -benchtime 3x -timeout 30m ./internal/vmtest/
+bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time, round trips into a VM (ping, TCP echo, 9P) and their QEMU CPU
+	$(VMENV) $(GO) test -run '^$$' -bench 'Boot|Discard|Idle|Discovery|RTT' -benchtime 3x -timeout 30m ./internal/vmtest/
 
 bench-net: kernel check-qemu ## TCP receive and transmit, MB/s and QEMU CPU s/GB: Fornax beside the Debian guest (BENCH_APPEND)
 	$(VMENV) FORNAX_APPEND="$(BENCH_APPEND)" \

@@ -369,23 +369,71 @@ func TestQidVersion(t *testing.T) {
 }
 
 // TestBudget: a connection within its burst never waits; past it, it
-// waits budgetShare times what it spent, and time pays its debt back.
+// waits share times what it spent, and time pays its debt back at
+// 1/share of its rate. Alone (share 1), a connection that is never busy
+// longer than the time that passed never waits.
 func TestBudget(t *testing.T) {
+	const share = 16
 	var b budget
 	now := time.Unix(1764493690, 0)
 	ms := time.Millisecond
-	if w := b.charge(now, budgetBurst-ms); w != 0 {
+	if w := b.charge(now, budgetBurst-ms, share); w != 0 {
 		t.Errorf("within the burst: wait %v", w)
 	}
-	if w := b.charge(now, 2*ms); w != ms*budgetShare {
-		t.Errorf("1 ms past the burst: wait %v, want %v", w, ms*budgetShare)
+	if w := b.charge(now, 2*ms, share); w != ms*share {
+		t.Errorf("1 ms past the burst: wait %v, want %v", w, ms*share)
 	}
-	now = now.Add(ms * budgetShare) // waited
-	if w := b.charge(now, 0); w != 0 {
+	now = now.Add(ms * share) // waited
+	if w := b.charge(now, 0, share); w != 0 {
 		t.Errorf("after the wait: wait %v", w)
 	}
-	now = now.Add(budgetBurst * budgetShare) // idle long enough to pay it all back
-	if w := b.charge(now, budgetBurst); w != 0 || b.debt != budgetBurst {
+	now = now.Add(budgetBurst * share) // idle long enough to pay it all back
+	if w := b.charge(now, budgetBurst, share); w != 0 || b.debt != budgetBurst {
 		t.Errorf("after a long idle: wait %v, debt %v", w, b.debt)
+	}
+
+	var alone budget
+	for i := range 10000 { // busy 0.9 ms of each ms, for 10 s
+		now = now.Add(ms)
+		if w := alone.charge(now, 900*time.Microsecond, 1); w != 0 {
+			t.Fatalf("alone, request %d: wait %v, debt %v", i, w, alone.debt)
+		}
+	}
+	var crowded budget
+	waited := time.Duration(0)
+	for range 10000 { // the same among 4 users: held to 1/4
+		now = now.Add(ms + waited)
+		waited = crowded.charge(now, 900*time.Microsecond, 4)
+	}
+	if waited == 0 {
+		t.Errorf("among 4 users, busy 90 %% of the time: never waited (debt %v)", crowded.debt)
+	}
+}
+
+// TestUsers: the share counts the connections whose last request ended
+// within budgetBurst.
+func TestUsers(t *testing.T) {
+	var u users
+	a, b, c := &conn{}, &conn{}, &conn{}
+	now := time.Unix(1764493690, 0)
+	for _, tc := range []struct {
+		c    *conn
+		dt   time.Duration
+		want int
+	}{
+		{a, 0, 1},                              // at 0: a
+		{b, time.Millisecond, 2},               // at 1 ms: a, b
+		{c, budgetBurst - time.Millisecond, 2}, // at 50 ms: a's ended 50 ms ago, so b, c
+		{c, time.Millisecond, 1},               // at 51 ms: b's ended 50 ms ago, so c
+		{b, time.Millisecond, 2},               // at 52 ms: c, b
+	} {
+		now = now.Add(tc.dt)
+		if got := u.used(tc.c, now); got != tc.want {
+			t.Errorf("at +%v: %d users, want %d", tc.dt, got, tc.want)
+		}
+	}
+	u.gone(c)
+	if got := u.used(b, now); got != 1 {
+		t.Errorf("after c is gone, b alone: %d users", got)
 	}
 }

@@ -110,6 +110,8 @@ type Server struct {
 
 	mu    sync.Mutex // guards admit
 	admit *admission
+	// users share the request budget (budget.go).
+	users users
 }
 
 // New returns a server of fsys configured by cfg.
@@ -171,6 +173,7 @@ func (s *Server) serveConn(c *conn) {
 	s.Stats.Conns.Add(1)
 	s.Stats.Accepted.Add(1)
 	defer s.Stats.Conns.Add(-1)
+	defer s.users.gone(c)
 	c.serve()
 	c.cancel()
 	nc.Close()

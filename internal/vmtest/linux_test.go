@@ -241,8 +241,8 @@ func pct(d []time.Duration, p float64) time.Duration {
 }
 
 // linux9P mounts fornax-01's name space in the Linux guest over 9P/TCP:
-// the cluster's nodes, a rename seen through it, read latency, and a
-// leave written from Linux.
+// the cluster's nodes, a rename seen through it, events, and a leave
+// written from Linux.
 func linux9P(t *testing.T, lan *LAN, g *Linux) {
 	vm1, vm2 := lan.VMs[0], lan.VMs[1]
 	id2 := strings.TrimSpace(command(t, vm2, "cat /cluster/self/id"))
@@ -281,46 +281,7 @@ func linux9P(t *testing.T, lan *LAN, g *Linux) {
 		}
 	}
 
-	// Read latency of a peer's status file (nodes/ lists peers only, so
-	// fornax-02's, read through fornax-01). Every read is checked: the
-	// bulk run counts the bytes cat wrote, the per-read loops count cat's
-	// failures, and a figure is reported only when all succeeded.
-	// Mean: reads by a handful of cat processes (xargs), between two
-	// kernel-log marks. Spread: each read by its own cat, a mark before
-	// each, beside the same loop on a local file (the fork and exec of
-	// cat, which the difference of medians removes).
-	const reads = 200
-	status := "/mnt/cluster/nodes/" + id2 + "/status"
-	command(t, g.VM, "echo on > /proc/sys/kernel/printk_devkmsg; cp "+status+" /tmp/status && echo copied; dmesg -c >/dev/null")
-	m := regexp.MustCompile(`size=(\d+)`).FindStringSubmatch(command(t, g.VM, "echo size=$(wc -c < /tmp/status)"))
-	if m == nil || m[1] == "0" {
-		t.Fatalf("%s copied to /tmp/status: %v", status, m)
-	}
-	want, _ := strconv.Atoi(m[1])
-	out := guestCommand(t, g, fmt.Sprintf("echo fxlat bulk > /dev/kmsg; n=$(seq %d | sed 's|.*|%s|' | xargs cat | wc -c); echo fxlat bulk > /dev/kmsg; echo bytes=$n", reads, status), 2*time.Minute)
-	if m := regexp.MustCompile(`bytes=(\d+)`).FindStringSubmatch(out); m == nil || m[1] != strconv.Itoa(reads*want) {
-		t.Fatalf("%d reads of %s (%d bytes each): %q", reads, status, want, out)
-	}
-	bulk := kmsgMarks(t, g)["bulk"]
-	if len(bulk) != 2 {
-		t.Fatalf("bulk marks: %v", bulk)
-	}
-	loop := func(kind, file string) []time.Duration {
-		out := guestCommand(t, g, fmt.Sprintf("i=0; f=0; while [ $i -lt %d ]; do echo fxlat %s > /dev/kmsg; cat %s >/dev/null || f=$((f+1)); i=$((i+1)); done; echo fxlat %s > /dev/kmsg; echo failed=$f", reads, kind, file, kind), 2*time.Minute)
-		if !regexp.MustCompile(`(?m)^failed=0\r?$`).MatchString(out) {
-			t.Fatalf("%d cats of %s: %q", reads, file, lastLine(out, 1))
-		}
-		d := intervals(kmsgMarks(t, g)[kind])
-		if len(d) != reads {
-			t.Fatalf("%s: %d intervals", kind, len(d))
-		}
-		return d
-	}
-	remote, local := loop("ninep", status), loop("local", "/tmp/status")
-	t.Logf("9P read of a peer's %s (%d bytes) from the guest: mean %v over %d, all succeeded (open, read, clunk; xargs cat)",
-		status, want, ((bulk[1] - bulk[0]) / reads).Round(time.Microsecond), reads)
-	t.Logf("per-read cat over 9P: p50 %v p99 %v max %v; local file: p50 %v p99 %v; 9P share of the median %v",
-		pct(remote, 0.5), pct(remote, 0.99), remote[len(remote)-1], pct(local, 0.5), pct(local, 0.99), pct(remote, 0.5)-pct(local, 0.5))
+	// The read latency of a peer's file: TestLinux9PRead.
 
 	linuxEvents(t, vm2, id2, g)
 
