@@ -57,6 +57,8 @@ func (l Load) append(b []byte) []byte {
 //	HEARTBEAT ID Load MemFree Containers
 //	LEAVE     ID
 //	PROBE     ID To
+//	ASK       ID To
+//	RELAY     ID Relayed
 type Message struct {
 	Kind       Kind
 	ID         string     // node_id: 8 lowercase hex digits
@@ -67,7 +69,9 @@ type Message struct {
 	MemFree    uint64     // ANNOUNCE, HEARTBEAT: bytes (≤ MemTotal in ANNOUNCE)
 	Containers int        // ANNOUNCE, HEARTBEAT: 0–65535 running containers
 	Load       Load       // HEARTBEAT
-	To         string     // PROBE: the node_id of the peer probed
+	To         string     // PROBE, ASK: the node_id of the peer probed
+	// Relayed is the HEARTBEAT a RELAY carries, signed if the RELAY is.
+	Relayed *Message
 
 	// A keyed message (docs/protocol.md §9) also carries these; KeyID is
 	// empty in a plain one.
@@ -107,6 +111,7 @@ const (
 	ReasonForeignPort                  // source port is not the cluster's port (§1)
 	ReasonSeenFull                     // new signer while the replay memory is full (§9.2)
 	ReasonIDsPerAddr                   // new signer from an address that brought too many (§9.2)
+	ReasonUnasked                      // RELAY we did not ask for, or of a dead peer (§4.5)
 	numReasons
 )
 
@@ -118,7 +123,7 @@ var reasonNames = [numReasons]string{
 	ReasonUnkeyed: "unkeyed", ReasonUnknownKey: "unknown_key", ReasonBadTag: "bad_tag",
 	ReasonStale: "stale", ReasonReplay: "replay", ReasonAddrConflict: "addr_conflict",
 	ReasonWrongTarget: "wrong_target", ReasonForeignPort: "foreign_port", ReasonSeenFull: "seen_full",
-	ReasonIDsPerAddr: "ids_per_addr",
+	ReasonIDsPerAddr: "ids_per_addr", ReasonUnasked: "unasked",
 }
 
 func (r Reason) String() string {
@@ -164,6 +169,12 @@ func Parse(b []byte) (Message, error) {
 			return Message{}, dropf(ReasonMalformed, "empty field (leading, trailing or double space)")
 		}
 	}
+	return parseFields(f)
+}
+
+// parseFields decodes a message split into its fields: Parse's work
+// after the byte checks, and a RELAY's for the HEARTBEAT it carries.
+func parseFields(f []string) (Message, error) {
 	k := kindNamed(f[0])
 	if k == 0 {
 		v := f[0]
@@ -173,21 +184,36 @@ func Parse(b []byte) (Message, error) {
 		return Message{}, dropf(ReasonUnknownVerb, "unknown verb %q", v)
 	}
 	m, v := Message{Kind: k}, k.verb()
+	plain, signed := v.fields, v.fields+keyedFields
+	if k == Relay {
+		signed += keyedFields // signed, and so is what it carries
+	}
 	switch len(f) {
-	case v.fields:
-	case v.fields + keyedFields:
+	case plain:
+	case signed:
 		if err := m.parseTrailer(f[len(f)-keyedFields:]); err != nil {
 			return Message{}, err
 		}
 		f = f[:len(f)-keyedFields]
 	default:
 		return Message{}, dropf(ReasonMalformed, "%v has %d fields, want %d (or %d signed)",
-			k, len(f), v.fields, v.fields+keyedFields)
+			k, len(f), plain, signed)
 	}
 	if !ValidID(f[1]) {
 		return Message{}, badField("node_id", f[1], "8 lowercase hex digits")
 	}
 	m.ID = f[1]
+	if k == Relay {
+		if f[2] != verbs[Heartbeat].name {
+			return Message{}, badField("relayed verb", clip(f[2]), "HEARTBEAT")
+		}
+		in, err := parseFields(f[2:])
+		if err != nil {
+			return Message{}, err
+		}
+		m.Relayed = &in
+		return m, nil
+	}
 	if v.parse == nil {
 		return m, nil
 	}
@@ -244,6 +270,19 @@ func (m Message) Verify(key []byte) bool { return newSigner(key).verify(&m) }
 // up to the space before the tag (docs/protocol.md §9.1).
 func (m Message) appendSigned(b []byte) []byte {
 	b = m.appendBody(b)
+	return m.appendKey(b)
+}
+
+// appendTrailer appends the keyed trailer: inc seq key tag, each after
+// a space.
+func (m Message) appendTrailer(b []byte) []byte {
+	b = m.appendKey(b)
+	b = append(b, ' ')
+	return append(b, m.Tag...)
+}
+
+// appendKey appends inc seq key, each after a space.
+func (m Message) appendKey(b []byte) []byte {
 	b = append(b, ' ')
 	b = strconv.AppendUint(b, m.Inc, 10)
 	b = append(b, ' ')

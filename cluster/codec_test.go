@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"net/netip"
+	"reflect"
 	"strconv"
 	"strings"
 	"testing"
@@ -306,6 +307,9 @@ func TestVerbTable(t *testing.T) {
 		Heartbeat: {Kind: Heartbeat, ID: "0a1b2c3d", Load: 25, MemFree: 134217728, Containers: 2},
 		Leave:     {Kind: Leave, ID: "0a1b2c3d"},
 		Probe:     {Kind: Probe, ID: "0a1b2c3d", To: "5e6f7a8b"},
+		Ask:       {Kind: Ask, ID: "0a1b2c3d", To: "5e6f7a8b"},
+		Relay: {Kind: Relay, ID: "0a1b2c3d",
+			Relayed: &Message{Kind: Heartbeat, ID: "5e6f7a8b", Load: 25, MemFree: 134217728, Containers: 2}},
 	}
 	for k := Kind(1); int(k) < len(verbs); k++ {
 		m, ok := samples[k]
@@ -315,6 +319,13 @@ func TestVerbTable(t *testing.T) {
 		}
 		delete(samples, k)
 		s := m
+		trailers := keyedFields
+		if k == Relay { // signed, and so is what it carries
+			in := *m.Relayed
+			in.Sign(testKey, 1764493690000, 1764493694000)
+			s.Relayed = &in
+			trailers *= 2
+		}
 		s.Sign(testKey, 1764493690123, 1764493695123)
 		for extra, m := range []Message{m, s} {
 			b := m.Append(nil)
@@ -322,10 +333,10 @@ func TestVerbTable(t *testing.T) {
 			if f[0] != verbs[k].name || f[0] != k.String() {
 				t.Errorf("%v: first field %q, want %q", k, f[0], verbs[k].name)
 			}
-			if want := verbs[k].fields + extra*keyedFields; len(f) != want {
+			if want := verbs[k].fields + extra*trailers; len(f) != want {
 				t.Errorf("%q: %d fields, want %d", b, len(f), want)
 			}
-			if got, err := Parse(b); err != nil || got != m {
+			if got, err := Parse(b); err != nil || !reflect.DeepEqual(got, m) {
 				t.Errorf("Parse(%q) = %+v, %v; want %+v", b, got, err, m)
 			}
 		}
@@ -356,6 +367,15 @@ func TestParseErrors(t *testing.T) {
 		{"HEARTBEAT 0a1b2c3d 0.25 -1 2", `malformed: bad mem_free "-1": want a 64-bit unsigned decimal`},
 		{"HEARTBEAT 0a1b2c3d 0.25 512 02", `malformed: bad container_count "02": want 0-65535`},
 		{"PROBE 0a1b2c3d 5E6F7A8B", `malformed: bad target "5E6F7A8B": want 8 lowercase hex digits`},
+		{"ASK 0a1b2c3d 5e6f7a8b 1", "malformed: ASK has 4 fields, want 3 (or 7 signed)"},
+		{"ASK 0a1b2c3d 5e6f7a8", `malformed: bad target "5e6f7a8": want 8 lowercase hex digits`},
+		// A signed RELAY carries a signed HEARTBEAT; 11 fields are neither.
+		{"RELAY 0a1b2c3d HEARTBEAT 5e6f7a8b 0.25 512 2 1 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee",
+			"malformed: RELAY has 11 fields, want 7 (or 15 signed)"},
+		{"RELAY 0a1b2c3d ANNOUNCE 5e6f7a8b 10.0.2.15 n 4", `malformed: bad relayed verb "ANNOUNCE": want HEARTBEAT`},
+		{"RELAY 0a1b2c3d RELAY 0a1b2c3d HEARTBEAT 5e6f7a8b 0.25", `malformed: bad relayed verb "RELAY": want HEARTBEAT`},
+		{"RELAY 0a1b2c3d HEARTBEAT 5E6F7A8B 0.25 512 2", `malformed: bad node_id "5E6F7A8B": want 8 lowercase hex digits`},
+		{"RELAY 0a1b2c3d HEARTBEAT 5e6f7a8b 0.2 512 2", `malformed: bad load "0.2": want a decimal 0.00-65535.99 with two decimals`},
 		{"LEAVE 0a1b2c3d 0 2 630dcd29 1e229d7b6c8d4536a5798611c5bfcbee", `malformed: bad inc "0": want a decimal 1-18446744073709551615`},
 		{"LEAVE 0a1b2c3d 1 2 630dcd29 1E229d7b6c8d4536a5798611c5bfcbee", // a key's look-alike: redacted
 			`malformed: bad tag "<redacted>": want 32 lowercase hex digits`},
@@ -365,7 +385,7 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("Parse(%q) = %+v, %v; want %s", tc.in, m, err, tc.want)
 		}
 	}
-	for _, k := range []Kind{0, Probe + 1} {
+	for _, k := range []Kind{0, Relay + 1} {
 		if err := (Message{Kind: k, ID: "0a1b2c3d"}).Validate(); err == nil || err.Error() != "bad kind "+strconv.Itoa(int(k)) {
 			t.Errorf("Validate of kind %d: %v", k, err)
 		}

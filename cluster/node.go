@@ -8,8 +8,9 @@ package cluster
 //     rule (§4.2);
 //   - replier (replier.go): fast-join replies, one by one or by
 //     broadcast, and refutations of a claim of our node_id (§4.1, §5);
-//   - prober (prober.go): probes of suspect peers and the answers to
-//     theirs, within their budgets (§4.5);
+//   - prober (prober.go, prober_ask.go): probes of quiet and suspect
+//     peers, direct and through helpers, the answers to theirs and the
+//     ASKs of others, within their budgets (§4.5);
 //   - sequencer (sequencer.go): the incarnation and seq of what we sign
 //     (§9.1);
 //   - logLimiter (limit.go): the log budgets (§8.3).
@@ -17,8 +18,8 @@ package cluster
 // The node takes its lock, asks each part what is due, sends and logs;
 // it wakes at the earliest of their next times. Config is in config.go;
 // Run, its timer and fire in run.go; handle, what arrives, in
-// receive.go; building, signing and writing messages in send.go; the log
-// lines in logs.go.
+// receive.go; building, signing and writing messages in send.go; probes
+// in probe.go; the log lines in logs.go.
 //
 // Locks: sendMu, then mu, then Containers' lock. decide is the one
 // prologue of everything that sends. A method of Node that needs its
@@ -62,6 +63,7 @@ type Node struct {
 	sched   schedule
 	rep     replier
 	probe   prober
+	quietAt time.Time // when the next peer turns quiet (§4.5); zero if none
 	seq     sequencer
 	st      stats
 
@@ -84,7 +86,8 @@ type stats struct {
 	answers, refutes                           uint64
 	probes, probesHeld                         uint64
 	probeAnswers, probeAnswersHeld             uint64
-	dropped                                    [numReasons]uint64
+	probeStats
+	dropped [numReasons]uint64
 	// acceptedKind and sentKind break accepted and sent down by verb.
 	acceptedKind, sentKind [len(verbs)]uint64
 }
@@ -143,7 +146,7 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 		sched: schedule{interval: cfg.Interval},
 		rep: replier{every: cfg.AnswerEvery, interval: cfg.Interval, jitter: cfg.ReplyJitter,
 			rng: cfg.Rand},
-		probe:    prober{interval: cfg.Interval, maxPeers: cfg.MaxPeers},
+		probe:    prober{interval: cfg.Interval, maxPeers: cfg.MaxPeers, rng: cfg.Rand},
 		auth:     cfg.Auth,
 		seq:      newSequencer(wall, cfg.Window),
 		bornWall: wall,

@@ -459,6 +459,7 @@ dropped_wrong_target 0
 dropped_foreign_port 0
 dropped_seen_full 0
 dropped_ids_per_addr 0
+dropped_unasked 0
 sent 1
 send_errors 0
 peers 0
@@ -469,14 +470,24 @@ probes 0
 probes_held 0
 probe_answers 0
 probe_answers_held 0
+asks 0
+asks_held 0
+asks_refused 0
+ask_probes 0
+relays 0
+relays_refused 0
 accepted_announce 0
 accepted_heartbeat 0
 accepted_leave 0
 accepted_probe 0
+accepted_ask 0
+accepted_relay 0
 sent_announce 1
 sent_heartbeat 0
 sent_leave 0
 sent_probe 0
+sent_ask 0
+sent_relay 0
 events_lost 0
 `
 	if got := a.read("stats"); got != want {
@@ -1488,7 +1499,8 @@ func statsConsistent(text string) string {
 		names = append(names, "dropped_"+Reason(r).String())
 	}
 	names = append(names, "sent", "send_errors", "peers", "answers", "refutes", "log_held",
-		"probes", "probes_held", "probe_answers", "probe_answers_held")
+		"probes", "probes_held", "probe_answers", "probe_answers_held",
+		"asks", "asks_held", "asks_refused", "ask_probes", "relays", "relays_refused")
 	for _, dir := range []string{"accepted", "sent"} {
 		for k := Announce; int(k) < len(verbs); k++ {
 			names = append(names, dir+"_"+strings.ToLower(k.String()))

@@ -19,6 +19,7 @@ import (
 type lossResult struct {
 	suspects, deads  int // events of live peers
 	probes, answers  int // PROBEs and their HEARTBEATs sent
+	indirect         int // ASKs, PROBEs for them and RELAYs sent
 	held             int // probes_held + probe_answers_held
 	sent             int // every datagram sent
 	nodes            int
@@ -36,10 +37,19 @@ func (r lossResult) perNodeSecond(x int) float64 {
 	return float64(x) / float64(r.nodes) / r.simulated.Seconds()
 }
 
+// perNodeHour is x per node per simulated hour.
+func (r lossResult) perNodeHour(x int) float64 {
+	return float64(x) / float64(r.nodes) / r.simulated.Hours()
+}
+
+// probeTraffic is every datagram of §4.5 sent: probes, answers, ASKs,
+// the probes for them and RELAYs.
+func (r lossResult) probeTraffic() int { return r.probes + r.answers + r.indirect }
+
 // lossRun runs nodes nodes of the given profile for d with lossPercent %
 // of datagrams lost, independently per receiver and datagram (a seeded
-// RNG: the run is reproducible). Without probes, every PROBE is lost
-// too: the nodes behave as before §4.5, at the same loss.
+// RNG: the run is reproducible). Without probes, every PROBE, ASK and
+// RELAY is lost too: the nodes behave as before §4.5, at the same loss.
 func lossRun(t *testing.T, nodes int, profile string, d time.Duration, lossPercent int, probes bool, seed uint64) lossResult {
 	prof, err := LookupProfile(profile)
 	if err != nil {
@@ -52,7 +62,7 @@ func lossRun(t *testing.T, nodes int, profile string, d time.Duration, lossPerce
 		if !lossy || dl.from == dl.to {
 			return false, ms // our own broadcast looped back: not the LAN
 		}
-		if !probes && strings.HasPrefix(dl.msg(), "PROBE ") {
+		if m := dl.msg(); !probes && (strings.HasPrefix(m, "PROBE ") || strings.HasPrefix(m, "ASK ") || strings.HasPrefix(m, "RELAY ")) {
 			return true, 0
 		}
 		return rng.IntN(100) < lossPercent, ms
@@ -124,6 +134,9 @@ func lossRun(t *testing.T, nodes int, profile string, d time.Duration, lossPerce
 		st := statMap(n)
 		res.probes += st["probes"] - base[i]["probes"]
 		res.answers += st["probe_answers"] - base[i]["probe_answers"]
+		for _, k := range []string{"asks", "ask_probes", "relays"} {
+			res.indirect += st[k] - base[i][k]
+		}
 		res.held += st["probes_held"] - base[i]["probes_held"] + st["probe_answers_held"] - base[i]["probe_answers_held"]
 		res.sent += st["sent"] - base[i]["sent"]
 	}
@@ -155,11 +168,11 @@ func (r lossResult) log(t *testing.T) {
 		mean = r.suspectTime / time.Duration(r.spells)
 	}
 	t.Logf("%s, %d nodes, %d %% loss, %v simulated, profile %s: %d false suspects (back online after %v on average, "+
-		"most for one pair %d), %d false deads; probes %.4f + answers %.4f per node per second "+
-		"(all datagrams %.3f per node per second, held by budgets %d)",
+		"most for one pair %d), %d false deads; probes %.4f + answers %.4f + ASKs, their probes and RELAYs %.4f "+
+		"per node per second (all datagrams %.3f per node per second, held by budgets %d)",
 		what, r.nodes, r.lossPercent, r.simulated, r.profile, r.suspects, mean.Round(time.Millisecond),
 		r.largestSuspected, r.deads, r.perNodeSecond(r.probes), r.perNodeSecond(r.answers),
-		r.perNodeSecond(r.sent), r.held)
+		r.perNodeSecond(r.indirect), r.perNodeSecond(r.sent), r.held)
 }
 
 func TestProbeLoss(t *testing.T) {
@@ -216,8 +229,8 @@ func TestProbeLossTable(t *testing.T) {
 			t.Fatalf("FORNAX_PROBE_NODES=%q: want 2-250", v)
 		}
 	}
-	t.Logf("| profile | loss | probes | runs | false suspects/run | false deads/run | mean suspect spell | probe+answer datagrams/node/s | held/run |")
-	t.Logf("|---|---|---|---|---|---|---|---|---|")
+	t.Logf("| profile | loss | probes | runs | false suspects/run | false suspects per node-hour | false deads/run | mean suspect spell | probe datagrams/node/s | held/run |")
+	t.Logf("|---|---|---|---|---|---|---|---|---|---|")
 	only := os.Getenv("FORNAX_PROBE_ONLY") // "default/10": that profile and loss alone
 	for _, profile := range []string{"default", "fast"} {
 		for _, loss := range []int{10, 20} {
@@ -232,6 +245,7 @@ func TestProbeLossTable(t *testing.T) {
 					sum.deads += r.deads
 					sum.probes += r.probes
 					sum.answers += r.answers
+					sum.indirect += r.indirect
 					sum.held += r.held
 					sum.suspectTime += r.suspectTime
 					sum.spells += r.spells
@@ -242,9 +256,9 @@ func TestProbeLossTable(t *testing.T) {
 					mean = sum.suspectTime / time.Duration(sum.spells)
 				}
 				n := float64(seeds)
-				t.Logf("| %s | %d %% | %v | %d | %.1f | %.2f | %v | %.4f | %.1f |", profile, loss, probes, seeds,
-					float64(sum.suspects)/n, float64(sum.deads)/n, mean.Round(time.Millisecond),
-					sum.perNodeSecond(sum.probes+sum.answers), float64(sum.held)/n)
+				t.Logf("| %s | %d %% | %v | %d | %.1f | %.4g | %.2f | %v | %.4f | %.1f |", profile, loss, probes, seeds,
+					float64(sum.suspects)/n, sum.perNodeHour(sum.suspects), float64(sum.deads)/n, mean.Round(time.Millisecond),
+					sum.perNodeSecond(sum.probeTraffic()), float64(sum.held)/n)
 				if probes && sum.deads != 0 {
 					t.Errorf("%s, %d %% loss: %d false deads with probes", profile, loss, sum.deads)
 				}

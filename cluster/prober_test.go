@@ -30,16 +30,19 @@ func ids(ps []Peer) string {
 	return strings.Join(l, " ")
 }
 
-// TestProberProbes: with Interval 5 s, a suspect peer heard twice is
-// probed at once, then every second while it stays suspect, within the
+// noHelpers is a pick that finds no helper.
+func noHelpers(int, string) []Peer { return nil }
+
+// TestProberProbes: with Interval 5 s, a quiet peer heard twice is
+// probed at once, then every second until it is heard or dead, within the
 // node-wide budget of 10 probes at once and then 2 a second, those
 // closest to dead first (docs/protocol.md §4.5).
 func TestProberProbes(t *testing.T) {
 	pr := prober{interval: 5 * s, maxPeers: 100}
 	ps := suspects{}
-	pr.suspected(ps.add(1, 1, 0), t0) // heard once: not probed
+	pr.quiet(ps.add(1, 1, 0), t0) // heard once: not probed
 	for i := 2; i <= 13; i++ {
-		pr.suspected(ps.add(i, 2, time.Duration(20-i)*ms), t0)
+		pr.quiet(ps.add(i, 2, -time.Duration(i)*ms), t0)
 	}
 	for i, c := range []struct {
 		at   time.Duration
@@ -51,10 +54,10 @@ func TestProberProbes(t *testing.T) {
 		{at: 0, want: "0d 0c 0b 0a 09 08 07 06 05 04", held: 2, next: s},
 		{at: 999 * ms, next: s},
 		{at: s, want: "0d 0c", held: 10, next: 2 * s},
-		// 0d is back online, 0c gone: probed no more.
+		// 0d is heard again, 0c gone: probed no more.
 		{at: 2 * s, edit: func() {
 			p := ps["0000000d"]
-			p.Status = Online
+			p.Status, p.LastHeard = Online, t0.Add(1500*ms)
 			ps[p.ID] = p
 			delete(ps, "0000000c")
 		}, want: "0b 0a", held: 8, next: 3 * s},
@@ -69,14 +72,14 @@ func TestProberProbes(t *testing.T) {
 		if c.edit != nil {
 			c.edit()
 		}
-		due, held := pr.probes(now, ps.get)
-		if got := ids(due); got != c.want || held != c.held || !pr.next().Equal(t0.Add(c.next)) {
+		due, asks, held := pr.probes(now, 0, ps.get, noHelpers)
+		if got := ids(due); got != c.want || held != c.held || !pr.next().Equal(t0.Add(c.next)) || len(asks) != 0 {
 			t.Errorf("step %d at %v: probed %q, held %d, next %v; want %q, %d, %v",
 				i, c.at, got, held, pr.next().Sub(t0), c.want, c.held, c.next)
 		}
 	}
 	pr.reset()
-	if due, _ := pr.probes(t0.Add(20*s), ps.get); len(due) != 0 || !pr.next().IsZero() {
+	if due, _, _ := pr.probes(t0.Add(20*s), 0, ps.get, noHelpers); len(due) != 0 || !pr.next().IsZero() {
 		t.Errorf("after reset: %v, next %v", ids(due), pr.next())
 	}
 }
@@ -112,7 +115,7 @@ func TestProberAnswers(t *testing.T) {
 			if !ok {
 				p = ps.add(id, 2, 0)
 			}
-			if pr.answer(p, now) {
+			if pr.answer(p, 0, now) {
 				got += "h"
 			} else {
 				got += "-"
@@ -138,16 +141,16 @@ func TestProberPeerBudgets(t *testing.T) {
 	ps := suspects{}
 	a := ps.add(2, 2, 0)
 	for range 2 {
-		pr.answer(a, t0)
+		pr.answer(a, 0, t0)
 		pr.answers(t0)
 	}
-	if !pr.answer(a, t0) {
+	if !pr.answer(a, 0, t0) {
 		t.Fatal("a third probe at once is answered")
 	}
-	pr.answer(ps.add(3, 2, 0), t0)
-	pr.answer(ps.add(4, 2, 0), t0)
+	pr.answer(ps.add(3, 2, 0), 0, t0)
+	pr.answer(ps.add(4, 2, 0), 0, t0)
 	pr.answers(t0)
-	if pr.answer(a, t0) || len(pr.answerPeer) != 1 {
+	if pr.answer(a, 0, t0) || len(pr.answerPeer) != 1 {
 		t.Errorf("budgets of %d peers kept", len(pr.answerPeer))
 	}
 	pr.reset()

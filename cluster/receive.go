@@ -42,6 +42,14 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		return
 	}
 	n.tickLocked(now, true)
+	if m.Kind == Relay {
+		// What it carries decides whether any of it counts (§4.5).
+		if err := n.checkRelayLocked(m, now); err != nil {
+			n.st.relaysRefused++
+			n.countDropLocked(err, src, now)
+			return
+		}
+	}
 	ev, err := n.tab.observe(m, ip, now)
 	if err != nil {
 		switch n.countDropLocked(err, src, now) {
@@ -62,11 +70,9 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	n.st.accepted++
 	n.st.acceptedKind[m.Kind]++
 	n.logEventLocked(ev, now)
-	if ev.kind == evRevived || ev.kind == evMoved || ev.kind == evLeft {
-		n.probe.forget(ev.peer.ID)
-	}
-	if m.Kind == Probe && n.running && n.probe.answer(ev.peer, now) {
-		n.st.probeAnswersHeld++
+	n.probeHeardLocked(m, ev.peer, now)
+	if m.Kind == Relay {
+		n.vouchLocked(m, now)
 	}
 	if m.Kind != Announce {
 		return

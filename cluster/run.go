@@ -142,7 +142,7 @@ func (n *Node) nextWake() time.Time {
 	defer n.mu.Unlock()
 	w := n.tab.next()
 	if n.activeLocked() {
-		w = earliest(w, n.dueNextLocked())
+		w = earliest(earliest(w, n.dueNextLocked()), n.quietAt)
 	}
 	return w
 }
@@ -201,12 +201,13 @@ func (n *Node) dueLocked(now time.Time, res Resources) []outgoing {
 }
 
 // tickLocked applies the table's due transitions, logs them and has the
-// peers turned suspect probed.
+// peers turned quiet or suspect probed (docs/protocol.md §4.5).
 func (n *Node) tickLocked(now time.Time, strict bool) {
 	for _, ev := range n.tab.tick(now, strict) {
 		n.logEventLocked(ev, now)
-		if ev.kind == evSuspect {
-			n.probe.suspected(ev.peer, now)
+		if ev.kind == evSuspect && n.running {
+			n.probe.quiet(ev.peer, now)
 		}
 	}
+	n.findQuietLocked(now)
 }

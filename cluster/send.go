@@ -42,35 +42,6 @@ func (n *Node) heartbeat(res Resources) Message {
 		MemFree: res.MemFree, Containers: n.reg.Len()}
 }
 
-// probesLocked returns the probes the prober has due at now and counts
-// them (docs/protocol.md §4.5).
-func (n *Node) probesLocked(now time.Time) []outgoing {
-	due, held := n.probe.probes(now, n.tab.get)
-	n.st.probesHeld += held
-	n.st.probes += uint64(len(due))
-	var out []outgoing
-	for _, p := range due {
-		out = append(out, n.toOne(p.Addr, Message{Kind: Probe, ID: n.cfg.ID, To: p.ID}))
-	}
-	return out
-}
-
-// probeAnswersLocked returns the answers to probes due at now: our
-// HEARTBEAT to each prober.
-func (n *Node) probeAnswersLocked(now time.Time, res Resources) []outgoing {
-	to := n.probe.answers(now)
-	if to == nil {
-		return nil
-	}
-	hb := n.heartbeat(res)
-	var out []outgoing
-	for _, a := range to {
-		out = append(out, n.toOne(a, hb))
-	}
-	n.st.probeAnswers += uint64(len(out))
-	return out
-}
-
 // resources calls cfg.Resources and clamps what it returns to the ranges
 // of docs/protocol.md §3.
 func (n *Node) resources() Resources {

@@ -251,6 +251,11 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 		// (docs/protocol.md §4.5, §6 step 7).
 		return event{}, dropf(ReasonWrongTarget, "PROBE of %s names %s, we are %s", m.ID, m.To, t.self)
 	}
+	if m.Kind == Ask {
+		if err := t.checkAsk(m); err != nil {
+			return event{}, err
+		}
+	}
 	if m.Keyed() {
 		s, ok := t.seen.get(m.ID)
 		if ok && !s.newer(m.Inc, m.Seq) {
@@ -269,7 +274,7 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 	switch m.Kind {
 	case Announce:
 		ev, err = t.announce(m, src, now)
-	case Heartbeat, Leave, Probe:
+	case Heartbeat, Leave, Probe, Ask, Relay:
 		ev, err = t.fromPeer(m, src, now)
 	default:
 		err = dropf(ReasonUnknownVerb, "kind %d", m.Kind)
@@ -343,10 +348,10 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 	return ev, nil
 }
 
-// fromPeer applies a HEARTBEAT, LEAVE or PROBE: messages only a listed
-// peer may send, from its recorded address. A PROBE, like any valid
-// message, shows its sender alive (docs/protocol.md §4.3, §4.5); it
-// carries no figures.
+// fromPeer applies a HEARTBEAT, LEAVE, PROBE, ASK or RELAY: messages
+// only a listed peer may send, from its recorded address. A PROBE, ASK
+// or RELAY, like any valid message, shows its sender alive
+// (docs/protocol.md §4.3, §4.5); it carries no figures of its sender.
 func (t *table) fromPeer(m Message, src netip.Addr, now time.Time) (event, error) {
 	p := t.peers[m.ID]
 	if p == nil {

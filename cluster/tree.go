@@ -248,6 +248,8 @@ func (n *Node) statsTextLocked() []byte {
 		st.sent, st.sendErrors, len(n.tab.peers), st.answers, st.refutes, n.logLim.total)
 	b = fmt.Appendf(b, "probes %d\nprobes_held %d\nprobe_answers %d\nprobe_answers_held %d\n",
 		st.probes, st.probesHeld, st.probeAnswers, st.probeAnswersHeld)
+	b = fmt.Appendf(b, "asks %d\nasks_held %d\nasks_refused %d\nask_probes %d\nrelays %d\nrelays_refused %d\n",
+		st.asks, st.asksHeld, st.asksRefused, st.askProbes, st.relays, st.relaysRefused)
 	for _, dir := range []struct {
 		name string
 		by   *[len(verbs)]uint64

@@ -13,16 +13,23 @@ const (
 	Announce Kind = iota + 1
 	Heartbeat
 	Leave
-	// Probe asks a suspect peer, by unicast, whether it is alive; it
-	// answers with a HEARTBEAT (docs/protocol.md §4.5).
+	// Probe asks a quiet or suspect peer, by unicast, whether it is
+	// alive; it answers with a HEARTBEAT (docs/protocol.md §4.5).
 	Probe
+	// Ask asks a peer, by unicast, to probe another for us: an indirect
+	// probe (docs/protocol.md §4.5).
+	Ask
+	// Relay carries, by unicast, the HEARTBEAT a peer answered an Ask's
+	// probe with, verbatim, to the node that asked (docs/protocol.md §4.5).
+	Relay
 )
 
 // verb is what the codec knows of one Kind: Parse, Append and Validate
 // read the grammar of docs/protocol.md §2 from this table alone.
 //
 // parse, format and check deal with the fields after the node_id, which
-// the codec handles for every verb; they are nil for LEAVE, which has none.
+// the codec handles for every verb; they are nil for LEAVE, which has
+// none, and parse is nil for RELAY, whose HEARTBEAT parseFields parses.
 type verb struct {
 	name   string // the first field
 	fields int    // fields of a plain message, verb included
@@ -43,7 +50,16 @@ var verbs = [...]verb{
 	Heartbeat: {"HEARTBEAT", 5, parseHeartbeat, appendHeartbeat, checkHeartbeat},
 	Leave:     {"LEAVE", 2, nil, nil, nil},
 	Probe:     {"PROBE", 3, parseProbe, appendProbe, checkProbe},
+	Ask:       {"ASK", 3, parseProbe, appendProbe, checkProbe},
+	Relay:     {"RELAY", 2 + 5, nil, nil, nil}, // see init
 }
+
+// init completes RELAY's row, whose functions format and check the
+// HEARTBEAT it carries through this table: in the literal they would
+// make an initialization cycle. A RELAY's fields are those of the
+// HEARTBEAT it carries, and it is signed if and only if that HEARTBEAT
+// is: 7 fields, or 15 signed (parseFields, which parses what it carries).
+func init() { verbs[Relay].format, verbs[Relay].check = appendRelay, checkRelay }
 
 // verb returns k's row of the table, or nil if k is no verb.
 func (k Kind) verb() *verb {
@@ -169,7 +185,7 @@ func checkHeartbeat(m Message) error {
 	return nil
 }
 
-// parseProbe parses the target (docs/protocol.md §3).
+// parseProbe parses the target of a PROBE or ASK (docs/protocol.md §3).
 func parseProbe(m Message, f []string) (Message, error) {
 	if !ValidID(f[0]) {
 		return m, badField("target", f[0], "8 lowercase hex digits")
@@ -186,6 +202,31 @@ func appendProbe(m Message, b []byte) []byte {
 func checkProbe(m Message) error {
 	if !ValidID(m.To) {
 		return fmt.Errorf("bad target %q: want 8 lowercase hex digits", m.To)
+	}
+	return nil
+}
+
+// appendRelay appends the HEARTBEAT a RELAY carries, with its trailer
+// if signed (docs/protocol.md §2, §4.5).
+func appendRelay(m Message, b []byte) []byte {
+	b = append(b, ' ')
+	b = m.Relayed.appendBody(b)
+	if m.Relayed.Keyed() {
+		b = m.Relayed.appendTrailer(b)
+	}
+	return b
+}
+
+func checkRelay(m Message) error {
+	r := m.Relayed
+	switch {
+	case r == nil || r.Kind != Heartbeat:
+		return fmt.Errorf("bad relayed message: want a HEARTBEAT")
+	case r.Keyed() != m.Keyed():
+		return fmt.Errorf("bad relayed message: signed %v in a RELAY signed %v", r.Keyed(), m.Keyed())
+	}
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("relayed: %w", err)
 	}
 	return nil
 }

@@ -19,10 +19,12 @@ func TestView(t *testing.T) {
 	sm.run(5 * s) // HEARTBEATs carry the load
 	sm.kill(c)
 	sm.run(16*s + 500*ms)
+	// n2 asked n1 to probe n3 for it half a second after its last
+	// HEARTBEAT (docs/protocol.md §4.5): a valid message of n2.
 	want = "" +
 		"ID        NAME       ADDR      STATUS   HEARD  LOAD  MEM\n" +
 		"00000001  n1         10.0.0.1  self     -      0.25  128M/256M\n" +
-		"00000002  fornax-02  10.0.0.2  online   1.5    0.25  128M/256M\n" +
+		"00000002  fornax-02  10.0.0.2  online   1.0    0.25  128M/256M\n" +
 		"00000003  n3         10.0.0.3  suspect  16.5   0.25  128M/256M\n"
 	if got := a.read("view"); got != want {
 		t.Errorf("view:\n%s\nwant:\n%s", got, want)

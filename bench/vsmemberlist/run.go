@@ -59,6 +59,7 @@ type result struct {
 	// Under loss: suspicions and deaths of live nodes, and how long.
 	falseSuspect, falseDead int
 	lossDropped             float64 // fraction of received UDP datagrams dropped
+	lossSent                float64 // packets sent per node per second under loss (Fornax: probes included)
 	lossFor                 time.Duration
 	notes                   []string
 }
@@ -165,6 +166,7 @@ func bench(l lan, n int, p plan, rec *recorder, ls *loss, logf func(string, ...a
 			res.lossDropped = float64(d.dropped) / float64(d.datagrams)
 		}
 		res.lossFor = p.lossFor
+		res.lossSent = float64(d.sentPkts) / float64(n) / p.lossFor.Seconds()
 		for _, o := range obs {
 			switch o.what {
 			case sawSuspect:

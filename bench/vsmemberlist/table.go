@@ -55,6 +55,7 @@ func table(n int, rs []*result, p plan) string {
 	if p.lossFor > 0 {
 		rows = append(rows,
 			row{lossRow + " datagrams dropped", func(r *result) string { return fmt.Sprintf("%.1f %%", 100*r.lossDropped) }, nil},
+			row{lossRow + " sent, packets/s per node", func(r *result) string { return fmt.Sprintf("%.2f", r.lossSent) }, func(r *result) (float64, bool) { return r.lossSent, true }},
 			row{lossRow + " false suspicions", func(r *result) string { return perMin(r.falseSuspect, r) }, func(r *result) (float64, bool) { return float64(r.falseSuspect), true }},
 			row{lossRow + " false deaths", func(r *result) string { return perMin(r.falseDead, r) }, func(r *result) (float64, bool) { return float64(r.falseDead), true }},
 		)
