@@ -57,7 +57,11 @@ func startMDNS(s *system) error {
 		err := srv.Run(context.Background())
 		s.kern.Logf("mdns: stopped: %v", err)
 	}()
-	go nodeinfo.Follow(context.Background(), srv, info, s.kern.Logf)
+	changed, err := nodeinfo.Changes(context.Background(), theNode.node)
+	if err != nil {
+		return err
+	}
+	go nodeinfo.Follow(context.Background(), srv, info, changed, s.kern.Logf)
 	s.atHalt(func() {
 		// The goodbye (TTL 0, RFC 6762 §10.1) is written before Set
 		// returns.

@@ -329,7 +329,11 @@ func (d *daemon) serve(sigs <-chan os.Signal) int {
 	followDone := make(chan struct{})
 	if d.mdns != nil {
 		go func() { mdnsDone <- d.mdns.Run(ctx) }()
-		go func() { nodeinfo.Follow(ctx, d.mdns, d.minfo, d.logf); close(followDone) }()
+		changed, err := nodeinfo.Changes(ctx, d.node)
+		if err != nil { // then every nodeinfo.Recheck only
+			d.logf("mdns: following the node's events: %v", err)
+		}
+		go func() { nodeinfo.Follow(ctx, d.mdns, d.minfo, changed, d.logf); close(followDone) }()
 	} else {
 		close(followDone)
 	}

@@ -223,6 +223,27 @@ func waitLine(t *testing.T, lines <-chan string, prefix, instance string, timeou
 	}
 }
 
+// waitAll waits for a line of lines that starts with prefix for each
+// of instances, in any order.
+func waitAll(t *testing.T, lines <-chan string, prefix string, instances []string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.After(timeout)
+	left := slices.Clone(instances)
+	for len(left) > 0 {
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("avahi-browse ended before a %q line of each of %v", prefix, left)
+			}
+			if f := strings.Split(l, ";"); strings.HasPrefix(l, prefix) && len(f) > 3 {
+				left = slices.DeleteFunc(left, func(s string) bool { return s == f[3] })
+			}
+		case <-deadline:
+			t.Fatalf("no %q line of %v from avahi-browse within %v", prefix, left, timeout)
+		}
+	}
+}
+
 // waitClaimed waits until vm's kernel log says it claimed a name and
 // returns that name.
 func waitClaimed(t *testing.T, vm *VM) string {
@@ -324,9 +345,7 @@ func TestMDNS(t *testing.T) {
 
 	t.Run("leave-join", func(t *testing.T) {
 		lines := avahi.watch(t, "_fornax._udp")
-		for i := range lan.VMs {
-			waitLine(t, lines, "+;", Name(i+1), 10*time.Second)
-		}
+		waitAll(t, lines, "+;", []string{Name(1), Name(2), Name(3)}, 10*time.Second)
 		t0 := time.Now()
 		command(t, lan.VMs[2], "echo leave > /cluster/ctl")
 		at := waitLine(t, lines, "-;", Name(3), 10*time.Second)

@@ -38,8 +38,12 @@ func startLANOpts(t *testing.T, kernel string, count int, opts Options) *LAN {
 		if err := lan.Stop(); err != nil {
 			t.Error(err)
 		}
-		if out, _ := exec.Command("ip", "netns", "list").Output(); strings.Contains(string(out), Namespace) {
-			t.Errorf("namespace %s left behind", Namespace)
+		out, _ := exec.Command("ip", "netns", "list").Output()
+		for _, l := range strings.Split(string(out), "\n") {
+			// "fornax (id: 0)"; other tests' namespaces may share the prefix.
+			if f := strings.Fields(l); len(f) > 0 && f[0] == Namespace {
+				t.Errorf("namespace %s left behind", Namespace)
+			}
 		}
 	})
 	return lan

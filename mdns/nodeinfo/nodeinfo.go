@@ -14,10 +14,11 @@ import (
 	"fornax/mdns"
 )
 
-// Poll is how often Follow looks at the node's name, membership and
-// auth mode, so that a rename, leave or join through ctl reaches mDNS
-// within it.
-const Poll = 250 * time.Millisecond
+// Recheck is how often Follow looks at the node when no event of its
+// own came: the auth mode changes without an event (a key given through
+// ctl). A rename, leave or join is an event (§8.4 of docs/protocol.md)
+// and reaches mDNS at once, with no timer waking an idle node.
+const Recheck = 5 * time.Second
 
 // Ports are the node's TCP services to publish beside its gossip; 0 is
 // not served.
@@ -58,10 +59,51 @@ func fromCtl(ctl, id, name string, addr netip.Addr, profile string, ports Ports)
 	return info, joined
 }
 
-// Follow hands the node's state, info(), to the responder every Poll
-// until ctx is done; a Set that fails is logged once until one works.
-func Follow(ctx context.Context, s *mdns.Server, info func() (mdns.Info, bool), logf func(string, ...any)) {
-	t := time.NewTicker(Poll)
+// Changes returns a channel that gets a value soon after each event of
+// node's own id in /cluster/events (joined, left, renamed), or after
+// events were lost, until ctx is done.
+func Changes(ctx context.Context, node *cluster.Node) (<-chan struct{}, error) {
+	read, closeEvents, err := node.Tree().OpenStream("events")
+	if err != nil {
+		return nil, err
+	}
+	c := make(chan struct{}, 1)
+	go func() {
+		defer closeEvents()
+		buf := make([]byte, 4096)
+		for {
+			n, err := read(ctx, buf)
+			if err != nil {
+				return
+			}
+			if ownEvent(string(buf[:n]), node.ID()) {
+				select {
+				case c <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	return c, nil
+}
+
+// ownEvent reports whether lines of /cluster/events hold one of id's or
+// say that events were lost.
+func ownEvent(lines, id string) bool {
+	for l := range strings.Lines(lines) {
+		f := strings.Fields(l)
+		if len(f) >= 2 && (f[1] == id || f[0] == "lost") {
+			return true
+		}
+	}
+	return false
+}
+
+// Follow hands the node's state, info(), to the responder at once, then
+// at each value of changed and every Recheck, until ctx is done; a Set
+// that fails is logged once until one works.
+func Follow(ctx context.Context, s *mdns.Server, info func() (mdns.Info, bool), changed <-chan struct{}, logf func(string, ...any)) {
+	t := time.NewTicker(Recheck)
 	defer t.Stop()
 	var failed bool
 	for {
@@ -74,6 +116,7 @@ func Follow(ctx context.Context, s *mdns.Server, info func() (mdns.Info, bool), 
 		select {
 		case <-ctx.Done():
 			return
+		case <-changed:
 		case <-t.C:
 		}
 	}

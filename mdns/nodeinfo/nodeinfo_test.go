@@ -60,3 +60,24 @@ func withTXT(s mdns.Service, txt []string) mdns.Service {
 	s.TXT = txt
 	return s
 }
+
+// TestOwnEvent: Follow wakes for the node's own events and lost ones,
+// not for its peers'.
+func TestOwnEvent(t *testing.T) {
+	for _, tc := range []struct {
+		lines string
+		want  bool
+	}{
+		{"12.345 0a1b2c3d left\n", true},
+		{"12.345 0a1b2c3d renamed db-1\n", true},
+		{"12.345 99999999 renamed db-1\n", false},
+		{"12.345 99999999 suspect\n12.400 0a1b2c3d joined n 10.0.0.2\n", true},
+		{"lost 3 events\n", true},
+		{"", false},
+		{"garbage\n", false},
+	} {
+		if got := ownEvent(tc.lines, "0a1b2c3d"); got != tc.want {
+			t.Errorf("ownEvent(%q) = %v, want %v", tc.lines, got, tc.want)
+		}
+	}
+}
