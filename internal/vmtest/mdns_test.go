@@ -393,6 +393,14 @@ func TestMDNS(t *testing.T) {
 		if lost != 1 {
 			t.Errorf("%d VMs list a conflict in /mdns/conflicts, want 1", lost)
 		}
+		// The cluster reports the clash of two of its own too: two ids
+		// going by one name (protocol §8).
+		for i, vm := range twins {
+			_, c := poll(t, vm, "cat /cluster/conflicts", 10*time.Second, 200*time.Millisecond, contains("twin "))
+			if f := strings.Fields(c); len(f) != 3 || f[0] != "twin" {
+				t.Errorf("%s: /cluster/conflicts %q, want twin and two ids", twinAddr(i), c)
+			}
+		}
 		for _, h := range hosts {
 			a, err := avahi.resolve(h)
 			if err != nil || (a != twinAddr(0) && a != twinAddr(1)) {
