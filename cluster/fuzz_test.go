@@ -15,6 +15,10 @@ func FuzzHandle(f *testing.F) {
 	m.Sign(testKey, uint64(t0.UnixMilli()), uint64(t0.UnixMilli())+3000)
 	p := Message{Kind: Probe, ID: "00000002", To: "00000001"}
 	p.Sign(testKey, uint64(t0.UnixMilli()), uint64(t0.UnixMilli())+4000)
+	hb := Message{Kind: Heartbeat, ID: "00000003", Load: 1}
+	hb.Sign(testKey, uint64(t0.UnixMilli()), uint64(t0.UnixMilli())+4000)
+	relay := Message{Kind: Relay, ID: "00000002", Relayed: &hb}
+	relay.Sign(testKey, uint64(t0.UnixMilli()), uint64(t0.UnixMilli())+4500)
 	for _, s := range []string{
 		string(m.Append(nil)),
 		string(p.Append(nil)),
@@ -23,6 +27,10 @@ func FuzzHandle(f *testing.F) {
 		"ANNOUNCE 00000009 10.0.0.9 x 1 1 1 0\n",
 		"LEAVE 00000002\n",
 		"HEARTBEAT 00000002 0.25 1 0",
+		"ASK 00000002 00000003\n",
+		"ASK 00000002 00000001\n",
+		"RELAY 00000002 HEARTBEAT 00000003 0.25 1 0\n",
+		string(relay.Append(nil)),
 	} {
 		f.Add(byte(9), []byte(s))
 		f.Add(byte(2), []byte(s))
@@ -43,7 +51,8 @@ func FuzzHandle(f *testing.F) {
 		}
 		if k.stat("accepted") > acc {
 			m, err := Parse(b)
-			if err != nil || !m.Keyed() || !m.Verify(testKey) {
+			if err != nil || !m.Keyed() || !m.Verify(testKey) ||
+				m.Kind == Relay && !m.Relayed.Verify(testKey) {
 				t.Fatalf("keyed node accepted %q", b)
 			}
 		}
