@@ -130,12 +130,13 @@ func guestSize(t *testing.T, g *Linux, file string) int {
 
 // catLoop runs reads cats of file in the guest, each by its own
 // process with a kernel-log mark before it, and returns the sorted
-// intervals. A cat that fails or reads other than size bytes fails the
+// intervals. Each cat appends to a file whose size is checked at the
+// end (reads × size), and a cat that fails is counted: either fails the
 // test.
 func catLoop(t *testing.T, g *Linux, kind, file string, reads, size int) []time.Duration {
-	out := guestCommand(t, g, fmt.Sprintf("i=0; f=0; while [ $i -lt %d ]; do echo fxlat %s > /dev/kmsg; n=$(cat %s | wc -c) && [ $n = %d ] || f=$((f+1)); i=$((i+1)); done; echo fxlat %s > /dev/kmsg; echo failed=$f",
-		reads, kind, file, size, kind), 2*time.Minute)
-	if !regexp.MustCompile(`(?m)^failed=0\r?$`).MatchString(out) {
+	out := guestCommand(t, g, fmt.Sprintf("rm -f /tmp/acc; i=0; f=0; while [ $i -lt %d ]; do echo fxlat %s > /dev/kmsg; cat %s >> /tmp/acc || f=$((f+1)); i=$((i+1)); done; echo fxlat %s > /dev/kmsg; echo failed=$f bytes=$(wc -c < /tmp/acc)",
+		reads, kind, file, kind), 2*time.Minute)
+	if !regexp.MustCompile(fmt.Sprintf(`(?m)^failed=0 bytes=%d\r?$`, reads*size)).MatchString(out) {
 		t.Fatalf("%d cats of %s (%d bytes each): %q", reads, file, size, lastLine(out, 1))
 	}
 	d := intervals(kmsgMarks(t, g)[kind])
