@@ -24,20 +24,25 @@ KERNEL_CL   := build/fornax-cluster.elf
 VMENV       := FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL)
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago bench bench-net bench-net-soak bench-sim bench-vms bench-memberlist help kernel kernel-cluster fornaxd qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago chaos bench bench-net bench-net-soak bench-sim bench-vms bench-memberlist help kernel kernel-cluster fornaxd qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets, then the benchmarks' knobs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
 	@echo; echo "knobs of the benchmarks (make bench-net BENCH_APPEND=offload=off):"
 	@sed -n 's/^#- /  /p' $(MAKEFILE_LIST)
 
+# The kernels build with one file of Go's standard library replaced, so
+# that a 32 MiB buffer only FIPS mode uses is not in the image
+# (scripts/drbg-overlay says why).
+OVERLAY      = $$(scripts/drbg-overlay "$$($(TAMAGO_ENV) $(TAMAGO) env GOROOT)" build/overlay)
+
 kernel: tamago ## build build/fornax.elf (no cluster code)
 	@mkdir -p build
-	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS) -ldflags "$(LDFLAGS)" -o $(KERNEL) ./kernel
+	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS) -overlay $(OVERLAY) -ldflags "$(LDFLAGS)" -o $(KERNEL) ./kernel
 
 kernel-cluster: tamago ## build build/fornax-cluster.elf (-tags cluster)
 	@mkdir -p build
-	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS),cluster -ldflags "$(LDFLAGS)" -o $(KERNEL_CL) ./kernel
+	$(TAMAGO_ENV) $(TAMAGO) build $(BUILDFLAGS),cluster -overlay $(OVERLAY) -ldflags "$(LDFLAGS)" -o $(KERNEL_CL) ./kernel
 
 fornaxd: ## build build/fornaxd, a cluster node as a Linux daemon (docs/guide.md, fornaxd)
 	@mkdir -p build
@@ -105,7 +110,7 @@ check: ## fast checks: gofmt, go vet (host, and GOOS=tamago when its compiler is
 deps: ## install QEMU, network tools, git, gcc (for -race), prometheus and chromium (face tests), avahi and nss-mdns (mDNS tests), diod (Linux's 9P server, beside Fornax's in TestLinux9PRead) with apt-get (Debian, as root), if missing
 	@missing=""; \
 	for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 socat:socat ping:iputils-ping nc:netcat-openbsd \
-		git:git gcc:gcc,libc6-dev promtool:prometheus chromium:chromium avahi-daemon:avahi-daemon,avahi-utils,libnss-mdns diod:diod; do \
+		git:git gcc:gcc,libc6-dev promtool:prometheus chromium:chromium avahi-daemon:avahi-daemon,avahi-utils,libnss-mdns diod:diod nft:nftables; do \
 		p=$${c#*:}; command -v $${c%%:*} >/dev/null 2>&1 || missing="$$missing $${p//,/ }"; \
 	done; \
 	if [ -n "$$missing" ]; then \
@@ -133,6 +138,7 @@ clean: ## remove build outputs
 #- SOAK          bench-net-soak: how long TCP runs into discard (default 10m)
 #- SIM_ARGS      bench-sim: -sim.n=, -sim.lossfor=, -sim.loss= of the simulated LAN (docs/scale.md)
 #- VMS, VMS_MEM  bench-vms: how many VMs (default 64), and -m of each (default 64M)
+#- CHAOS_PROFILES chaos: the profiles to run, in turn (default fast,default)
 #- BENCH_ARGS    bench-memberlist: its flags, e.g. BENCH_ARGS='-n 16,64' (go run ./vsmemberlist -h)
 BENCH_APPEND ?=
 SOAK         ?= 10m
@@ -140,6 +146,7 @@ SIM_ARGS     ?=
 VMS          ?= 64
 VMS_MEM      ?= 64M
 BENCH_ARGS   ?=
+CHAOS_PROFILES ?= fast,default
 
 bench: kernel kernel-cluster check-qemu ## measure boot time, TCP throughput, idle CPU, discovery time, round trips into a VM (ping, TCP echo, 9P) and their QEMU CPU
 	$(VMENV) $(GO) test -run '^$$' -bench 'Boot|Discard|Idle|Discovery|RTT' -benchtime 3x -timeout 30m ./internal/vmtest/
@@ -161,6 +168,10 @@ bench-sim: ## 1000 simulated nodes: join storm, steady state, 10 % loss, partiti
 bench-vms: kernel-cluster check-qemu ## boot VMS=64 cluster VMs on one bridge, -m VMS_MEM=64M each: convergence, idle CPU, memory, 8 crashed and rebooted
 	$(VMENV) FORNAX_BENCH_VMS=$(VMS) FORNAX_BENCH_VMS_MEM=$(VMS_MEM) \
 		flock /tmp/fornax-vm.lock $(GO) test -run '^$$' -bench '^BenchmarkVMs$$' -benchtime 1x -timeout 20m ./internal/vmtest/
+
+chaos: kernel-cluster check-qemu ## 16 keyed VMs under 10 % loss, a partition, its heal and 3 crashes, per profile (CHAOS_PROFILES; about 12 min; docs/bench.md)
+	$(VMENV) FORNAX_CHAOS=1 FORNAX_CHAOS_PROFILES=$(CHAOS_PROFILES) \
+		flock /tmp/fornax-vm.lock $(GO) test -count=1 -run '^TestChaos$$' -timeout 40m -v ./internal/vmtest/
 
 # One process, inside a network namespace it makes and removes (root):
 # memberlist, then Fornax's default and fast profiles, N at a time. The
