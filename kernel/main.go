@@ -64,6 +64,12 @@ func (s *system) handle(gsi int, h func()) {
 }
 
 func main() {
+	// The boot's stages, for the kernel log (docs/guide.md, "Boot").
+	var stages []sys.Stage
+	for _, st := range board.BootStages() {
+		stages = append(stages, sys.Stage{Name: st.Name, At: st.At})
+	}
+	stages = append(stages, sys.Stage{Name: "runtime", At: board.Uptime()})
 	con := board.Serial
 	cmdline := board.CmdLine()
 	cfg, warnings := bootcfg.Parse(cmdline)
@@ -111,16 +117,20 @@ func main() {
 	}})
 
 	slices.SortFunc(services, func(a, b service) int { return a.rank - b.rank })
+	stages = append(stages, sys.Stage{Name: "files", At: board.Uptime()})
 	for _, svc := range services {
 		if err := svc.start(s); err != nil {
 			fmt.Fprintf(con, "%s: %v\n", svc.name, err)
 		}
+		stages = append(stages, sys.Stage{Name: svc.name, At: board.Uptime()})
 	}
 
 	// Handlers are all registered above; irqs is read-only from here.
 	go board.ServiceInterrupts(s.irqs)
 
-	fmt.Fprintf(con, "fornax %s ready in %d ms\n", version, board.Uptime().Milliseconds())
+	ready := board.Uptime()
+	kern.Logf("%s", sys.BootLine(append(stages, sys.Stage{Name: "interrupts", At: ready})))
+	fmt.Fprintf(con, "fornax %s ready in %d ms\n", version, ready.Milliseconds())
 	s.shell.Run(con, con)
 	s.halt()
 }

@@ -62,6 +62,7 @@ var (
 // Init runs early in runtime setup (goos.Hwinit1, see tamago_internals.go):
 // no heap allocation here.
 func Init() {
+	initTSC = AMD64.Counter()
 	AMD64.Init()
 	IOAPIC0.Init()
 	IOAPIC1.Init()
@@ -70,7 +71,9 @@ func Init() {
 
 	lapicEnable()
 
+	calibrateTSC = AMD64.Counter()
 	hz, lhz := calibrate()
+	calibratedTSC = AMD64.Counter()
 	lapicHz = lhz
 	if f := AMD64.Features(); f.KVM && f.KVMClockMSR > 0 && AMD64.Freq() > 1 {
 		// KVM reports the TSC rate and kvmclock corrects it (see init).
@@ -122,6 +125,25 @@ func setWallClock() {
 // from zero at reset on QEMU, TCG and KVM alike.
 func Uptime() time.Duration {
 	return time.Duration(float64(AMD64.Counter()) * AMD64.TimerMultiplier)
+}
+
+// TSC counts at the board's boot stages (Init runs before the heap
+// exists: it stores counts, BootStages turns them into times).
+var initTSC, calibrateTSC, calibratedTSC uint64
+
+// A Stage is a boot stage and the uptime when it ended.
+type Stage struct {
+	Name string
+	At   time.Duration
+}
+
+// BootStages returns the board's stages: "firmware" (QEMU's reset to
+// the board's Init, the runtime's start included), "devices" (CPU,
+// interrupt controllers, UART) and "clock" (the TSC and LAPIC timer
+// calibrated against the PIT, pit.go).
+func BootStages() []Stage {
+	at := func(c uint64) time.Duration { return time.Duration(float64(c) * AMD64.TimerMultiplier) }
+	return []Stage{{"firmware", at(initTSC)}, {"devices", at(calibrateTSC)}, {"clock", at(calibratedTSC)}}
 }
 
 // ClockInfo describes the time source: its kind, the TSC and LAPIC timer
