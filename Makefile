@@ -33,8 +33,9 @@ help: ## list the targets, then the benchmarks' knobs
 
 # The kernels build with one file of Go's standard library replaced, so
 # that a 32 MiB buffer only FIPS mode uses is not in the image
-# (scripts/drbg-overlay says why).
-OVERLAY      = $$(scripts/drbg-overlay "$$($(TAMAGO_ENV) $(TAMAGO) env GOROOT)" build/overlay)
+# (scripts/drbg-overlay says why). Its directory starts with _ so that
+# ./... leaves the copied file out (it imports a std internal package).
+OVERLAY      = $$(scripts/drbg-overlay "$$($(TAMAGO_ENV) $(TAMAGO) env GOROOT)" build/_overlay)
 
 kernel: tamago ## build build/fornax.elf (no cluster code)
 	@mkdir -p build
