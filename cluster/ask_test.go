@@ -63,8 +63,13 @@ func TestProberAsks(t *testing.T) {
 	if !slices.Equal(picked, []string{"3/02", "3/02", "3/02", "3/02", "3/02", "3/02"}) {
 		t.Errorf("pick called as %q", picked)
 	}
-	if !pr.vouches(p.ID, "00000004") || pr.vouches(p.ID, "00000009") || pr.vouches("00000003", "00000004") {
+	vouches := func(target, helper string) bool { _, ok := pr.vouches(target, helper); return ok }
+	if !vouches(p.ID, "00000004") || vouches(p.ID, "00000009") || vouches("00000003", "00000004") {
 		t.Error("vouches: want true for a helper asked about a probed peer only")
+	}
+	// A RELAY of 03 dates the peer by when 03 was last asked: at 6 s.
+	if at, _ := pr.vouches(p.ID, "00000003"); !at.Equal(t0.Add(6 * s)) {
+		t.Errorf("03 last asked at %v, want 6s", at.Sub(t0))
 	}
 	// Heard since its spell began: probed no more, and no RELAY counts.
 	p.LastHeard = t0.Add(6500 * ms)
@@ -72,7 +77,7 @@ func TestProberAsks(t *testing.T) {
 	if due, asks, _ := pr.probes(t0.Add(7*s), 0, ps.get, pick); len(due)+len(asks) != 0 || pr.probed(p.ID) {
 		t.Errorf("after it was heard: probed %q, %d ASKs", ids(due), len(asks))
 	}
-	if pr.vouches(p.ID, "00000004") {
+	if vouches(p.ID, "00000004") {
 		t.Error("a RELAY counts after the spell ended")
 	}
 	// A dead peer is probed no more either.

@@ -120,7 +120,7 @@ func (n *Node) signs() bool {
 // and sent recently by our clock.
 func (n *Node) checkRelayLocked(m Message, now time.Time) error {
 	r := *m.Relayed
-	if !n.probe.vouches(r.ID, m.ID) {
+	if _, ok := n.probe.vouches(r.ID, m.ID); !ok {
 		return dropf(ReasonUnasked, "RELAY from %s of a HEARTBEAT of %s, which we did not ask it about", m.ID, r.ID)
 	}
 	if err := n.checkSignedLocked(r, now); err != nil {
@@ -141,7 +141,8 @@ func (n *Node) checkRelayLocked(m Message, now time.Time) error {
 // checkRelayLocked, now that m itself is accepted (docs/protocol.md
 // §4.5).
 func (n *Node) vouchLocked(m Message, now time.Time) {
-	ev := n.tab.vouch(*m.Relayed, now)
+	at, _ := n.probe.vouches(m.Relayed.ID, m.ID)
+	ev := n.tab.vouch(*m.Relayed, at)
 	n.logEventLocked(ev, now)
 	n.probe.forget(ev.peer.ID)
 }

@@ -71,7 +71,13 @@ type prober struct {
 // or dead.
 type spell struct {
 	since   time.Time
-	helpers []string // asked to probe it in this spell
+	helpers []asked // asked to probe it in this spell
+}
+
+// asked is a helper asked about a peer, and when last.
+type asked struct {
+	id string
+	at time.Time
 }
 
 // period is the time between two probes of a peer.
@@ -162,9 +168,12 @@ func (pr *prober) probes(now time.Time, peers int, get func(id string) (Peer, bo
 				break
 			}
 			asks = append(asks, ask{h, p.ID})
-			if !slices.Contains(sp.helpers, h.ID) {
-				sp.helpers = append(sp.helpers, h.ID)
+			i := slices.IndexFunc(sp.helpers, func(a asked) bool { return a.id == h.ID })
+			if i < 0 {
+				sp.helpers = append(sp.helpers, asked{id: h.ID})
+				i = len(sp.helpers) - 1
 			}
+			sp.helpers[i].at = now
 		}
 	}
 	return due, asks, held
@@ -172,9 +181,20 @@ func (pr *prober) probes(now time.Time, peers int, get func(id string) (Peer, bo
 
 // vouches reports whether a RELAY of helper about target is one we
 // asked for: target is being probed and helper was asked in this spell.
-func (pr *prober) vouches(target, helper string) bool {
+// If so, at is when we last asked it: the HEARTBEAT it relays was sent
+// about then or later, so the target counts as heard at at, not when
+// the RELAY arrives, and a relay's delay never delays a death
+// (docs/protocol.md §4.5).
+func (pr *prober) vouches(target, helper string) (at time.Time, ok bool) {
 	sp := pr.spells[target]
-	return sp != nil && slices.Contains(sp.helpers, helper)
+	if sp == nil {
+		return time.Time{}, false
+	}
+	i := slices.IndexFunc(sp.helpers, func(a asked) bool { return a.id == helper })
+	if i < 0 {
+		return time.Time{}, false
+	}
+	return sp.helpers[i].at, true
 }
 
 // answer takes a valid PROBE from p, which the table has just accepted

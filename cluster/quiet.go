@@ -61,13 +61,13 @@ func (t *table) vouchable(r Message, now time.Time) error {
 	return nil
 }
 
-// vouch applies r, which vouchable accepted: like r received from its
-// sender, it refreshes the peer's age and figures, but never its
-// address.
-func (t *table) vouch(r Message, now time.Time) event {
+// vouch applies r, which vouchable accepted, as heard at at (when we
+// asked the helper; never after now): like r received from its sender,
+// it refreshes the peer's age and figures, but never its address.
+func (t *table) vouch(r Message, at time.Time) event {
 	p := t.peers[r.ID]
 	if r.Keyed() {
-		t.seen.put(r.ID, r.Inc, r.Seq, p.Addr, now)
+		t.seen.put(r.ID, r.Inc, r.Seq, p.Addr, at)
 	}
 	ev := event{kind: evUpdated, oldName: p.Name, oldAddr: p.Addr}
 	if p.Status != Online {
@@ -75,7 +75,10 @@ func (t *table) vouch(r Message, now time.Time) event {
 	}
 	p.MemFree, p.Containers, p.Load, p.HasLoad = r.MemFree, r.Containers, r.Load, true
 	p.Keyed = r.Keyed()
-	t.heard(p, now)
+	if at.Before(p.LastHeard) {
+		at = p.LastHeard // we ask only peers quiet since: not expected
+	}
+	t.heard(p, at)
 	ev.peer = p.copy()
 	return ev
 }
