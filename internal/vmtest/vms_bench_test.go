@@ -230,7 +230,7 @@ type viewer struct {
 	fsys *client.Fsys
 }
 
-func dialView(b *testing.B, i int) *viewer {
+func dialView(b testing.TB, i int) *viewer {
 	var c net.Conn
 	err := InNetns(Namespace, func() error {
 		var err error
@@ -251,7 +251,7 @@ func dialView(b *testing.B, i int) *viewer {
 	return &viewer{i: i, conn: c, fsys: fsys}
 }
 
-func dialViews(b *testing.B, vms []int) []*viewer {
+func dialViews(b testing.TB, vms []int) []*viewer {
 	vs := make([]*viewer, len(vms))
 	for j, i := range vms {
 		vs[j] = dialView(b, i)
