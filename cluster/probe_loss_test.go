@@ -177,7 +177,7 @@ func (r lossResult) log(t *testing.T) {
 
 func TestProbeLoss(t *testing.T) {
 	// 200 nodes, 10 % loss, 10 simulated minutes, default profile: with
-	// probes there must be no false dead. Expected without: P(6 losses
+	// probes there must be no false dead and no false suspect. Expected without: P(6 losses
 	// in a row) = 1e-6 per pair and interval, 200×199×120 pair-intervals,
 	// so about 4 false deads (0.9 × 4.8). The run takes about 20 s; with
 	// -short or -race, 50 nodes (BenchmarkProbeLoss has more).
@@ -191,13 +191,18 @@ func TestProbeLoss(t *testing.T) {
 		if probes && r.deads != 0 {
 			t.Errorf("%d false deads with probes", r.deads)
 		}
+		// A quiet peer is probed before it is suspect (§4.5): a false
+		// suspect takes about 7e-13 per pair and interval at 10 % loss.
+		if probes && r.suspects != 0 {
+			t.Errorf("%d false suspects with probes", r.suspects)
+		}
 	}
 	// The fast profile, 20 nodes: one interval is 1 s, so 10 minutes
 	// are 600 intervals.
 	r := lossRun(t, 20, "fast", 10*time.Minute, 10, true, 1)
 	r.log(t)
-	if r.deads != 0 {
-		t.Errorf("%d false deads with probes", r.deads)
+	if r.deads != 0 || r.suspects != 0 {
+		t.Errorf("%d false suspects, %d false deads with probes", r.suspects, r.deads)
 	}
 }
 
