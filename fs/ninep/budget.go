@@ -8,16 +8,17 @@ import (
 	"time"
 )
 
-// The request budget: among n connections that are using the server
-// (a request ended within the last budgetBurst), each may keep it busy
-// for at most 1/n of the time on average, after a burst of budgetBurst,
-// so that one client looping on requests cannot take the CPU from the
-// others (docs/guide.md "9P"). The share is work-conserving: a client
-// alone is never held back (a Linux `cat` is 18 requests in a row, and
-// a fixed share made each wait 16 times its cost). A request's cost is
-// the time handle takes, its reply included: wall time, which on a busy
-// machine also counts the time a request waited, so the budget is
-// stricter when the CPU is scarce.
+// The request budget: a connection alone may keep the server busy all
+// the time; among n > 1 connections that are using it (a request ended
+// within the last budgetBurst), each may keep it busy 1/(2n) of the time
+// on average, after a burst of budgetBurst: together they get half, and
+// the node keeps the other half for its own work (accepting gossip)
+// whoever asks (docs/guide.md "9P"). A client alone is never held back
+// (a Linux `cat` is 18 requests in a row, and a fixed 1/16 made each
+// wait 16 times its cost). A request's cost is the time handle takes,
+// its reply included: wall time, which on a busy machine also counts the
+// time a request waited, so the budget is stricter when the CPU is
+// scarce.
 const budgetBurst = 50 * time.Millisecond
 
 // testNoBudget, set by benchmarks that measure what requests cost,
@@ -47,6 +48,15 @@ func (b *budget) charge(now time.Time, cost time.Duration, share int) time.Durat
 		return 0
 	}
 	return max(0, b.debt-budgetBurst) * time.Duration(share)
+}
+
+// shareOf is the budget's share for a connection among n users: all the
+// time alone, 1/(2n) among several.
+func shareOf(n int) int {
+	if n <= 1 {
+		return 1
+	}
+	return 2 * n
 }
 
 // users counts the connections using a server: those whose last request

@@ -45,7 +45,7 @@ func (c *conn) handle(f *Fcall) error {
 	defer func() {
 		// Over its budget, the connection waits before its next request.
 		now := time.Now()
-		if wait := c.budget.charge(now, now.Sub(start), c.s.users.used(c, now)); wait > 0 {
+		if wait := c.budget.charge(now, now.Sub(start), shareOf(c.s.users.used(c, now))); wait > 0 {
 			t := time.NewTimer(wait)
 			defer t.Stop()
 			select {

@@ -410,6 +410,15 @@ func TestBudget(t *testing.T) {
 	}
 }
 
+// TestShareOf: alone, all the time; among n, 1/(2n) each, half in all.
+func TestShareOf(t *testing.T) {
+	for n, want := range map[int]int{0: 1, 1: 1, 2: 4, 17: 34} {
+		if got := shareOf(n); got != want {
+			t.Errorf("shareOf(%d) = %d, want %d", n, got, want)
+		}
+	}
+}
+
 // TestUsers: the share counts the connections whose last request ended
 // within budgetBurst.
 func TestUsers(t *testing.T) {
