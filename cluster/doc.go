@@ -22,7 +22,9 @@
 //     New and Run, an I/O shell around small pure parts that, like the
 //     table, decide with the time passed in: the send schedule
 //     (schedule.go), fast-join answers and refutations (replier.go),
-//     probes of suspect peers and their budgets (prober.go) (§4), and the
+//     probes of quiet peers, direct and through helpers (ASK, RELAY),
+//     and their budgets (prober.go, prober_ask.go, quiet.go, probe.go)
+//     (§4.5), and the
 //     numbers of signed messages (sequencer.go, §9.1); validation of what
 //     arrives (§6), the statistics and the log within its budgets (§8.2,
 //     §8.3; limit.go), the registry of running containers (Containers,

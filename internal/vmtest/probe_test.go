@@ -19,10 +19,12 @@ func bcastFlood(t *testing.T, tap, onOff string) {
 
 // TestClusterProbe: every broadcast toward fornax-01, fornax-02's
 // included, is lost for 20 s (the bridge floods no broadcast to its tap;
-// unicast passes), in the fast profile, where 6 s of silence make a peer dead. fornax-01
-// finds fornax-02 suspect every 3 s, probes it, and its unicast
-// HEARTBEAT brings it back online: it is never dead (docs/protocol.md
-// §4.5). Without probes it would be dead 6 s into the loss.
+// unicast passes), in the fast profile, where 3 s of silence make a peer
+// suspect and 6 s dead. fornax-01 finds fornax-02 quiet 2.1 s after the
+// last message it heard, probes it, and the unicast HEARTBEAT that
+// answers keeps it online: it is never suspect, let alone dead
+// (docs/protocol.md §4.5, ask before you suspect). Without probes it
+// would be dead 6 s into the loss.
 func TestClusterProbe(t *testing.T) {
 	lan := startLANOpts(t, kernel(t, "FORNAX_KERNEL_CLUSTER"), 2, Options{Append: []string{"profile=fast"}})
 	ids := vmNodeIDs(t, lan)
@@ -51,7 +53,10 @@ func TestClusterProbe(t *testing.T) {
 	if seen["dead"] > 0 || strings.Contains(kmesg, ids[1]+" ("+Name(2)+") is dead") {
 		t.Errorf("fornax-02 was dead at fornax-01; kmesg:\n%s", kmesg)
 	}
-	// 20 s of loss are at least 5 suspect spells of 3 s plus a round trip.
+	if seen["suspect"] > 0 || suspects > 0 {
+		t.Errorf("fornax-02 was suspect at fornax-01 (%d polls, %d spells logged): its probes should have kept it online", seen["suspect"], suspects)
+	}
+	// 20 s of loss are at least 5 quiet spells of 2.1 s plus a round trip.
 	if probes[0] < 5 || answers[1] < 5 {
 		t.Errorf("probes %d, answers %d: want at least 5 each (was the filter in place?)", probes[0], answers[1])
 	}
