@@ -26,10 +26,16 @@ var statNames = map[string]struct{ name, help string }{
 	"refutes":            {"fornax_cluster_refutes_total", "Refutations of claims of our own id (protocol §5)."},
 	"log_held":           {"fornax_cluster_log_lines_held_total", "Log lines held back by the log rate limit."},
 	"events_lost":        {"fornax_cluster_events_lost_total", "Event lines readers of /cluster/events lost, all readers together."},
-	"probes":             {"fornax_cluster_probes_sent_total", "Probes sent to suspect peers (protocol §4.5)."},
+	"probes":             {"fornax_cluster_probes_sent_total", "Probes sent to quiet peers (protocol §4.5)."},
 	"probes_held":        {"fornax_cluster_probes_held_total", "Probes held back by the probe budget."},
 	"probe_answers":      {"fornax_cluster_probe_answers_total", "Probes answered."},
 	"probe_answers_held": {"fornax_cluster_probe_answers_held_total", "Probes left unanswered by the answer budgets."},
+	"asks":               {"fornax_cluster_asks_sent_total", "ASKs sent: helpers asked to probe a quiet peer (protocol §4.5)."},
+	"asks_held":          {"fornax_cluster_asks_held_total", "Valid ASKs not acted on: over a budget."},
+	"asks_refused":       {"fornax_cluster_asks_refused_total", "Valid ASKs not acted on: about a peer not listed live."},
+	"ask_probes":         {"fornax_cluster_ask_probes_total", "Probes sent for others' ASKs."},
+	"relays":             {"fornax_cluster_relays_sent_total", "RELAYs sent: a probed peer's HEARTBEAT forwarded to the asker."},
+	"relays_refused":     {"fornax_cluster_relays_refused_total", "RELAYs dropped for what they carry."},
 }
 
 // ClusterCollector reports node's figures: the counters of

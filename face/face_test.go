@@ -381,3 +381,24 @@ func BenchmarkRender(b *testing.B) {
 		})
 	}
 }
+
+// TestStatNamesCoverStats: every line of a node's /cluster/stats is a
+// family (dropped_, accepted_, sent_), left out, or has its own metric
+// name and help in statNames, so that no counter gets the generic text.
+func TestStatNamesCoverStats(t *testing.T) {
+	node, _, _ := testNode(t, 0)
+	b, err := node.Tree().ReadFile("stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range keyValues(b) {
+		switch {
+		case name == "dropped" || name == "peers",
+			strings.HasPrefix(name, "dropped_"), strings.HasPrefix(name, "accepted_"), strings.HasPrefix(name, "sent_"):
+		default:
+			if _, ok := statNames[name]; !ok {
+				t.Errorf("stats line %q has no entry in statNames", name)
+			}
+		}
+	}
+}
