@@ -108,7 +108,7 @@ check: ## fast checks: gofmt, go vet (host, and GOOS=tamago when its compiler is
 	fi
 
 # The one list of apt packages (.ci/run uses this target): command:packages.
-deps: ## install QEMU, network tools, git, gcc (for -race), prometheus and chromium (face tests), avahi and nss-mdns (mDNS tests), diod (Linux's 9P server, beside Fornax's in TestLinux9PRead) with apt-get (Debian, as root), if missing
+deps: ## install QEMU, network tools, git, gcc (for -race), prometheus and chromium (face tests), avahi and nss-mdns (mDNS tests), diod (Linux's 9P server, beside Fornax's in TestLinux9PRead), nftables (make chaos) with apt-get (Debian, as root), if missing
 	@missing=""; \
 	for c in qemu-system-x86_64:qemu-system-x86 ip:iproute2 socat:socat ping:iputils-ping nc:netcat-openbsd \
 		git:git gcc:gcc,libc6-dev promtool:prometheus chromium:chromium avahi-daemon:avahi-daemon,avahi-utils,libnss-mdns diod:diod nft:nftables; do \
@@ -170,7 +170,7 @@ bench-vms: kernel-cluster check-qemu ## boot VMS=64 cluster VMs on one bridge, -
 	$(VMENV) FORNAX_BENCH_VMS=$(VMS) FORNAX_BENCH_VMS_MEM=$(VMS_MEM) \
 		flock /tmp/fornax-vm.lock $(GO) test -run '^$$' -bench '^BenchmarkVMs$$' -benchtime 1x -timeout 20m ./internal/vmtest/
 
-chaos: kernel-cluster check-qemu ## 16 keyed VMs under 10 % loss, a partition, its heal and 3 crashes, per profile (CHAOS_PROFILES; about 12 min; docs/bench.md)
+chaos: kernel-cluster check-qemu ## 16 keyed VMs under 10 % loss, a partition, its heal and 3 crashes, per profile (CHAOS_PROFILES; about 8 min; docs/bench.md)
 	$(VMENV) FORNAX_CHAOS=1 FORNAX_CHAOS_PROFILES=$(CHAOS_PROFILES) \
 		flock /tmp/fornax-vm.lock $(GO) test -count=1 -run '^TestChaos$$' -timeout 40m -v ./internal/vmtest/
 
