@@ -86,6 +86,7 @@ func main() {
 		Uptime:   board.Uptime,
 		Now:      time.Now,
 		Clock:    fmt.Sprintf("%s tsc %d Hz lapic %d Hz", kind, tsc, lapic),
+		Idle:     func() (time.Duration, uint64) { return board.IdleTime(), board.Wakes() },
 	}, cfg.Name)
 
 	// The layout follows QEMU's -m (board/qemu_amd64/layout.go). The

@@ -13,7 +13,7 @@ const (
 	uartIIR     = 0x02
 	COM1_IRQ    = 4    // ISA IRQ of COM1, IOAPIC0 pin 4
 	ConsoleIRQ  = 0x3f // its vector, the last device vector (irq.go)
-	consolePoll = 100 * time.Millisecond
+	consolePoll = time.Second
 )
 
 // Console is the serial console: Write sends to COM1, Read blocks until at

@@ -64,14 +64,19 @@ func idle(until int64) {
 	lapicWrite(lapicInitCount, 0)
 }
 
-var idleNs atomic.Int64
+var idleNs, wakes atomic.Int64
 
-// halt enables interrupts and halts, counting the time spent halted.
+// halt enables interrupts and halts, counting the time spent halted
+// and the wake-ups.
 func halt() {
 	t := nanotime()
 	stihlt()
 	idleNs.Add(nanotime() - t)
+	wakes.Add(1)
 }
 
 // IdleTime returns how long the CPU has spent halted since boot.
 func IdleTime() time.Duration { return time.Duration(idleNs.Load()) }
+
+// Wakes returns how many times the CPU has woken from a halt since boot.
+func Wakes() uint64 { return uint64(wakes.Load()) }

@@ -26,6 +26,9 @@ type Machine struct {
 	Uptime   func() time.Duration // time since reset
 	Now      func() time.Time     // wall clock
 	Clock    string               // time source, for /proc/clock
+	// Idle reports the time the CPU has spent halted and how many
+	// times it woke from a halt, for /proc/idle; nil: no such file.
+	Idle func() (halted time.Duration, wakes uint64)
 }
 
 // Kernel holds the state behind /dev and /proc.

@@ -66,6 +66,13 @@ func TestFiles(t *testing.T) {
 	if got := read(proc, "meminfo"); !strings.HasPrefix(got, "total 100663296\nused ") {
 		t.Errorf("meminfo = %q", got)
 	}
+	if _, err := proc.ReadFile("idle"); err == nil {
+		t.Error("/proc/idle without Machine.Idle")
+	}
+	k.m.Idle = func() (time.Duration, uint64) { return 5400 * time.Second, 1234 }
+	if got := read(k.Proc(), "idle"); got != "uptime 5401.500\nhalted 5400.000\nwakes 1234\n" {
+		t.Errorf("idle = %q", got)
+	}
 	k.Logf("hello %d", 1)
 	for i := 0; i < maxLog+5; i++ {
 		k.Logf("line %d\n", i)

@@ -47,6 +47,15 @@ func (k *Kernel) Proc() *ns.Dir {
 	d.File("goroutines", ns.File{Read: func() ([]byte, error) {
 		return fmt.Appendf(nil, "%d\n", runtime.NumGoroutine()), nil
 	}})
+	if k.m.Idle != nil {
+		// What an idle machine costs its host: the time halted and the
+		// wake-ups, each of which costs the host more than the work it
+		// brings (docs/guide.md, "Memory").
+		d.File("idle", ns.File{Read: func() ([]byte, error) {
+			halted, wakes := k.m.Idle()
+			return fmt.Appendf(nil, "uptime %.3f\nhalted %.3f\nwakes %d\n", k.Uptime().Seconds(), halted.Seconds(), wakes), nil
+		}})
+	}
 	return d
 }
 
