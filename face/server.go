@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"fornax/cluster"
+	"fornax/internal/ipv4"
 )
 
 // Defaults of Config.
@@ -108,7 +109,7 @@ func (s *Server) Serve(l net.Listener) error {
 		if err != nil {
 			return err
 		}
-		src := sourceOf(c.RemoteAddr())
+		src := ipv4.Source(c.RemoteAddr())
 		if !s.admit(src) {
 			s.Stats.Refused.Add(1)
 			c.Close()
@@ -145,13 +146,6 @@ func (s *Server) release(src netip.Addr) {
 		delete(s.per, src)
 	}
 	s.Stats.Conns.Add(-1)
-}
-
-func sourceOf(a net.Addr) netip.Addr {
-	if ap, err := netip.ParseAddrPort(a.String()); err == nil {
-		return ap.Addr().Unmap()
-	}
-	return netip.Addr{}
 }
 
 // serveConn answers the requests of one connection, in order, until the

@@ -1,7 +1,6 @@
 package ninep
 
 import (
-	"net"
 	"net/netip"
 	"time"
 )
@@ -83,20 +82,4 @@ func (a *admission) oldestIdle(from func(netip.Addr) bool) member {
 		}
 	}
 	return best
-}
-
-// sourceOf is the address a connection comes from; connections whose
-// address cannot be told share the zero Addr.
-func sourceOf(a net.Addr) netip.Addr {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.AddrPort().Addr().Unmap()
-	}
-	if a == nil {
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }

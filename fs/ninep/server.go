@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"fornax/fs/file"
+	"fornax/internal/ipv4"
 )
 
 // WritableFS is a served tree that tells which of its files take
@@ -132,7 +133,7 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		c := s.newConn(nc)
 		s.mu.Lock()
-		victim, ok := s.admit.admit(c, sourceOf(nc.RemoteAddr()))
+		victim, ok := s.admit.admit(c, ipv4.Source(nc.RemoteAddr()))
 		s.mu.Unlock()
 		if !ok {
 			s.Stats.Refused.Add(1)

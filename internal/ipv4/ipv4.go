@@ -4,7 +4,10 @@
 // dependencies beyond the standard library.
 package ipv4
 
-import "net/netip"
+import (
+	"net"
+	"net/netip"
+)
 
 // Broadcast returns the subnet broadcast address of p: the last address
 // of the prefix, every host bit set (10.0.2.255 for 10.0.2.15/24). For a
@@ -27,4 +30,22 @@ func Broadcast(p netip.Prefix) netip.Addr {
 // /31 (RFC 3021: both addresses are hosts) and a /32.
 func HasBroadcast(p netip.Prefix) bool {
 	return p.IsValid() && p.Addr().Is4() && p.Bits() <= 30
+}
+
+// Source is the address a connection comes from, unmapped (::ffff:a.b.c.d
+// is a.b.c.d), so that per-source limits count one host once; an
+// address that cannot be told is the zero Addr, which all such share.
+// The 9P server, the small TCP services and the HTTP face count by it.
+func Source(a net.Addr) netip.Addr {
+	if t, ok := a.(*net.TCPAddr); ok {
+		return t.AddrPort().Addr().Unmap()
+	}
+	if a == nil {
+		return netip.Addr{}
+	}
+	ap, err := netip.ParseAddrPort(a.String())
+	if err != nil {
+		return netip.Addr{}
+	}
+	return ap.Addr().Unmap()
 }

@@ -1,6 +1,7 @@
 package ipv4
 
 import (
+	"net"
 	"net/netip"
 	"testing"
 )
@@ -42,3 +43,25 @@ func TestHasBroadcast(t *testing.T) {
 		t.Error("HasBroadcast of the zero Prefix = true")
 	}
 }
+
+func TestSource(t *testing.T) {
+	for _, tc := range []struct {
+		a    net.Addr
+		want string
+	}{
+		{&net.TCPAddr{IP: net.ParseIP("10.0.0.2"), Port: 564}, "10.0.0.2"},
+		{&net.TCPAddr{IP: net.ParseIP("::ffff:10.0.0.2"), Port: 564}, "10.0.0.2"},
+		{&net.UDPAddr{IP: net.ParseIP("10.0.0.3"), Port: 7}, "10.0.0.3"},
+		{pipeAddr{}, "invalid IP"},
+		{nil, "invalid IP"},
+	} {
+		if got := Source(tc.a).String(); got != tc.want {
+			t.Errorf("Source(%v) = %s, want %s", tc.a, got, tc.want)
+		}
+	}
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }

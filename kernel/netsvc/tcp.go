@@ -2,6 +2,7 @@ package netsvc
 
 import (
 	"errors"
+	"fornax/internal/ipv4"
 	"net"
 	"net/netip"
 	"sync"
@@ -116,7 +117,7 @@ func (s *Services) serve(l net.Listener, svc service, handle func(net.Conn, []by
 			abort(c)
 			continue
 		}
-		src := sourceOf(c.RemoteAddr())
+		src := ipv4.Source(c.RemoteAddr())
 		if !s.sources.take(src, s.cfg.MaxPerSource) {
 			<-slots
 			s.Stats.RefusedSource.Add(1)
@@ -269,20 +270,4 @@ func (s *sources) give(src netip.Addr) {
 	if s.n[src]--; s.n[src] <= 0 {
 		delete(s.n, src)
 	}
-}
-
-// sourceOf is the address a connection comes from; those whose address
-// cannot be told share the zero Addr.
-func sourceOf(a net.Addr) netip.Addr {
-	if t, ok := a.(*net.TCPAddr); ok {
-		return t.AddrPort().Addr().Unmap()
-	}
-	if a == nil {
-		return netip.Addr{}
-	}
-	ap, err := netip.ParseAddrPort(a.String())
-	if err != nil {
-		return netip.Addr{}
-	}
-	return ap.Addr().Unmap()
 }
