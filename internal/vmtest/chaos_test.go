@@ -3,7 +3,6 @@ package vmtest
 import (
 	"cmp"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"slices"
@@ -227,17 +226,8 @@ func pctD(d []time.Duration, p float64) time.Duration {
 type viewRow struct{ addr, status string }
 
 func viewRows(t *testing.T, v *viewer) map[string]viewRow {
-	fid, err := v.fsys.Open("/cluster/view", plan9.OREAD)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fid.Close()
-	b, err := io.ReadAll(fid)
-	if err != nil {
-		t.Fatal(err)
-	}
 	rows := map[string]viewRow{}
-	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	lines := strings.Split(strings.TrimSpace(Read9P(t, v.fsys, "/cluster/view")), "\n")
 	for _, l := range lines[1:] { // ID NAME ADDR STATUS ...
 		if f := strings.Fields(l); len(f) >= 4 {
 			rows[f[1]] = viewRow{addr: f[2], status: f[3]}
