@@ -84,6 +84,13 @@ type Config struct {
 	// answer after it, and between two refutations (docs/protocol.md
 	// §4.1). Default 1 s.
 	AnswerEvery time.Duration
+	// Seeds: addresses of nodes (port Config.Port) this node introduces
+	// itself to by unicast, e.g. seeds on other subnets
+	// (docs/protocol.md §4.6). Empty: broadcast only, nothing changes
+	// byte for byte. Our own address and addresses on our subnet (which
+	// our broadcasts reach) are ignored, so every node of a cluster may
+	// be given the same list.
+	Seeds []netip.Addr
 }
 
 // fill checks c and fills in its defaults.
@@ -171,7 +178,21 @@ func (c *Config) fill() error {
 	if c.Auth > AuthKeyed {
 		return fmt.Errorf("cluster: bad Auth %d", c.Auth)
 	}
+	for _, a := range c.Seeds {
+		if !remoteHost(a) {
+			return fmt.Errorf("cluster: seed %v is not a unicast IPv4 address", a)
+		}
+	}
 	return nil
+}
+
+// remoteHost reports whether a may be a node's address seen from
+// another subnet: a unicast IPv4 address, not 0.0.0.0/8, loopback,
+// link-local, multicast or 255.255.255.255 (docs/protocol.md §6 step 2).
+func remoteHost(a netip.Addr) bool {
+	a = a.Unmap()
+	return a.Is4() && !a.IsUnspecified() && !a.IsLoopback() && !a.IsMulticast() &&
+		!a.IsLinkLocalUnicast() && a.As4()[0] != 0 && a != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // AuthMode is what a node sends and accepts (docs/protocol.md §9.3).
