@@ -10,8 +10,9 @@ import (
 // broke a queue.
 
 // Init resets and initializes the device (virtio-v1.2 §3.1.1, §4.2.3,
-// §5.1.5): it negotiates VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC and the
-// offloads not in Decline (see wantFeatures), sets up receiveq1 and
+// §5.1.5): it negotiates VIRTIO_F_VERSION_1, VIRTIO_NET_F_MAC,
+// VIRTIO_NET_F_MTU (see takeMTU) and the offloads not in Decline (see
+// wantFeatures), sets up receiveq1 and
 // transmitq1, fills the receive queue and sets DRIVER_OK.
 func (n *Net) Init() (err error) {
 	r := n.Regs
@@ -64,6 +65,10 @@ func (n *Net) Init() (err error) {
 	}
 
 	n.readMAC()
+	n.maxTx = MaxFrameSize
+	if n.mtu != 0 {
+		n.maxTx = n.mtu + etherHdrSize
+	}
 
 	n.rxReady = make(chan struct{}, 1)
 	n.done = make(chan struct{})
@@ -114,10 +119,19 @@ func (n *Net) negotiate() (status uint32, err error) {
 		rxBufs = n.queueSize(r.Read32(RegQueueNumMax))
 	}
 	features := wantFeatures(offered, n.Decline.features(), rxBufs)
-	if n.features != 0 && features != n.features {
-		return status, fmt.Errorf("virtio: device now offers features %#x, had %#x", features, n.features)
+	var mtu int
+	if offered&FeatureNetMTU != 0 {
+		// §3.1.1 step 4: the configuration may be read before the
+		// features are fixed, to decide whether to take one.
+		if m := n.readMTU(); takeMTU(m) {
+			features |= FeatureNetMTU
+			mtu = m
+		}
 	}
-	n.features = features
+	if n.features != 0 && (features != n.features || mtu != n.mtu) {
+		return status, fmt.Errorf("virtio: device now offers features %#x and mtu %d, had %#x and %d", features, mtu, n.features, n.mtu)
+	}
+	n.features, n.mtu = features, mtu
 	for sel := uint32(0); sel < 2; sel++ {
 		r.Write32(RegDriverFeaturesSel, sel)
 		r.Write32(RegDriverFeatures, uint32(n.features>>(32*sel)))
@@ -278,8 +292,41 @@ func (n *Net) program(index uint32, q *Queue) error {
 	return nil
 }
 
-// readMAC reads struct virtio_net_config.mac (virtio-v1.2 §5.1.4), retrying
-// on a configuration generation change (§4.2.2.2, §2.5.1).
+// takeMTU reports whether the driver takes VIRTIO_NET_F_MTU with mtu:
+// only if its buffers carry it (MTU, 1500, at most), for the feature is
+// a promise to post buffers that hold an mtu-sized frame (§5.1.4.2); a
+// larger one is declined and the link runs at 1500, as without the
+// feature. An mtu below MinMTU breaks §5.1.4.1 and is declined too.
+func takeMTU(mtu int) bool { return mtu >= MinMTU && mtu <= MTU }
+
+// readConfig runs read, which reads the device configuration space,
+// until the configuration generation is the same before and after it
+// (§4.2.2.2, §2.5.1).
+func (n *Net) readConfig(read func()) {
+	for {
+		gen := n.Regs.Read32(RegConfigGeneration)
+		read()
+		if n.Regs.Read32(RegConfigGeneration) == gen {
+			return
+		}
+	}
+}
+
+// readMTU reads struct virtio_net_config.mtu (virtio-v1.2 §5.1.4), with a
+// 16-bit access where the register window has one (§4.2.2.2).
+func (n *Net) readMTU() (mtu int) {
+	n.readConfig(func() {
+		if hr, ok := n.Regs.(HalfReader); ok {
+			mtu = int(hr.Read16(RegConfig + netCfgMTUOff))
+		} else {
+			w := n.Regs.Read32(RegConfig + netCfgMTUOff&^3)
+			mtu = int(uint16(w >> (8 * (netCfgMTUOff & 3))))
+		}
+	})
+	return mtu
+}
+
+// readMAC reads struct virtio_net_config.mac (virtio-v1.2 §5.1.4).
 func (n *Net) readMAC() {
 	if n.features&FeatureNetMAC == 0 {
 		// §5.1.5: no MAC offered, make up a locally administered one
@@ -293,9 +340,7 @@ func (n *Net) readMAC() {
 
 	r := n.Regs
 
-	for {
-		gen := r.Read32(RegConfigGeneration)
-
+	n.readConfig(func() {
 		if br, ok := r.(ByteReader); ok {
 			for i := range n.mac {
 				n.mac[i] = br.Read8(RegConfig + uint32(i))
@@ -304,9 +349,5 @@ func (n *Net) readMAC() {
 			lo, hi := r.Read32(RegConfig), r.Read32(RegConfig+4)
 			n.mac = [6]byte{byte(lo), byte(lo >> 8), byte(lo >> 16), byte(lo >> 24), byte(hi), byte(hi >> 8)}
 		}
-
-		if r.Read32(RegConfigGeneration) == gen {
-			return
-		}
-	}
+	})
 }

@@ -39,3 +39,9 @@ func (m *MMIO) Write32(off uint32, v uint32) {
 func (m *MMIO) Read8(off uint32) uint8 {
 	return *(*uint8)(unsafe.Pointer(m.Base + uintptr(off)))
 }
+
+// Read16 implements HalfReader, for the device configuration space's
+// 16-bit fields (virtio-v1.2 §4.2.2.2).
+func (m *MMIO) Read16(off uint32) uint16 {
+	return *(*uint16)(unsafe.Pointer(m.Base + uintptr(off)))
+}

@@ -37,8 +37,18 @@ const (
 	// so that a 64 KiB segment takes 17 of them.
 	mrgBufSize = 4096
 
-	// MTU is the IP MTU the device carries.
+	// MTU is the largest IP MTU the driver's buffers carry (MaxFrameSize
+	// less the Ethernet header and slack), and the MTU of a device that
+	// does not offer VIRTIO_NET_F_MTU.
 	MTU = 1500
+
+	// MinMTU is the smallest mtu a device may offer (virtio-v1.2
+	// §5.1.4.1; IPv4's minimum, RFC 791).
+	MinMTU = 68
+
+	// etherHdrSize is the Ethernet header that the device's mtu does not
+	// count (§5.1.4.2: "mtu (plus low level ethernet header length)").
+	etherHdrSize = 14
 
 	// DefaultQueueSize caps the queue size when Net.QueueSize is 0.
 	DefaultQueueSize = 256
@@ -55,8 +65,9 @@ var (
 	// ErrTxFull means no transmit descriptor was free: the frame was
 	// dropped (and counted in Stats.TxDrops).
 	ErrTxFull = errors.New("virtio: transmit queue full")
-	// ErrFrameSize means the frame is larger than MaxFrameSize (or, with
-	// segmentation, MaxTxFrameSize).
+	// ErrFrameSize means the frame is larger than MaxFrameSize, or the
+	// device's mtu and an Ethernet header (or, with segmentation,
+	// MaxTxFrameSize).
 	ErrFrameSize = errors.New("virtio: frame too large")
 	// ErrOffload means TransmitOffload asked for what the device does
 	// not do, or gave offsets outside the frame.
@@ -88,6 +99,10 @@ type Net struct {
 
 	mac      [6]byte
 	features uint64
+	// mtu is the device's mtu with VIRTIO_NET_F_MTU, 0 without; maxTx
+	// is the largest frame sent without segmentation: mtu plus the
+	// Ethernet header, or MaxFrameSize.
+	mtu, maxTx int
 
 	rx struct {
 		sync.Mutex
@@ -144,8 +159,15 @@ func (r *ring) bytes(i int) []byte   { return r.buf[i*r.stride:][:r.size] }
 // MAC returns the device's MAC address.
 func (n *Net) MAC() [6]byte { return n.mac }
 
-// MTU returns the IP MTU.
-func (n *Net) MTU() int { return MTU }
+// MTU returns the IP MTU: the device's, when it offered
+// VIRTIO_NET_F_MTU with a value the buffers carry (68 to 1500; see
+// negotiate), else 1500.
+func (n *Net) MTU() int {
+	if n.mtu != 0 {
+		return n.mtu
+	}
+	return MTU
+}
 
 // Offloads returns the offloads negotiated with the device, as
 // /net/virtio lists them.

@@ -47,6 +47,7 @@ func (n *Net) TransmitOffload(parts [][]byte, csumStart, csumOffset, hdrLen, mss
 	switch {
 	case !csum || csumStart < 14 || csumOffset < 0 || csumStart+csumOffset+2 > size:
 	case mss > 0 && (!tso || mss > 65535 || hdrLen <= csumStart || hdrLen > size):
+	case mss > 0 && hdrLen+mss > n.maxTx: // segments over the mtu (§5.1.4.2)
 	default:
 		h := txHdr{flags: NetHdrFNeedsCsum, csumStart: uint16(csumStart), csumOffset: uint16(csumOffset)}
 		if mss > 0 && size-hdrLen > mss {
@@ -64,7 +65,9 @@ func (n *Net) transmit(parts [][]byte, h txHdr) error {
 		size += len(p)
 	}
 	big := size > MaxFrameSize
-	if big && (h.gsoType == NetHdrGSONone || size > MaxTxFrameSize) {
+	// With VIRTIO_NET_F_MTU no unsegmented frame may exceed the
+	// device's mtu (§5.1.4.2): the wire behind it would drop it.
+	if (h.gsoType == NetHdrGSONone && size > n.maxTx) || size > MaxTxFrameSize {
 		n.stats.txErrors.Add(1)
 		return ErrFrameSize
 	}

@@ -73,7 +73,11 @@ const (
 	// VIRTIO_NET_F_GUEST_CSUM: the device may deliver frames whose
 	// checksums it checked (DATA_VALID) or left partial (NEEDS_CSUM).
 	FeatureNetGuestCsum = 1 << 1
-	FeatureNetMAC       = 1 << 5 // VIRTIO_NET_F_MAC: config space holds the MAC
+	// VIRTIO_NET_F_MTU: config space holds the device's maximum MTU,
+	// which the driver must not exceed (§5.1.4.2); 1450 on a VXLAN
+	// overlay (QEMU: virtio-net-device,host_mtu=1450).
+	FeatureNetMTU = 1 << 3
+	FeatureNetMAC = 1 << 5 // VIRTIO_NET_F_MAC: config space holds the MAC
 	// VIRTIO_NET_F_GUEST_TSO4: the device may deliver TCP/IPv4 segments
 	// of up to 64 KiB (needs GUEST_CSUM, §5.1.3.1).
 	FeatureNetGuestTSO4 = 1 << 7
@@ -118,6 +122,20 @@ type Regs interface {
 // accepts).
 type ByteReader interface {
 	Read8(off uint32) uint8
+}
+
+// struct virtio_net_config (virtio-v1.2 §5.1.4): mac[6], status le16,
+// max_virtqueue_pairs le16, mtu le16, ...
+const (
+	netCfgMTUOff = 10
+)
+
+// HalfReader is implemented by register windows that can do 16-bit
+// accesses, which virtio-v1.2 §4.2.2.2 wants for the configuration
+// space's 16-bit fields (the mtu). Without it the driver reads the
+// aligned 32-bit word around the field (which QEMU accepts).
+type HalfReader interface {
+	Read16(off uint32) uint16
 }
 
 // Memory hands out memory the device can reach by DMA.

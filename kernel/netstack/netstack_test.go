@@ -43,10 +43,20 @@ func pair(t *testing.T) (a, b host) {
 // A and B transmit before the other device receives it.
 func tappedPair(t *testing.T, tapA, tapB func(frame []byte)) (a, b host) {
 	t.Helper()
+	return devicePair(t, nil, tapA, tapB)
+}
+
+// devicePair is tappedPair with both devices set up by setup, if not
+// nil, before their drivers start.
+func devicePair(t *testing.T, setup func(*virtiotest.Device), tapA, tapB func(frame []byte)) (a, b host) {
+	t.Helper()
 
 	mk := func(mac [6]byte, addr string) host {
 		mem := virtiotest.NewMemory(16 << 20)
 		dev := virtiotest.NewDevice(mem, mac)
+		if setup != nil {
+			setup(dev)
+		}
 		return host{nic: &virtio.Net{Regs: dev, Mem: mem}, dev: dev}
 	}
 

@@ -14,6 +14,9 @@ const (
 
 	// FeatureMAC is VIRTIO_NET_F_MAC (virtio-v1.2 §5.1.3).
 	FeatureMAC = 1 << 5
+	// FeatureMTU is VIRTIO_NET_F_MTU: the configuration holds MTU
+	// (§5.1.4). Not offered by default; SetMTU offers it.
+	FeatureMTU = 1 << 3
 	// FeatureVersion1 is VIRTIO_F_VERSION_1.
 	FeatureVersion1 = 1 << 32
 	// The transmit offloads (§5.1.6.2), offered by default: the device
@@ -29,7 +32,8 @@ const (
 	FeatureGuestTSO4 = 1 << 7
 	FeatureMrgRxbuf  = 1 << 15
 
-	netHdrSize = 12 // struct virtio_net_hdr (§5.1.6)
+	netHdrSize   = 12 // struct virtio_net_hdr (§5.1.6)
+	etherHdrSize = 14 // what the mtu does not count (§5.1.4.2)
 )
 
 // Device simulates a modern virtio-mmio network device (virtio-v1.2
@@ -44,6 +48,11 @@ type Device struct {
 	MAC         [6]byte
 	Features    uint64 // offered feature bits
 	QueueNumMax uint32
+	// MTU is virtio_net_config.mtu (§5.1.4), read whether or not
+	// FeatureMTU is offered. With FeatureMTU negotiated, a frame the
+	// driver sends larger than MTU and an Ethernet header, unsegmented
+	// or as segments, is a protocol error (§5.1.4.2).
+	MTU uint16
 
 	// IRQ gets a token (non-blocking send, buffered 1) whenever the device
 	// raises its interrupt; see ServeIRQ.
@@ -234,6 +243,13 @@ func ServeIRQ(d *Device, handle func()) (stop func()) {
 		close(done)
 		<-exited
 	}
+}
+
+// SetMTU offers VIRTIO_NET_F_MTU with mtu in the configuration, as
+// QEMU's virtio-net-device,host_mtu=MTU does.
+func (d *Device) SetMTU(mtu uint16) {
+	d.MTU = mtu
+	d.Features |= FeatureMTU
 }
 
 // Wire connects two devices back to back: what one transmits, the other

@@ -22,14 +22,26 @@ func (d *Device) finish(hdr, frame []byte) ([][]byte, error) {
 	if flags&1 != 0 && d.drvFeatures&FeatureCsum == 0 {
 		return nil, errors.New("NEEDS_CSUM without VIRTIO_NET_F_CSUM")
 	}
+	// With VIRTIO_NET_F_MTU what goes on the wire, each segment too,
+	// fits the mtu (§5.1.4.2).
+	maxWire := len(frame)
+	if d.drvFeatures&FeatureMTU != 0 {
+		maxWire = int(d.MTU) + etherHdrSize
+	}
 	switch gso &^ 0x80 {
 	case 0:
+		if len(frame) > maxWire {
+			return nil, fmt.Errorf("a %d-byte frame, larger than mtu %d and an Ethernet header", len(frame), d.MTU)
+		}
 	case 1:
 		if d.drvFeatures&FeatureHostTSO4 == 0 {
 			return nil, errors.New("GSO_TCPV4 without VIRTIO_NET_F_HOST_TSO4")
 		}
 		if flags&1 == 0 {
 			return nil, errors.New("GSO_TCPV4 without NEEDS_CSUM")
+		}
+		if hdrLen+mss > maxWire {
+			return nil, fmt.Errorf("segments of %d+%d bytes, larger than mtu %d and an Ethernet header", hdrLen, mss, d.MTU)
 		}
 		d.tsoFrames++
 		return segment(frame, hdrLen, mss)

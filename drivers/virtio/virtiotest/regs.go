@@ -72,15 +72,38 @@ func (d *Device) Read32(off uint32) uint32 {
 		return d.status
 	case regConfigGeneration:
 		return 0
-	case regConfig, regConfig + 4:
-		// struct virtio_net_config: mac[6], status (§5.1.4)
-		var cfg [8]byte
-		copy(cfg[:], d.MAC[:])
-		return binary.LittleEndian.Uint32(cfg[off-regConfig:])
+	case regConfig, regConfig + 4, regConfig + 8:
+		return binary.LittleEndian.Uint32(d.config()[off-regConfig:])
 	}
 
 	d.errorf("read of register %#x", off)
 	return 0
+}
+
+// Read16 implements the driver's HalfReader: a 16-bit access to the
+// configuration space, as §4.2.2.2 wants for its 16-bit fields.
+func (d *Device) Read16(off uint32) uint16 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	if off < regConfig || off%2 != 0 || off+2 > regConfig+configSize {
+		d.errorf("16-bit read of register %#x", off)
+		return 0
+	}
+	return binary.LittleEndian.Uint16(d.config()[off-regConfig:])
+}
+
+// configSize is the size of the configuration the device has: up to and
+// including mtu (§5.1.4).
+const configSize = 12
+
+// config returns struct virtio_net_config (§5.1.4): mac[6], status,
+// max_virtqueue_pairs and mtu (le16 each); d.mu is held.
+func (d *Device) config() []byte {
+	cfg := make([]byte, configSize)
+	copy(cfg, d.MAC[:])
+	binary.LittleEndian.PutUint16(cfg[10:], d.MTU)
+	return cfg
 }
 
 // Write32 implements the driver's Regs.
