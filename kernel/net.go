@@ -30,8 +30,16 @@ func startNet(s *system) error {
 	if err := nic.Init(); err != nil {
 		return fmt.Errorf("virtio-net at %#x: %w", board.VIRTIO_NET0_BASE, err)
 	}
+	// The link's MTU is the device's (VIRTIO_NET_F_MTU, as a VXLAN
+	// overlay's 1450), or lower with mtu=; TCP's MSS follows it.
+	link := virtiolink.New(nic)
+	mtu, warning := s.cfg.LinkMTU(nic.MTU())
+	if warning != "" {
+		fmt.Fprintf(s.con, "warning: %s\n", warning)
+	}
+	link.SetMTU(uint32(mtu))
 	st, err := netstack.New(netstack.Config{
-		Link:    virtiolink.New(nic),
+		Link:    link,
 		Addr:    s.cfg.Addr,
 		Gateway: s.cfg.Gateway,
 	})
@@ -44,6 +52,7 @@ func startNet(s *system) error {
 	// (interrupt, net.SocketFunc, /net) until all of them are up.
 	svc := netsvc.New(netsvc.Config{
 		Addr:       s.cfg.Addr.Addr(),
+		MTU:        mtu,
 		SendBuffer: netstack.TCPSendBuffer,
 		RecvBuffer: netstack.TCPReceiveBuffer,
 	})
@@ -93,6 +102,6 @@ func startNet(s *system) error {
 	st.Install()
 	s.net, s.nic, s.svc = st, nic, svc
 	netCommands(s, st, nic)
-	fmt.Fprintf(s.con, "net: %v ether %v\n", s.cfg.Addr, st.Info().MAC)
+	fmt.Fprintf(s.con, "net: %v ether %v mtu %d\n", s.cfg.Addr, st.Info().MAC, mtu)
 	return nil
 }

@@ -58,6 +58,10 @@ type Config struct {
 	// HTTP face"), 0 for its default; HTTPOff is http=off.
 	HTTPPort uint16
 	HTTPOff  bool
+	// MTU is mtu=: the link's IP MTU, below the device's (docs/guide.md,
+	// "Across hosts"), for a path narrower than the device says; 0 keeps
+	// the device's (virtio-net's mtu, or 1500). See LinkMTU.
+	MTU int
 	// MDNSOff is mdns=off: the node does not answer to <name>.local nor
 	// publish its services over mDNS (docs/guide.md, "Names (mDNS)").
 	// The default, mdns=on, does.
@@ -109,7 +113,7 @@ func quiet(key string) bool {
 // known reports whether Parse uses key.
 func known(key string) bool {
 	switch key {
-	case "name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns":
+	case "name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns", "mtu":
 		return true
 	}
 	return false
@@ -142,7 +146,7 @@ func Parse(cmdline string) (Config, []string) {
 
 	c := Config{Name: DefaultName}
 	// gw is checked after ip, which it depends on.
-	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns"} {
+	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns", "mtu"} {
 		value, ok := values[key]
 		if !ok {
 			continue
@@ -181,6 +185,8 @@ func Parse(cmdline string) (Config, []string) {
 			}
 		case "http":
 			c.HTTPPort, c.HTTPOff, err = parseHTTP(value)
+		case "mtu":
+			c.MTU, err = parseMTU(value)
 		case "mdns":
 			switch value {
 			case "on":
@@ -208,6 +214,29 @@ func parseHTTP(s string) (port uint16, off bool, err error) {
 		return 0, false, errors.New("want off or a port from 1 to 65535")
 	}
 	return uint16(p), false, nil
+}
+
+// parseMTU reads mtu='s value: an IP MTU the driver's buffers carry,
+// from IPv4's minimum (68, RFC 791) to 1500.
+func parseMTU(s string) (int, error) {
+	m, err := strconv.Atoi(s)
+	if err != nil || m < virtio.MinMTU || m > virtio.MTU || strconv.Itoa(m) != s {
+		return 0, fmt.Errorf("want an MTU from %d to %d", virtio.MinMTU, virtio.MTU)
+	}
+	return m, nil
+}
+
+// LinkMTU returns the link's MTU on a device whose MTU is device: mtu=
+// may lower it, never raise it (the device, or the path behind it, would
+// drop the larger frames), and a warning says so if it tried.
+func (c Config) LinkMTU(device int) (mtu int, warning string) {
+	if c.MTU == 0 || c.MTU == device {
+		return device, ""
+	}
+	if c.MTU > device {
+		return device, fmt.Sprintf("bootcfg: ignoring mtu=%d: above the device's MTU, %d, which the link keeps", c.MTU, device)
+	}
+	return c.MTU, ""
 }
 
 // checkProfile checks the spelling of a profile name: 1 to 32 lowercase
@@ -333,6 +362,9 @@ func (c Config) String() string {
 	}
 	if c.MDNSOff {
 		w = append(w, "mdns=off")
+	}
+	if c.MTU != 0 {
+		w = append(w, "mtu="+strconv.Itoa(c.MTU))
 	}
 	return strings.Join(w, " ")
 }

@@ -85,6 +85,16 @@ func TestParse(t *testing.T) {
 		{"mdns=off mdns=on", def, []string{`bootcfg: duplicate key "mdns": the last one wins`}},
 		{"mdns=no", def, []string{`bootcfg: ignoring bad mdns= value "no": want on or off`}},
 		{"mdns=", def, []string{`bootcfg: ignoring bad mdns= value "": want on or off`}},
+		{"mtu=1450", with(func(c *Config) { c.MTU = 1450 }), nil},
+		{"mtu=68", with(func(c *Config) { c.MTU = 68 }), nil},
+		{"mtu=1500", with(func(c *Config) { c.MTU = 1500 }), nil},
+		{"mtu=67", def, []string{`bootcfg: ignoring bad mtu= value "67": want an MTU from 68 to 1500`}},
+		{"mtu=1501", def, []string{`bootcfg: ignoring bad mtu= value "1501": want an MTU from 68 to 1500`}},
+		{"mtu=9000", def, []string{`bootcfg: ignoring bad mtu= value "9000": want an MTU from 68 to 1500`}},
+		{"mtu=01450", def, []string{`bootcfg: ignoring bad mtu= value "01450": want an MTU from 68 to 1500`}},
+		{"mtu=+1450", def, []string{`bootcfg: ignoring bad mtu= value "+1450": want an MTU from 68 to 1500`}},
+		{"mtu=", def, []string{`bootcfg: ignoring bad mtu= value "": want an MTU from 68 to 1500`}},
+		{"mtu=auto", def, []string{`bootcfg: ignoring bad mtu= value "auto": want an MTU from 68 to 1500`}},
 		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"profile=", def, []string{`bootcfg: ignoring bad profile= value "": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
@@ -146,11 +156,36 @@ func TestString(t *testing.T) {
 		{"http=8080", "http=8080"},
 		{"mdns=off name=n1", "name=n1 mdns=off"},
 		{"mdns=on", ""},
+		{"mtu=1450 name=n1", "name=n1 mtu=1450"},
 	}
 	for _, tt := range tests {
 		c, _ := Parse(tt.cmdline)
 		if got := c.String(); got != tt.want {
 			t.Errorf("Parse(%q).String() = %q, want %q", tt.cmdline, got, tt.want)
+		}
+	}
+}
+
+// TestLinkMTU: mtu= lowers the device's MTU and never raises it.
+func TestLinkMTU(t *testing.T) {
+	for _, c := range []struct {
+		mtu, device, want int
+		warn              bool
+	}{
+		{0, 1500, 1500, false},
+		{0, 1450, 1450, false},
+		{1400, 1500, 1400, false},
+		{1400, 1450, 1400, false},
+		{1450, 1450, 1450, false},
+		{1500, 1450, 1450, true},
+		{1451, 1450, 1450, true},
+	} {
+		got, warning := Config{MTU: c.mtu}.LinkMTU(c.device)
+		if got != c.want || (warning != "") != c.warn {
+			t.Errorf("mtu=%d on a %d device: %d, %q", c.mtu, c.device, got, warning)
+		}
+		if c.warn && (!strings.HasPrefix(warning, "bootcfg: ") || !strings.Contains(warning, "mtu=")) {
+			t.Errorf("warning %q", warning)
 		}
 	}
 }
@@ -179,6 +214,9 @@ func valid(c Config) string {
 	} else if c.Addr != (netip.Prefix{}) {
 		return "invalid non-zero ip"
 	}
+	if c.MTU != 0 && (c.MTU < 68 || c.MTU > 1500) {
+		return "bad mtu"
+	}
 	if c.Gateway.IsValid() {
 		if !c.Gateway.Is4() {
 			return "bad gw"
@@ -200,6 +238,7 @@ func FuzzParse(f *testing.F) {
 		"name=a name=b foo bar=baz console=ttyS0",
 		"ip=1.2.3.4/31 gw=1.2.3.5 id=DEADBEEF",
 		"mdns=off http=off",
+		"mtu=1450 mtu=9000",
 	} {
 		f.Add(s)
 	}

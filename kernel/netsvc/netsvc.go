@@ -77,6 +77,9 @@ type Config struct {
 	// Addr is the node's own address: UDP echo answers datagrams sent to
 	// it, and no others (broadcast, multicast).
 	Addr netip.Addr
+	// MTU is the link's IP MTU (default 1500): UDP echo counts a
+	// datagram's frames at it.
+	MTU int
 
 	MaxConns      int
 	MaxPerSource  int
@@ -106,6 +109,7 @@ func (c *Config) setDefaults() {
 	}
 	def(&c.MaxConns, MaxConns)
 	def(&c.MaxPerSource, MaxPerSource)
+	def(&c.MTU, 1500)
 	def(&c.SendBuffer, SendBuffer)
 	def(&c.ChargenBuffer, ChargenBuffer)
 	def(&c.RecvBuffer, RecvBuffer)

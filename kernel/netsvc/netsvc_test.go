@@ -124,8 +124,11 @@ func TestEchoRateLimit(t *testing.T) {
 	if s.Stats.EchoedUDP.Load() != before+1 {
 		t.Error("a 60000-byte datagram was refused by a full bucket")
 	}
-	if frames(1472) != 1 || frames(1473) != 2 || frames(65507) != 45 {
-		t.Errorf("frames: %v %v %v", frames(1472), frames(1473), frames(65507))
+	if frames(1472, 1500) != 1 || frames(1473, 1500) != 2 || frames(65507, 1500) != 45 {
+		t.Errorf("frames at 1500: %v %v %v", frames(1472, 1500), frames(1473, 1500), frames(65507, 1500))
+	}
+	if frames(1416, 1450) != 1 || frames(1417, 1450) != 2 || frames(65507, 1450) != 47 {
+		t.Errorf("frames at 1450: %v %v %v", frames(1416, 1450), frames(1417, 1450), frames(65507, 1450))
 	}
 }
 

@@ -53,7 +53,7 @@ func (s *Services) mayEcho(n int, from netip.AddrPort, to netip.Addr) bool {
 	case !s.cfg.Addr.IsValid() || to != s.cfg.Addr:
 		// Broadcast or multicast: every node would answer the source.
 		s.Stats.UDPNotOurs.Add(1)
-	case !s.echo.take(s.cfg.Now(), frames(n)):
+	case !s.echo.take(s.cfg.Now(), frames(n, s.cfg.MTU)):
 		s.Stats.UDPLimited.Add(1)
 	default:
 		return true
@@ -62,10 +62,11 @@ func (s *Services) mayEcho(n int, from netip.AddrPort, to netip.Addr) bool {
 }
 
 // frames returns how many Ethernet frames an IPv4 UDP datagram of n
-// bytes takes at MTU 1500 (1480 bytes of each fragment after the IP
-// header, RFC 791).
-func frames(n int) float64 {
-	const perFrame = 1480
+// bytes takes at IP MTU mtu: each fragment carries the MTU less the IP
+// header, rounded down to 8 bytes (RFC 791), 1480 at 1500 and 1424 at a
+// VXLAN overlay's 1450.
+func frames(n, mtu int) float64 {
+	perFrame := (mtu - 20) &^ 7
 	return float64((n + 8 + perFrame - 1) / perFrame) // + UDP header
 }
 
