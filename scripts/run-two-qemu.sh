@@ -9,7 +9,7 @@
 #   scripts/run-two-qemu.sh --print-qemu-args [-n COUNT] [-k KERNEL] [--dir DIR] ...
 #
 # Network namespace "fornax" holds bridge fxbr0 (10.0.0.1/24) and one tap
-# per VM; VM NN (1 to 99, -n, default 2) is fornax-NN at 10.0.0.(NN+1)
+# per VM; VM NN (1 to 253, -n, default 2) is fornax-NN at 10.0.0.(NN+1)
 # with MAC 52:54:00:f0:00:NN (hex). Each console is a unix socket
 # DIR/fornax-NN.sock, logged to DIR/fornax-NN.log; QEMU's pid is in
 # DIR/fornax-NN.pid. --mem is each VM's RAM (QEMU's -m, default 128M; the
@@ -67,7 +67,7 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-[[ $COUNT =~ ^[0-9]+$ ]] && [ "$COUNT" -ge 1 ] && [ "$COUNT" -le 99 ] || die "-n takes a count from 1 to 99"
+[[ $COUNT =~ ^[0-9]+$ ]] && [ "$COUNT" -ge 1 ] && [ "$COUNT" -le 253 ] || die "-n takes a count from 1 to 253 (the /24's hosts after the bridge)"
 case "$ACCEL" in tcg|kvm) ;; *) die "--accel takes tcg or kvm" ;; esac
 [[ $MEM =~ ^[0-9]+[MG]?$ ]] || die "--mem takes a size as QEMU's -m does, like 64M or 1G"
 name() { printf 'fornax-%02d' "$1"; }

@@ -43,8 +43,8 @@ func BenchmarkVMs(b *testing.B) {
 	}
 	k := kernelB(b, "FORNAX_KERNEL_CLUSTER")
 	kill := envInt(b, "FORNAX_BENCH_VMS_KILL", 8)
-	if n < 2 || n > 99 || kill < 0 || kill >= n {
-		b.Fatalf("FORNAX_BENCH_VMS=%d FORNAX_BENCH_VMS_KILL=%d: want 2 to 99 VMs and fewer to kill", n, kill)
+	if n < 2 || n > 253 || kill < 0 || kill >= n {
+		b.Fatalf("FORNAX_BENCH_VMS=%d FORNAX_BENCH_VMS_KILL=%d: want 2 to 253 VMs and fewer to kill", n, kill)
 	}
 	mem := os.Getenv("FORNAX_BENCH_VMS_MEM")
 	if mem == "" {
