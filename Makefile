@@ -24,7 +24,7 @@ KERNEL_CL   := build/fornax-cluster.elf
 VMENV       := FORNAX_KERNEL=$(CURDIR)/$(KERNEL) FORNAX_KERNEL_CLUSTER=$(CURDIR)/$(KERNEL_CL)
 GOFMT       = $(shell $(GO) env GOROOT)/bin/gofmt
 
-.PHONY: check vet-tamago chaos bench bench-net bench-net-soak bench-sim bench-vms bench-memberlist help kernel kernel-cluster fornaxd qemu run stop test test-host deps tamago check-qemu clean
+.PHONY: check vet-tamago chaos bench bench-net bench-net-soak bench-sim bench-vms bench-memberlist help kernel kernel-cluster fornaxd lab qemu run stop test test-host deps tamago check-qemu clean
 
 help: ## list the targets, then the benchmarks' knobs
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -58,6 +58,11 @@ run: kernel-cluster check-qemu ## the main job: boot two VMs on a virtual networ
 
 stop: ## tear down VMs left by `scripts/run-two-qemu.sh --detach`
 	scripts/run-two-qemu.sh --stop
+
+#- LINK          lab: how the hosts are joined, l2 (a veth link; the default) or vxlan (an overlay, MTU 1450)
+LINK        ?= l2
+lab: kernel-cluster check-qemu ## one segment over two host namespaces, 2 VMs each (docs/guide.md "Across hosts"); Ctrl-C stops it
+	scripts/run-lab.sh -k $(KERNEL_CL) --accel $(ACCEL) --link $(LINK)
 
 # Host packages first, then the VM tests alone: TCG guests share the two
 # cores with nothing else, so their timing checks measure the guests.
