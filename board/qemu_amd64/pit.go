@@ -17,6 +17,7 @@ const (
 	pitCh0     = 0x40
 	pitCommand = 0x43
 	pitMode2   = 0x34 // channel 0, lobyte/hibyte, mode 2 (rate generator)
+	pitMode0   = 0x30 // channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count)
 	pitLatch   = 0x00 // counter latch command, channel 0
 
 	calibrationTicks   = pitHz / 100 // 10 ms windows,
@@ -61,6 +62,7 @@ func calibrate() (tscHz, lapicHz uint64) {
 	outb(pitCh0, 0)
 	lapicWrite(lapicInitCount, math.MaxUint32)
 	defer lapicWrite(lapicInitCount, 0)
+	defer pitStop()
 
 	var ws [calibrationWindows]window
 	var rates [calibrationWindows]uint64
@@ -89,4 +91,16 @@ func calibrateWindow() (w window, ok bool) {
 	p1, t1, l1 := pitSample()
 	elapsed += uint64(prev - p1)
 	return window{pit: elapsed, tsc: t1 - t0, lapic: uint64(l0 - l1)}, true
+}
+
+// pitStop leaves the PIT silent once calibration is done. In mode 2 it
+// would go on raising IRQ 0 every 54.9 ms: masked at the IOAPIC, but
+// QEMU still runs a host timer for each edge, which woke an idle VM's
+// main loop 18 times a second. Mode 0 with a count of 1 reaches its
+// terminal count once and then schedules nothing (QEMU's
+// pit_get_next_transition_time returns -1).
+func pitStop() {
+	outb(pitCommand, pitMode0)
+	outb(pitCh0, 1)
+	outb(pitCh0, 0)
 }
