@@ -59,10 +59,12 @@ func (l Load) append(b []byte) []byte {
 //	PROBE     ID To
 //	ASK       ID To
 //	RELAY     ID Relayed
+//	SYNC      ID Addr (where it was sent)
+//	STATE     ID State
 type Message struct {
 	Kind       Kind
 	ID         string     // node_id: 8 lowercase hex digits
-	Addr       netip.Addr // ANNOUNCE: the sender's IPv4 address
+	Addr       netip.Addr // ANNOUNCE: the sender's IPv4 address; SYNC: the address it was sent to
 	Name       string     // ANNOUNCE: 1–63 of [A-Za-z0-9._-]
 	CPUs       int        // ANNOUNCE: 1–65535
 	MemTotal   uint64     // ANNOUNCE: bytes
@@ -72,6 +74,8 @@ type Message struct {
 	To         string     // PROBE, ASK: the node_id of the peer probed
 	// Relayed is the HEARTBEAT a RELAY carries, signed if the RELAY is.
 	Relayed *Message
+	// State is what a STATE carries (codec_state.go).
+	State *Snapshot
 
 	// A keyed message (docs/protocol.md §9) also carries these; KeyID is
 	// empty in a plain one.
@@ -182,6 +186,9 @@ func parseFields(f []string) (Message, error) {
 			v = v[:16] + "..."
 		}
 		return Message{}, dropf(ReasonUnknownVerb, "unknown verb %q", v)
+	}
+	if k == State {
+		return parseState(f)
 	}
 	m, v := Message{Kind: k}, k.verb()
 	plain, signed := v.fields, v.fields+keyedFields

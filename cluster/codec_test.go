@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/netip"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -322,6 +323,9 @@ func TestVerbTable(t *testing.T) {
 		Ask:       {Kind: Ask, ID: "0a1b2c3d", To: "5e6f7a8b"},
 		Relay: {Kind: Relay, ID: "0a1b2c3d",
 			Relayed: &Message{Kind: Heartbeat, ID: "5e6f7a8b", Load: 25, MemFree: 134217728, Containers: 2}},
+		Sync: {Kind: Sync, ID: "0a1b2c3d", Addr: netip.MustParseAddr("10.0.2.255")},
+		State: {Kind: State, ID: "0a1b2c3d", State: &Snapshot{Part: 1, Parts: 1, Entries: []Entry{{Age: 1500,
+			Ann: Message{Kind: Announce, ID: "5e6f7a8b", Addr: netip.MustParseAddr("10.0.2.16"), Name: "n", CPUs: 1}}}}},
 	}
 	for k := Kind(1); int(k) < len(verbs); k++ {
 		m, ok := samples[k]
@@ -332,11 +336,22 @@ func TestVerbTable(t *testing.T) {
 		delete(samples, k)
 		s := m
 		trailers := keyedFields
-		if k == Relay { // signed, and so is what it carries
+		switch k {
+		case Relay: // signed, and so is what it carries
 			in := *m.Relayed
 			in.Sign(testKey, 1764493690000, 1764493694000)
 			s.Relayed = &in
 			trailers *= 2
+		case State: // likewise, with its one entry
+			st := *m.State
+			st.Entries = slices.Clone(st.Entries)
+			st.Entries[0].Ann.Sign(testKey, 1764493690000, 1764493694000)
+			s.State = &st
+			trailers *= 2
+		}
+		fields := verbs[k].fields
+		if k == State {
+			fields += entryFields
 		}
 		s.Sign(testKey, 1764493690123, 1764493695123)
 		for extra, m := range []Message{m, s} {
@@ -345,7 +360,7 @@ func TestVerbTable(t *testing.T) {
 			if f[0] != verbs[k].name || f[0] != k.String() {
 				t.Errorf("%v: first field %q, want %q", k, f[0], verbs[k].name)
 			}
-			if want := verbs[k].fields + extra*trailers; len(f) != want {
+			if want := fields + extra*trailers; len(f) != want {
 				t.Errorf("%q: %d fields, want %d", b, len(f), want)
 			}
 			if got, err := Parse(b); err != nil || !reflect.DeepEqual(got, m) {
@@ -397,7 +412,7 @@ func TestParseErrors(t *testing.T) {
 			t.Errorf("Parse(%q) = %+v, %v; want %s", tc.in, m, err, tc.want)
 		}
 	}
-	for _, k := range []Kind{0, Relay + 1} {
+	for _, k := range []Kind{0, State + 1} {
 		if err := (Message{Kind: k, ID: "0a1b2c3d"}).Validate(); err == nil || err.Error() != "bad kind "+strconv.Itoa(int(k)) {
 			t.Errorf("Validate of kind %d: %v", k, err)
 		}

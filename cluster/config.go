@@ -21,6 +21,9 @@ const (
 	DefaultReplyJitter  = 200 * time.Millisecond
 	DefaultAnswerEvery  = time.Second
 	DefaultWindow       = 30 * time.Second
+	// DefaultMaxSyncAnswers is how many SYNCs a node answers with its
+	// state at once, and then per Interval (docs/protocol.md §4.6).
+	DefaultMaxSyncAnswers = 4
 )
 
 // Config configures a Node. Zero fields take the documented defaults;
@@ -91,6 +94,21 @@ type Config struct {
 	// our broadcasts reach) are ignored, so every node of a cluster may
 	// be given the same list.
 	Seeds []netip.Addr
+	// MaxRemotePeers caps the peers off our subnet the table lists (each
+	// costs a unicast datagram per Interval), the addresses off it
+	// learned but not yet heard from, and the introductions sent per
+	// Interval (docs/protocol.md §4.6). Default MaxPeers.
+	MaxRemotePeers int
+	// MaxSyncAnswers caps the SYNCs answered with our state: at once,
+	// then per Interval; one per requester per Interval whatever it is.
+	// Default 4.
+	MaxSyncAnswers int
+	// NoJoinSync: the join does not ask for the state (docs/protocol.md
+	// §4.6), and the node learns its peers from their answers (§4.1)
+	// alone, as before the state exchange. A node with Seeds ignores
+	// it: without a state it could not learn, in plain mode, the
+	// addresses off its subnet it may take messages from.
+	NoJoinSync bool
 }
 
 // fill checks c and fills in its defaults.
@@ -157,6 +175,15 @@ func (c *Config) fill() error {
 	}
 	if c.MaxPeers < 0 {
 		return fmt.Errorf("cluster: MaxPeers is %d: want a positive number", c.MaxPeers)
+	}
+	if c.MaxRemotePeers == 0 {
+		c.MaxRemotePeers = c.MaxPeers
+	}
+	if c.MaxSyncAnswers == 0 {
+		c.MaxSyncAnswers = DefaultMaxSyncAnswers
+	}
+	if c.MaxRemotePeers < 0 || c.MaxSyncAnswers < 0 {
+		return fmt.Errorf("cluster: MaxRemotePeers %d, MaxSyncAnswers %d: want positive numbers", c.MaxRemotePeers, c.MaxSyncAnswers)
 	}
 	if c.Resources == nil {
 		c.Resources = func() Resources { return Resources{CPUs: runtime.NumCPU()} }

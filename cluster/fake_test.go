@@ -120,6 +120,12 @@ type sim struct {
 	quiet bool
 	// viewHint is where fullView starts (joinstorm_test.go).
 	viewHint int
+	// per, if set, splits the LAN into segments of per hosts, each a /24
+	// of prefix (host h is on segment (h-1)/per, at .1 and up), joined
+	// by a router that forwards unicast only: a broadcast reaches the
+	// hosts of its sender's segment (newSegments, span_test.go).
+	per      int
+	segOrder map[netip.Prefix][]netip.Addr // of nodes, by segment, sorted
 
 	logMu sync.Mutex // Logf may be called from a reader of the tree
 	log   []string
@@ -226,9 +232,10 @@ func (c *simConn) WriteTo(b []byte, dst net.Addr) (int, error) {
 	u := dst.(*net.UDPAddr)
 	to, _ := netip.AddrFromSlice(u.IP)
 	to = to.Unmap()
-	bcast := to == s.bcast
+	seg := s.segOf(c.addr)
+	bcast := to == broadcastAddr(seg)
 	if u.Port != DefaultPort || !bcast && !s.prefix.Contains(to) {
-		s.t.Errorf("%v sent to %v, want %v:9710 or a host of %v", c.addr, dst, s.bcast, s.prefix)
+		s.t.Errorf("%v sent to %v, want %v:9710 or a host of %v", c.addr, dst, broadcastAddr(seg), s.prefix)
 	}
 	c.sent = append(c.sent, sent{s.clock.Now().Sub(t0), strings.TrimSuffix(string(b), "\n"), !bcast})
 	src, extra := udp(c.addr), false
@@ -254,6 +261,9 @@ func (c *simConn) WriteTo(b []byte, dst net.Addr) (int, error) {
 		return len(b), nil
 	}
 	to4 := s.order
+	if s.per > 0 {
+		to4 = s.segOrder[seg]
+	}
 	if s.noEcho {
 		to4 = slices.DeleteFunc(slices.Clone(to4), func(a netip.Addr) bool { return a == c.addr })
 	}
@@ -320,24 +330,31 @@ func udp(a netip.Addr) *net.UDPAddr {
 // the slice.
 func (s *sim) addrs() []netip.Addr { return s.order }
 
-// host returns the address of host h: the prefix's address plus h.
+// host returns the address of host h: the prefix's address plus h, or,
+// with segments, host (h-1)%per + 1 of segment (h-1)/per.
 func (s *sim) host(h int) netip.Addr {
+	if s.per > 0 {
+		h = (h-1)/s.per*256 + (h-1)%s.per + 1
+	}
 	a := s.prefix.Addr().As4()
 	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3]) + uint32(h)
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // config is the default test config of host h (10.0.0.h on the default
-// subnet) with id 000000hh.
+// subnet) with id 000000hh. It has no join SYNC (§4.6), so that the
+// tests of §4.1–§4.5 see the traffic those sections describe;
+// span_test.go and the scale harness turn it on.
 func (s *sim) config(h int) Config {
 	return Config{
-		ID:        fmt.Sprintf("%08x", h),
-		Name:      fmt.Sprintf("n%d", h),
-		Addr:      s.host(h),
-		Prefix:    s.prefix,
-		Clock:     s.clock,
-		WallClock: s.clock.Now,
-		Rand:      rand.New(rand.NewPCG(uint64(h), 1)),
+		NoJoinSync: true,
+		ID:         fmt.Sprintf("%08x", h),
+		Name:       fmt.Sprintf("n%d", h),
+		Addr:       s.host(h),
+		Prefix:     s.segOf(s.host(h)),
+		Clock:      s.clock,
+		WallClock:  s.clock.Now,
+		Rand:       rand.New(rand.NewPCG(uint64(h), 1)),
 		Resources: func() Resources {
 			return Resources{CPUs: 2, MemTotal: 256 << 20, MemFree: 128 << 20, Load: 0.25}
 		},
@@ -388,6 +405,22 @@ func (s *sim) setOrder() {
 	}
 	slices.SortFunc(l, netip.Addr.Compare)
 	s.order = l
+	if s.per > 0 {
+		s.segOrder = make(map[netip.Prefix][]netip.Addr)
+		for _, a := range l {
+			p := s.segOf(a)
+			s.segOrder[p] = append(s.segOrder[p], a)
+		}
+	}
+}
+
+// segOf is the segment of address a: the LAN's prefix, or its /24.
+func (s *sim) segOf(a netip.Addr) netip.Prefix {
+	if s.per == 0 {
+		return s.prefix
+	}
+	p, _ := a.Prefix(24)
+	return p
 }
 
 // kill stops a node without LEAVE, like a crash: it neither sends nor

@@ -63,6 +63,7 @@ type Node struct {
 	sched   schedule
 	rep     replier
 	probe   prober
+	span    spanner   // seeds and the state exchange (§4.6)
 	quietAt time.Time // when the next peer turns quiet (§4.5); zero if none
 	seq     sequencer
 	st      stats
@@ -87,6 +88,7 @@ type stats struct {
 	probes, probesHeld                         uint64
 	probeAnswers, probeAnswersHeld             uint64
 	probeStats
+	spanStats
 	dropped [numReasons]uint64
 	// acceptedKind and sentKind break accepted and sent down by verb.
 	acceptedKind, sentKind [len(verbs)]uint64
@@ -145,7 +147,9 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 			cfg.RemoveAfter, cfg.Window, cfg.MaxPeers),
 		sched: schedule{interval: cfg.Interval},
 		rep: replier{every: cfg.AnswerEvery, interval: cfg.Interval, jitter: cfg.ReplyJitter,
-			rng: cfg.Rand},
+			rng: cfg.Rand, maxFar: cfg.MaxRemotePeers},
+		span: spanner{interval: cfg.Interval, wait: cfg.ReplyJitter, maxAnswers: cfg.MaxSyncAnswers,
+			maxRemote: cfg.MaxRemotePeers, seeds: remoteSeeds(cfg.Seeds, prefix)},
 		probe:    prober{interval: cfg.Interval, maxPeers: cfg.MaxPeers, rng: cfg.Rand},
 		auth:     cfg.Auth,
 		seq:      newSequencer(wall, cfg.Window),
@@ -166,6 +170,7 @@ func New(cfg Config, conn net.PacketConn) (*Node, error) {
 	if n.auth != AuthPlain && len(cfg.Keys) == 0 {
 		return nil, fmt.Errorf("cluster: Auth %v needs Keys", n.auth)
 	}
+	n.tab.maxRemote, n.tab.spans = cfg.MaxRemotePeers, len(cfg.Seeds) > 0
 	n.tree = &Tree{n: n}
 	return n, nil
 }
@@ -202,7 +207,7 @@ func (n *Node) Join() {
 		if !n.running {
 			return nil
 		}
-		return []outgoing{n.toAll(n.beginLocked(n.clock.Now(), res))}
+		return n.beginLocked(n.clock.Now(), res)
 	})
 }
 
@@ -215,13 +220,14 @@ func (n *Node) Leave() {
 		if !n.joined {
 			return nil
 		}
+		out := n.toAllLocked(Message{Kind: Leave, ID: n.cfg.ID}) // before the table is emptied
 		n.joined = false
 		n.quietLocked()
 		n.tab.clear()
 		n.mu.logf("cluster: left")
 		n.noteSelfLocked("left")
 		n.poke()
-		return []outgoing{n.toAll(Message{Kind: Leave, ID: n.cfg.ID})}
+		return out
 	})
 }
 
@@ -242,7 +248,7 @@ func (n *Node) Rename(name string) error {
 			return nil
 		}
 		n.rep.cancelReply() // the ANNOUNCE answers it
-		return []outgoing{n.toAll(n.announceLocked(res))}
+		return n.toAllLocked(n.announceLocked(res))
 	})
 	return nil
 }
@@ -273,8 +279,9 @@ func (n *Node) activeLocked() bool { return n.running && n.joined }
 // replies, refutations, probes and answers.
 func (n *Node) quietLocked() {
 	n.sched.stop()
-	n.rep.cancel()
+	n.rep.drop()
 	n.probe.reset()
+	n.span.stop()
 }
 
 // poke wakes Run to recompute its timer.

@@ -476,18 +476,31 @@ asks_refused 0
 ask_probes 0
 relays 0
 relays_refused 0
+syncs 0
+seed_tries 0
+sync_answers 0
+syncs_held 0
+state_listed 0
+state_candidates 0
+state_refused 0
+intros 0
+pushes 0
 accepted_announce 0
 accepted_heartbeat 0
 accepted_leave 0
 accepted_probe 0
 accepted_ask 0
 accepted_relay 0
+accepted_sync 0
+accepted_state 0
 sent_announce 1
 sent_heartbeat 0
 sent_leave 0
 sent_probe 0
 sent_ask 0
 sent_relay 0
+sent_sync 0
+sent_state 0
 events_lost 0
 `
 	if got := a.read("stats"); got != want {
@@ -949,7 +962,7 @@ func TestRun(t *testing.T) {
 	n, err := New(Config{
 		ID: "00000001", Name: "n1", Addr: netip.MustParseAddr("10.0.0.1"),
 		Prefix: netip.MustParsePrefix("10.0.0.0/24"), Clock: clock, Rand: rand.New(zeroSource{}),
-		Resources: func() Resources { return Resources{CPUs: 1, MemTotal: 1 << 20} },
+		Resources: func() Resources { return Resources{CPUs: 1, MemTotal: 1 << 20} }, NoJoinSync: true,
 	}, conn)
 	if err != nil {
 		t.Fatal(err)
@@ -1329,7 +1342,7 @@ func runNode(t *testing.T, clock *fakeClock, edit func(*Config)) (*Node, *pipeCo
 	cfg := Config{
 		ID: "00000001", Name: "n1", Addr: netip.MustParseAddr("10.0.0.1"),
 		Prefix: netip.MustParsePrefix("10.0.0.0/24"), Clock: clock, Rand: rand.New(zeroSource{}),
-		Resources: func() Resources { return Resources{CPUs: 1, MemTotal: 1 << 20} },
+		Resources: func() Resources { return Resources{CPUs: 1, MemTotal: 1 << 20} }, NoJoinSync: true,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -1500,7 +1513,9 @@ func statsConsistent(text string) string {
 	}
 	names = append(names, "sent", "send_errors", "peers", "answers", "refutes", "log_held",
 		"probes", "probes_held", "probe_answers", "probe_answers_held",
-		"asks", "asks_held", "asks_refused", "ask_probes", "relays", "relays_refused")
+		"asks", "asks_held", "asks_refused", "ask_probes", "relays", "relays_refused",
+		"syncs", "seed_tries", "sync_answers", "syncs_held",
+		"state_listed", "state_candidates", "state_refused", "intros", "pushes")
 	for _, dir := range []string{"accepted", "sent"} {
 		for k := Announce; int(k) < len(verbs); k++ {
 			names = append(names, dir+"_"+strings.ToLower(k.String()))

@@ -18,12 +18,18 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		n.st.dropped[ReasonLeft]++
 		return
 	}
-	ip, err := n.tab.source(src)
+	ip, onSeg, err := n.tab.source(src)
 	if err != nil {
 		n.countDropLocked(err, src, now)
 		return
 	}
 	m, err := Parse(b)
+	if err == nil && !onSeg && !m.Keyed() && !n.knownFarLocked(ip, now) {
+		// Step 2a: plain, from off our subnet, and from no one we know
+		// of there (§4.6, §10).
+		err = dropf(ReasonForeignSubnet, "plain %v of %s from %v, off %v: not a seed, a peer or an address learned from one",
+			m.Kind, m.ID, ip, n.tab.prefix)
+	}
 	if err == nil {
 		err = n.checkSignedLocked(m, now)
 	}
@@ -42,6 +48,10 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		return
 	}
 	n.tickLocked(now, true)
+	if m.Kind == State {
+		n.takeStateLocked(m, ip, onSeg, src, now)
+		return
+	}
 	if m.Kind == Relay {
 		// What it carries decides whether any of it counts (§4.5).
 		if err := n.checkRelayLocked(m, now); err != nil {
@@ -71,8 +81,11 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	n.st.acceptedKind[m.Kind]++
 	n.logEventLocked(ev, now)
 	n.probeHeardLocked(m, ev.peer, now)
-	if m.Kind == Relay {
+	switch m.Kind {
+	case Relay:
 		n.vouchLocked(m, now)
+	case Sync:
+		n.syncedLocked(m, ev.peer, now)
 	}
 	if m.Kind != Announce {
 		return
@@ -82,6 +95,10 @@ func (n *Node) handle(b []byte, src net.Addr) {
 	// refresh (docs/protocol.md §4.1).
 	if ev.kind == evAdded || ev.kind == evRevived || ev.kind == evRestarted || ev.kind == evMoved {
 		n.replyLocked(now, ip)
+	}
+	if ev.kind == evAdded && len(n.tab.remote) > 0 && n.tab.local(ip) && n.designatedLocked(m.ID) {
+		// A new node of our subnet: one of us tells the others (§4.6).
+		n.introduceLocked(ev.peer, now)
 	}
 	if ev.kind != evUpdated || ev.oldName != ev.peer.Name {
 		n.checkNameLocked(ev.peer.ID, ev.peer.Name, now)
@@ -99,6 +116,23 @@ const startSlack = 2 * time.Second
 // window, an incarnation not in the future, and, for a window after we
 // started, nothing sent more than startSlack before we started.
 func (n *Node) checkSignedLocked(m Message, now time.Time) error {
+	if err := n.checkTagLocked(m); err != nil || !m.Keyed() {
+		return err
+	}
+	if from := n.bornWall - startSlack.Milliseconds(); now.Sub(n.bornAt) < n.cfg.Window && from > 0 && m.Seq < uint64(from) {
+		// Our replay memory is empty: what was sent before we started
+		// may have been accepted already (docs/protocol.md §9.2).
+		return dropf(ReasonStale, "%v of %s was sent %.3f s before we started; accepted from %v before",
+			m.Kind, m.ID, float64(n.bornWall-int64(m.Seq))/1000, startSlack)
+	}
+	return nil
+}
+
+// checkTagLocked applies the rules of §9.2 that need no memory of the
+// sender or of our start: the auth mode, a known key, the tag, the
+// window, an incarnation not in the future. A STATE's entries pass
+// these (§4.6).
+func (n *Node) checkTagLocked(m Message) error {
 	if !m.Keyed() {
 		if n.auth == AuthKeyed {
 			return dropf(ReasonUnkeyed, "%v of %s is not signed, and this node accepts only signed messages", m.Kind, m.ID)
@@ -121,12 +155,6 @@ func (n *Node) checkSignedLocked(m Message, now time.Time) error {
 		return dropf(ReasonStale, "%v of %s has incarnation %d, a start %.1f s after our clock; accepted up to %v after",
 			m.Kind, m.ID, m.Inc, off, n.cfg.Window)
 	}
-	if from := n.bornWall - startSlack.Milliseconds(); now.Sub(n.bornAt) < n.cfg.Window && from > 0 && m.Seq < uint64(from) {
-		// Our replay memory is empty: what was sent before we started
-		// may have been accepted already (docs/protocol.md §9.2).
-		return dropf(ReasonStale, "%v of %s was sent %.3f s before we started; accepted from %v before",
-			m.Kind, m.ID, float64(n.bornWall-int64(m.Seq))/1000, startSlack)
-	}
 	return nil
 }
 
@@ -145,10 +173,15 @@ func (n *Node) ownSignedLocked(m Message, ip netip.Addr) error {
 	return nil
 }
 
-// replyLocked has the replier answer the node at to, if Run drives us.
+// replyLocked has the replier answer the node at to, if Run drives us:
+// by unicast of its own if to is off our subnet (§4.6).
 func (n *Node) replyLocked(now time.Time, to netip.Addr) {
-	if n.running {
+	switch {
+	case !n.running:
+	case n.tab.local(to):
 		n.rep.reply(now, to)
+	default:
+		n.rep.replyFar(now, to)
 	}
 }
 

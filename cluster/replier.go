@@ -36,6 +36,50 @@ type replier struct {
 
 	refute     time.Time // a pending refutation; zero if none
 	lastRefute time.Time
+
+	// far are the nodes off our subnet to answer (§4.6): a broadcast
+	// does not reach them, so each gets its own ANNOUNCE however many
+	// there are (at most maxFar), on a timer of its own that a broadcast
+	// ANNOUNCE does not cancel, at most one answer per every.
+	far     []netip.Addr
+	farAt   time.Time
+	lastFar time.Time
+	maxFar  int
+}
+
+// replyFar schedules a fast-join reply to the node at to, off our
+// subnet, by unicast: after every since the last reply to such nodes,
+// plus the jitter (docs/protocol.md §4.1, §4.6).
+func (r *replier) replyFar(now time.Time, to netip.Addr) {
+	if slices.Contains(r.far, to) || len(r.far) >= r.maxFar {
+		return
+	}
+	r.far = append(r.far, to)
+	if r.farAt.IsZero() {
+		at := now
+		if !r.lastFar.IsZero() {
+			at = later(at, r.lastFar.Add(r.every))
+		}
+		r.farAt = at.Add(time.Duration(r.rng.Int64N(int64(r.jitter) + 1)))
+	}
+}
+
+// dueFar returns the nodes off our subnet to answer at now, and
+// forgets them.
+func (r *replier) dueFar(now time.Time) []netip.Addr {
+	if !reached(now, r.farAt) {
+		return nil
+	}
+	to := slices.Clone(r.far)
+	r.far, r.farAt, r.lastFar = r.far[:0], time.Time{}, now
+	return to
+}
+
+// drop forgets everything pending, far answers included: the node
+// leaves or stops.
+func (r *replier) drop() {
+	r.cancel()
+	r.far, r.farAt = r.far[:0], time.Time{}
 }
 
 // reply schedules a fast-join reply to the node at addr to, no sooner
@@ -96,7 +140,7 @@ func (r *replier) cancel() { r.at, r.refute = time.Time{}, time.Time{} }
 func (r *replier) cancelReply() { r.at = time.Time{} }
 
 // next is when due has work next, or the zero time.
-func (r *replier) next() time.Time { return earliest(r.at, r.refute) }
+func (r *replier) next() time.Time { return earliest(earliest(r.at, r.refute), r.farAt) }
 
 // answer is an ANNOUNCE the replier has due.
 type answer struct {

@@ -121,7 +121,7 @@ func (n *Node) start() (err error) {
 		}
 		n.mu.logf("cluster: joined as %s (%s) at %v", n.cfg.ID, n.name, n.cfg.Addr)
 		n.noteJoinedLocked()
-		return []outgoing{n.toAll(n.beginLocked(n.clock.Now(), res))}
+		return n.beginLocked(n.clock.Now(), res)
 	})
 	return err
 }
@@ -150,7 +150,7 @@ func (n *Node) nextWake() time.Time {
 // dueNextLocked is when the schedule, the replier or the prober has
 // something to send next, or the zero time.
 func (n *Node) dueNextLocked() time.Time {
-	return earliest(earliest(n.sched.next, n.rep.next()), n.probe.next())
+	return earliest(earliest(n.sched.next, n.rep.next()), earliest(n.probe.next(), n.span.next()))
 }
 
 // fire does what is due now: peers' transitions, then what the parts
@@ -178,24 +178,35 @@ func (n *Node) dueLocked(now time.Time, res Resources) []outgoing {
 	var out []outgoing
 	switch n.sched.due(now) {
 	case Announce:
-		out = append(out, n.toAll(n.announceLocked(res)))
+		out = append(out, n.toAllLocked(n.announceLocked(res))...)
 		n.rep.cancel() // an ANNOUNCE answers any pending reply or refutation
 	case Heartbeat:
-		out = append(out, n.toAll(n.heartbeat(res)))
+		out = append(out, n.toAllLocked(n.heartbeat(res))...)
 	}
 	if a, ok := n.rep.due(now); ok {
 		m := n.announceLocked(res)
-		if !a.refutes {
+		switch {
+		case a.refutes: // our peers off the subnet may have heard the claim too
+			out = append(out, n.toAllLocked(m)...)
+		case a.to == nil:
 			n.st.answers++
-		}
-		if a.to == nil {
 			out = append(out, n.toAll(m))
+		default:
+			n.st.answers++
 		}
 		// A few nodes to answer: no need to wake every other.
 		for _, to := range a.to {
 			out = append(out, n.toOne(to, m))
 		}
 	}
+	if far := n.rep.dueFar(now); len(far) > 0 {
+		n.st.answers++
+		m := n.ownAnnounceLocked(res)
+		for _, to := range far {
+			out = append(out, n.toOne(to, m))
+		}
+	}
+	out = append(out, n.spanLocked(now, res)...)
 	out = append(out, n.probeAnswersLocked(now, res)...)
 	return append(out, n.probesLocked(now)...)
 }

@@ -21,17 +21,44 @@ func (n *Node) toOne(a netip.Addr, m Message) outgoing {
 	return outgoing{net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(n.cfg.Port))), m}
 }
 
-// beginLocked starts the periodic schedule at now and returns the join
-// ANNOUNCE, message 0 of the schedule.
-func (n *Node) beginLocked(now time.Time, res Resources) Message {
+// toAllLocked sends m to the broadcast address and, by unicast, to
+// every peer the table lists off our subnet, which the broadcast does
+// not reach (docs/protocol.md §4.6).
+func (n *Node) toAllLocked(m Message) []outgoing {
+	out := make([]outgoing, 0, 1+len(n.tab.remote))
+	out = append(out, n.toAll(m))
+	for _, p := range n.tab.remote {
+		out = append(out, n.toOne(p.Addr, m))
+	}
+	return out
+}
+
+// beginLocked starts the periodic schedule at now and returns the join:
+// ANNOUNCE, message 0 of the schedule, and unless NoJoinSync (which a
+// node with seeds ignores) the broadcast SYNC that asks one peer for
+// the state (docs/protocol.md §4.6). The seeds are tried by fire.
+func (n *Node) beginLocked(now time.Time, res Resources) []outgoing {
 	n.sched.begin(now)
 	n.rep.cancel()
-	return n.announceLocked(res)
+	sync := !n.cfg.NoJoinSync || n.spans()
+	n.span.begin(now, sync)
+	out := n.toAllLocked(n.announceLocked(res))
+	if sync {
+		n.st.syncs++
+		out = append(out, n.toAll(Message{Kind: Sync, ID: n.cfg.ID, Addr: n.tab.bcast}))
+	}
+	return out
 }
 
 // announceLocked builds our ANNOUNCE; it is sent at once.
 func (n *Node) announceLocked(res Resources) Message {
 	n.rep.announced(n.clock.Now())
+	return n.ownAnnounceLocked(res)
+}
+
+// ownAnnounceLocked builds our ANNOUNCE without counting it as one sent
+// to all (§4.1): for introductions and our entry of a STATE (§4.6).
+func (n *Node) ownAnnounceLocked(res Resources) Message {
 	return Message{Kind: Announce, ID: n.cfg.ID, Addr: n.cfg.Addr, Name: n.name,
 		CPUs: res.CPUs, MemTotal: res.MemTotal, MemFree: res.MemFree, Containers: n.reg.Len()}
 }
@@ -57,6 +84,11 @@ func (n *Node) sendAll(out []outgoing) {
 	for _, o := range out {
 		m := o.m
 		n.mu.Lock()
+		if m.Kind == State {
+			// Our own entry is signed now, just before the STATE, so
+			// that its seq comes after everything sent before it.
+			m.State = n.signEntriesLocked(m.State)
+		}
 		n.signLocked(&m)
 		n.mu.Unlock()
 		err := m.Validate()

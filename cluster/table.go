@@ -57,6 +57,11 @@ type Peer struct {
 	// A peer heard once (its first ANNOUNCE, perhaps forged from a free
 	// address) is not probed (docs/protocol.md §4.5).
 	msgs int
+	// ann is its last ANNOUNCE, verbatim (signed if it was), which a
+	// STATE carries (docs/protocol.md §4.6).
+	ann Message
+	// ri is its index in the table's remote list, if off our subnet.
+	ri int
 	// The table's lists by age (ages).
 	prev, next *Peer
 	linked     bool
@@ -115,9 +120,15 @@ type table struct {
 
 	peers  map[string]*Peer
 	byAddr map[netip.Addr]string // recorded address -> id: one id per address
-	names  map[string]int        // name -> how many peers go by it
-	seen   replayMemory          // the last (inc, seq) of every signer (seen.go)
-	ages   ages                  // the peers by status, oldest first
+	// remote are the peers recorded off our subnet, which our periodic
+	// messages reach by unicast (§4.6): at most maxRemote.
+	remote    []*Peer
+	maxRemote int
+	// spans: the node takes datagrams from off our subnet (it has seeds).
+	spans bool
+	names map[string]int // name -> how many peers go by it
+	seen  replayMemory   // the last (inc, seq) of every signer (seen.go)
+	ages  ages           // the peers by status, oldest first
 }
 
 func newTable(self string, selfAddr netip.Addr, prefix netip.Prefix, port int, suspect, dead, removeAfterDead, window time.Duration, max int) *table {
@@ -137,22 +148,28 @@ func broadcastAddr(p netip.Prefix) netip.Addr { return ipv4.Broadcast(p) }
 // *net.UDPAddr holding a host address of our subnet, neither its network
 // nor its broadcast address, and the cluster's port (§1): a datagram
 // from another port is no node's, and may be a service such as UDP
-// echo reflecting a forged one.
-func (t *table) source(src net.Addr) (netip.Addr, error) {
+// echo reflecting a forged one. A node with seeds also takes unicast
+// hosts off the subnet (onSeg false), which step 2a checks further
+// (§4.6).
+func (t *table) source(src net.Addr) (a netip.Addr, onSeg bool, err error) {
 	u, ok := src.(*net.UDPAddr)
 	if !ok {
-		return netip.Addr{}, dropf(ReasonForeignSubnet, "source %v is not UDP", src)
+		return netip.Addr{}, false, dropf(ReasonForeignSubnet, "source %v is not UDP", src)
 	}
-	a, ok := netip.AddrFromSlice(u.IP)
+	a, ok = netip.AddrFromSlice(u.IP)
 	a = a.Unmap()
-	if !ok || !a.Is4() || !t.prefix.Contains(a) || a == t.prefix.Addr() || a == t.bcast {
-		return netip.Addr{}, dropf(ReasonForeignSubnet, "source %v is not a host of %v", u.IP, t.prefix)
+	onSeg = ok && a.Is4() && t.prefix.Contains(a) && a != t.prefix.Addr() && a != t.bcast
+	if !onSeg && !(ok && t.spans && !t.prefix.Contains(a) && remoteHost(a)) {
+		return netip.Addr{}, false, dropf(ReasonForeignSubnet, "source %v is not a host of %v", u.IP, t.prefix)
 	}
 	if u.Port != t.port {
-		return netip.Addr{}, dropf(ReasonForeignPort, "source %v is not port %d", u, t.port)
+		return netip.Addr{}, false, dropf(ReasonForeignPort, "source %v is not port %d", u, t.port)
 	}
-	return a, nil
+	return a, onSeg, nil
 }
+
+// local reports whether a is on our subnet.
+func (t *table) local(a netip.Addr) bool { return t.prefix.Contains(a) }
 
 // past reports whether a peer of the given age has reached threshold.
 // Thresholds are inclusive (age >= 15 s is suspect); strict asks instead
@@ -256,6 +273,11 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 			return event{}, err
 		}
 	}
+	if m.Kind == Sync && m.Addr != t.selfAddr && m.Addr != t.bcast {
+		// Sent to another node: answering would let anyone aim our state
+		// (§4.6, §6 step 7).
+		return event{}, dropf(ReasonWrongTarget, "SYNC of %s was sent to %v, we are %v", m.ID, m.Addr, t.selfAddr)
+	}
 	if m.Keyed() {
 		s, ok := t.seen.get(m.ID)
 		if ok && !s.newer(m.Inc, m.Seq) {
@@ -274,7 +296,7 @@ func (t *table) observe(m Message, src netip.Addr, now time.Time) (event, error)
 	switch m.Kind {
 	case Announce:
 		ev, err = t.announce(m, src, now)
-	case Heartbeat, Leave, Probe, Ask, Relay:
+	case Heartbeat, Leave, Probe, Ask, Relay, Sync, State:
 		ev, err = t.fromPeer(m, src, now)
 	default:
 		err = dropf(ReasonUnknownVerb, "kind %d", m.Kind)
@@ -328,6 +350,10 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 		ev.gone = append(ev.gone, gonePeer{victim.copy(), "evicted"})
 		t.delete(victim.ID)
 	}
+	if !t.local(src) && (p == nil || t.local(p.Addr)) && len(t.remote) >= t.maxRemote {
+		// Each costs a unicast per interval: bounded (§4.6).
+		return event{}, dropf(ReasonTableFull, "table holds %d peers off our subnet, refusing %s at %v", t.maxRemote, m.ID, src)
+	}
 	if p == nil {
 		p = &Peer{ID: m.ID}
 		t.peers[m.ID] = p
@@ -335,6 +361,11 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 	if p.Addr != src {
 		delete(t.byAddr, p.Addr)
 		t.byAddr[src] = m.ID
+		t.unremote(p)
+		if !t.local(src) {
+			p.ri = len(t.remote)
+			t.remote = append(t.remote, p)
+		}
 	}
 	if p.Name != m.Name {
 		t.unname(p.Name)
@@ -343,6 +374,7 @@ func (t *table) announce(m Message, src netip.Addr, now time.Time) (event, error
 	p.Name, p.Addr, p.CPUs = m.Name, m.Addr, m.CPUs
 	p.MemTotal, p.MemFree, p.Containers = m.MemTotal, m.MemFree, m.Containers
 	p.Keyed, p.Inc = m.Keyed(), m.Inc
+	p.ann = m
 	t.heard(p, now)
 	ev.peer = p.copy()
 	return ev, nil
@@ -397,8 +429,20 @@ func (t *table) delete(id string) {
 		}
 		t.unname(p.Name)
 		t.ages.unlink(p)
+		t.unremote(p)
 		delete(t.peers, id)
 	}
+}
+
+// unremote takes p out of the remote list, if it is in it.
+func (t *table) unremote(p *Peer) {
+	if !p.Addr.IsValid() || t.local(p.Addr) {
+		return
+	}
+	last := t.remote[len(t.remote)-1]
+	t.remote[p.ri], last.ri = last, p.ri
+	t.remote[len(t.remote)-1] = nil
+	t.remote = t.remote[:len(t.remote)-1]
 }
 
 // unname counts one peer fewer going by name.
@@ -440,6 +484,8 @@ func (t *table) clear() {
 	clear(t.peers)
 	clear(t.byAddr)
 	clear(t.names)
+	clear(t.remote)
+	t.remote = t.remote[:0]
 	t.ages.reset()
 }
 

@@ -250,6 +250,10 @@ func (n *Node) statsTextLocked() []byte {
 		st.probes, st.probesHeld, st.probeAnswers, st.probeAnswersHeld)
 	b = fmt.Appendf(b, "asks %d\nasks_held %d\nasks_refused %d\nask_probes %d\nrelays %d\nrelays_refused %d\n",
 		st.asks, st.asksHeld, st.asksRefused, st.askProbes, st.relays, st.relaysRefused)
+	b = fmt.Appendf(b, "syncs %d\nseed_tries %d\nsync_answers %d\nsyncs_held %d\n",
+		st.syncs, st.seedTries, st.syncAnswers, st.syncsHeld)
+	b = fmt.Appendf(b, "state_listed %d\nstate_candidates %d\nstate_refused %d\nintros %d\npushes %d\n",
+		st.stateListed, st.stateCands, st.stateRefused, st.intros, st.pushes)
 	for _, dir := range []struct {
 		name string
 		by   *[len(verbs)]uint64

@@ -22,6 +22,12 @@ const (
 	// Relay carries, by unicast, the HEARTBEAT a peer answered an Ask's
 	// probe with, verbatim, to the node that asked (docs/protocol.md §4.5).
 	Relay
+	// Sync asks for a peer's view of the cluster: a STATE answer
+	// (docs/protocol.md §4.6).
+	Sync
+	// State carries peers' ANNOUNCEs, verbatim: one part of the answer to
+	// a SYNC, or an introduction (docs/protocol.md §4.6).
+	State
 )
 
 // verb is what the codec knows of one Kind: Parse, Append and Validate
@@ -29,7 +35,9 @@ const (
 //
 // parse, format and check deal with the fields after the node_id, which
 // the codec handles for every verb; they are nil for LEAVE, which has
-// none, and parse is nil for RELAY, whose HEARTBEAT parseFields parses.
+// none, and parse is nil for RELAY, whose HEARTBEAT parseFields parses,
+// and for STATE, whose fields parseState parses (codec_state.go): their
+// number is fields only for a STATE of no entries, which is malformed.
 type verb struct {
 	name   string // the first field
 	fields int    // fields of a plain message, verb included
@@ -52,14 +60,20 @@ var verbs = [...]verb{
 	Probe:     {"PROBE", 3, parseProbe, appendProbe, checkProbe},
 	Ask:       {"ASK", 3, parseProbe, appendProbe, checkProbe},
 	Relay:     {"RELAY", 2 + 5, nil, nil, nil}, // see init
+	Sync:      {"SYNC", 3, parseSync, appendSync, checkSync},
+	State:     {"STATE", stateHead, nil, nil, nil}, // see init; parseState parses it
 }
 
 // init completes RELAY's row, whose functions format and check the
 // HEARTBEAT it carries through this table: in the literal they would
-// make an initialization cycle. A RELAY's fields are those of the
+// make an initialization cycle; so would STATE's, which carry
+// ANNOUNCEs. A RELAY's fields are those of the
 // HEARTBEAT it carries, and it is signed if and only if that HEARTBEAT
 // is: 7 fields, or 15 signed (parseFields, which parses what it carries).
-func init() { verbs[Relay].format, verbs[Relay].check = appendRelay, checkRelay }
+func init() {
+	verbs[Relay].format, verbs[Relay].check = appendRelay, checkRelay
+	verbs[State].format, verbs[State].check = appendState, checkState
+}
 
 // verb returns k's row of the table, or nil if k is no verb.
 func (k Kind) verb() *verb {

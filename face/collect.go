@@ -36,6 +36,15 @@ var statNames = map[string]struct{ name, help string }{
 	"ask_probes":         {"fornax_cluster_ask_probes_total", "Probes sent for others' ASKs."},
 	"relays":             {"fornax_cluster_relays_sent_total", "RELAYs sent: a probed peer's HEARTBEAT forwarded to the asker."},
 	"relays_refused":     {"fornax_cluster_relays_refused_total", "RELAYs dropped for what they carry."},
+	"syncs":              {"fornax_cluster_syncs_sent_total", "SYNCs sent: state requests of the join, its retries and seeds (protocol §4.6)."},
+	"seed_tries":         {"fornax_cluster_seed_tries_total", "Seeds tried: an ANNOUNCE and a SYNC to a seed not listed live."},
+	"sync_answers":       {"fornax_cluster_sync_answers_total", "SYNCs answered with our state."},
+	"syncs_held":         {"fornax_cluster_syncs_held_total", "Valid SYNCs left unanswered by the answer budgets."},
+	"state_listed":       {"fornax_cluster_state_listed_total", "Peers listed from entries of STATEs (second-hand)."},
+	"state_candidates":   {"fornax_cluster_state_candidates_total", "Addresses off the subnet learned from plain STATE entries, not yet heard."},
+	"state_refused":      {"fornax_cluster_state_refused_total", "STATE entries not taken: they failed a check."},
+	"intros":             {"fornax_cluster_intros_sent_total", "ANNOUNCEs sent by unicast to peers and candidates off the subnet."},
+	"pushes":             {"fornax_cluster_pushes_sent_total", "Introductions (STATE part 0) sent."},
 }
 
 // ClusterCollector reports node's figures: the counters of
