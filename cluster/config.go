@@ -210,8 +210,36 @@ func (c *Config) fill() error {
 			return fmt.Errorf("cluster: seed %v is not a unicast IPv4 address", a)
 		}
 	}
+	if len(c.Seeds) > maxSeeds {
+		return fmt.Errorf("cluster: %d seeds: want at most %d", len(c.Seeds), maxSeeds)
+	}
 	return nil
 }
+
+// ParseSeeds parses a list of seeds as fornaxd's -seeds and the
+// kernel's seeds= take it: IPv4 addresses separated by commas, such as
+// "10.1.0.2,10.2.0.7" (docs/protocol.md §4.6). Empty is none.
+func ParseSeeds(s string) ([]netip.Addr, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var out []netip.Addr
+	for _, f := range strings.Split(s, ",") {
+		a, err := netip.ParseAddr(f)
+		if err != nil || !a.Is4() || !remoteHost(a) {
+			return nil, fmt.Errorf("bad seed %q: want unicast IPv4 addresses separated by commas, e.g. 10.1.0.2,10.2.0.7", clip(f))
+		}
+		if len(out) >= maxSeeds {
+			return nil, fmt.Errorf("more than %d seeds: one or two per subnet are enough", maxSeeds)
+		}
+		out = append(out, a)
+	}
+	return out, nil
+}
+
+// maxSeeds bounds a list of seeds: each one not a live peer is tried
+// every 8 intervals at least.
+const maxSeeds = 64
 
 // remoteHost reports whether a may be a node's address seen from
 // another subnet: a unicast IPv4 address, not 0.0.0.0/8, loopback,

@@ -179,3 +179,56 @@ func TestSeeds(t *testing.T) {
 		}
 	}
 }
+
+func TestParseSeeds(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want string // the seeds joined by commas, or the error's start
+	}{
+		{"", ""},
+		{"10.1.0.2", "10.1.0.2"},
+		{"10.1.0.2,10.2.0.7", "10.1.0.2,10.2.0.7"},
+		{"10.1.0.2,10.1.0.2", "10.1.0.2,10.1.0.2"}, // New ignores the repeat
+		{"10.1.0.2,", `bad seed ""`},
+		{",10.1.0.2", `bad seed ""`},
+		{"10.1.0.2 10.2.0.7", `bad seed "10.1.0.2 10.2.0.7"`},
+		{"10.1.0", `bad seed "10.1.0"`},
+		{"::1", `bad seed "::1"`},
+		{"::ffff:10.1.0.2", `bad seed "::ffff:10.1.0.2"`},
+		{"0.0.0.0", `bad seed "0.0.0.0"`},
+		{"0.1.2.3", `bad seed "0.1.2.3"`},
+		{"127.0.0.1", `bad seed "127.0.0.1"`},
+		{"169.254.1.1", `bad seed "169.254.1.1"`},
+		{"224.0.0.1", `bad seed "224.0.0.1"`},
+		{"255.255.255.255", `bad seed "255.255.255.255"`},
+		{strings.Repeat("10.0.0.1,", 64) + "10.0.0.1", "more than 64 seeds"},
+	} {
+		got, err := ParseSeeds(tc.in)
+		var s string
+		if err != nil {
+			s = err.Error()
+		} else {
+			var l []string
+			for _, a := range got {
+				l = append(l, a.String())
+			}
+			s = strings.Join(l, ",")
+		}
+		if !strings.HasPrefix(s, tc.want) || err == nil && s != tc.want {
+			t.Errorf("ParseSeeds(%q) = %q, want %q", tc.in, s, tc.want)
+		}
+	}
+	// New takes them; its own address and its subnet's are ignored.
+	sm := newSim(t)
+	n := sm.start(1, func(c *Config) {
+		c.Seeds = []netip.Addr{netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("10.0.0.9"),
+			netip.MustParseAddr("10.1.0.2"), netip.MustParseAddr("10.1.0.2")}
+	})
+	if len(n.span.seeds) != 1 || n.span.seeds[0].addr != netip.MustParseAddr("10.1.0.2") {
+		t.Errorf("seeds %v", n.span.seeds)
+	}
+	if _, err := New(Config{ID: "00000001", Addr: netip.MustParseAddr("10.0.0.1"), Prefix: netip.MustParsePrefix("10.0.0.0/24"),
+		Seeds: []netip.Addr{netip.MustParseAddr("224.0.0.1")}}, &simConn{}); err == nil {
+		t.Error("New took a multicast seed")
+	}
+}

@@ -28,6 +28,10 @@ type options struct {
 	// httpPort is the HTTP face's port on the gossip address; 0 for none.
 	httpPort uint16
 	mdns     bool // answer for the node over mDNS on -iface
+	// seeds are nodes off -iface's subnet to introduce ourselves to by
+	// unicast (docs/protocol.md §4.6), as cluster.ParseSeeds reads
+	// them; "" for none: broadcast only.
+	seeds string
 }
 
 // listenNone turns 9P off.
@@ -78,6 +82,7 @@ Examples:
 
 	fornaxd -iface eth1
 	fornaxd -iface br0 -name db-1 -key-file /etc/fornax/cluster.key -profile fast
+	fornaxd -iface eth0 -key-file /etc/fornax/cluster.key -seeds 10.1.0.2,10.2.0.7
 	mount -t 9p -o trans=tcp,port=564,version=9p2000 10.0.0.50 /mnt/fornax
 `
 
@@ -94,6 +99,7 @@ func newFlagSet(o *options, profile, addr, httpPort *string) *flag.FlagSet {
 	fs.StringVar(httpPort, "http", strconv.Itoa(face.DefaultPort), "serve the HTTP face (/metrics, /sd, /v1/members, a live page: docs/guide.md) on this TCP `port`\nof the gossip address, the same on every node, or \"none\"")
 	fs.BoolVar(&o.mdns, "mdns", true, "answer to <name>.local and publish the node's services over mDNS / DNS-SD\n(udp/5353 on -iface; docs/guide.md \"Names (mDNS)\"); -mdns=false turns it off")
 	fs.BoolVar(&o.rw, "9p-rw", false, "let 9P clients write /cluster/ctl (as a VM's 9p=rw); default read-only")
+	fs.StringVar(&o.seeds, "seeds", "", "nodes on other subnets to reach by unicast: IPv4 `addresses` separated by commas,\ne.g. 10.1.0.2,10.2.0.7, the same list on every node (docs/protocol.md §4.6;\nuse a key with them, §10). Default: none, broadcast on -iface's subnet only")
 	return fs
 }
 
@@ -163,6 +169,9 @@ func parseFlags(args []string) (options, error) {
 			return o, usagef("-http %q: want a port from 1 to 65535, or none", httpPort)
 		}
 		o.httpPort = uint16(p)
+	}
+	if _, err := cluster.ParseSeeds(o.seeds); err != nil {
+		return o, usagef("-seeds %q: %v", o.seeds, err)
 	}
 	if o.iface != "" && strings.ContainsAny(o.iface, "/ \x00") {
 		return o, usagef("-iface %q: not an interface name (ip link lists them)", o.iface)

@@ -11,12 +11,13 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	o, err := parseFlags([]string{"-iface", "eth1", "-addr", "10.0.0.50", "-name", "db-1", "-id", "0a1b2c3d",
-		"-key-file", "/etc/k", "-listen", ":5640", "-profile", "fast", "-9p-rw", "-http", "8080", "-mdns=false"})
+		"-key-file", "/etc/k", "-listen", ":5640", "-profile", "fast", "-9p-rw", "-http", "8080", "-mdns=false",
+		"-seeds", "10.1.0.2,10.2.0.7"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	want := options{iface: "eth1", addr: netip.MustParseAddr("10.0.0.50"), name: "db-1", id: "0a1b2c3d",
-		keyFile: "/etc/k", listen: ":5640", rw: true, httpPort: 8080}
+		keyFile: "/etc/k", listen: ":5640", rw: true, httpPort: 8080, seeds: "10.1.0.2,10.2.0.7"}
 	if o.profile.Name != "fast" {
 		t.Errorf("profile %q", o.profile.Name)
 	}
@@ -29,7 +30,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.profile.Name != "default" || o.rw || o.iface != "" || o.listen != "" || o.addr.IsValid() || o.httpPort != 9711 || !o.mdns {
+	if o.profile.Name != "default" || o.rw || o.iface != "" || o.listen != "" || o.addr.IsValid() || o.httpPort != 9711 || !o.mdns || o.seeds != "" {
 		t.Errorf("defaults: %+v", o)
 	}
 	if o, err := parseFlags([]string{"-listen", "none"}); err != nil || o.listen != listenNone {
@@ -48,7 +49,7 @@ func TestParseFlagsHelp(t *testing.T) {
 	}
 	var b bytes.Buffer
 	writeUsage(&b)
-	for _, f := range []string{"-iface", "-addr", "-name", "-id", "-key-file", "-listen", "-profile", "-9p-rw", "-http", "-mdns", "CAP_NET_BIND_SERVICE", "SO_BINDTODEVICE", "mount -t 9p"} {
+	for _, f := range []string{"-iface", "-addr", "-name", "-id", "-key-file", "-listen", "-profile", "-9p-rw", "-http", "-mdns", "-seeds", "CAP_NET_BIND_SERVICE", "SO_BINDTODEVICE", "mount -t 9p"} {
 		if !strings.Contains(b.String(), f) {
 			t.Errorf("-help does not mention %s", f)
 		}
@@ -78,6 +79,11 @@ func TestParseFlagsBad(t *testing.T) {
 		{[]string{"-listen", "host:564"}, `want an IP address and a port`},
 		{[]string{"-iface", "eth0/1"}, `-iface "eth0/1": not an interface name`},
 		{[]string{"-9p-rw=maybe"}, `-9p-rw`},
+		{[]string{"-seeds", "10.1.0.2;10.2.0.7"}, `-seeds "10.1.0.2;10.2.0.7": bad seed "10.1.0.2;10.2.0.7": want unicast IPv4 addresses separated by commas`},
+		{[]string{"-seeds", "10.1.0.2,"}, `-seeds "10.1.0.2,": bad seed ""`},
+		{[]string{"-seeds", "fe80::1"}, `bad seed "fe80::1"`},
+		{[]string{"-seeds", "224.0.0.251"}, `bad seed "224.0.0.251"`},
+		{[]string{"-seeds", "10.1.0.2, 10.2.0.7"}, `bad seed " 10.2.0.7"`},
 		{[]string{"-http", "0"}, `-http "0": want a port from 1 to 65535, or none`},
 		{[]string{"-http", ":80"}, `-http ":80": want a port`},
 		{[]string{"-http", "70000"}, `-http "70000"`},

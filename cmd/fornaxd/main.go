@@ -111,6 +111,11 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 	if err != nil {
 		return nil, err
 	}
+	seeds, err := cluster.ParseSeeds(o.seeds) // checked by parseFlags
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
 	// The key is read last: from here Assemble has it, and clears it.
 	keys, err := loadKeys(o.keyFile, logger)
 	if err != nil {
@@ -125,6 +130,7 @@ func start(o options, logger *log.Logger) (*daemon, error) {
 		Resources: proc.Resources,
 		Logf:      logf,
 		Keys:      keys,
+		Seeds:     seeds,
 	}, o.profile, conn)
 	if err != nil {
 		conn.Close()
