@@ -41,6 +41,13 @@ func startCluster(s *system) error {
 			return fmt.Errorf("profile=%s: %w", s.cfg.Profile, err)
 		}
 	}
+	// A bad seed list stops the service, as a bad profile does: a node
+	// started with seeds is meant to reach them, and would otherwise
+	// sit alone on its segment saying nothing.
+	seeds, err := cluster.ParseSeeds(s.cfg.Seeds)
+	if err != nil {
+		return fmt.Errorf("seeds=%s: %w", s.cfg.Seeds, err)
+	}
 	pc, err := net.ListenPacket("udp4", fmt.Sprintf(":%d", cluster.DefaultPort))
 	if err != nil {
 		return err
@@ -71,6 +78,7 @@ func startCluster(s *system) error {
 		Logf:      s.kern.Logf,
 		Clock:     startClusterClock(),
 		Keys:      keys,
+		Seeds:     seeds,
 	}, profile, pc)
 	if err != nil {
 		pc.Close()

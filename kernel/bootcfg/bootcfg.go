@@ -66,6 +66,11 @@ type Config struct {
 	// publish its services over mDNS (docs/guide.md, "Names (mDNS)").
 	// The default, mdns=on, does.
 	MDNSOff bool
+	// Seeds is seeds=, the nodes off the subnet the cluster reaches by
+	// unicast (docs/protocol.md §4.6), as given: IPv4 addresses
+	// separated by commas. Only its spelling is checked here, as
+	// Profile's is: the cluster service parses it (cluster.ParseSeeds).
+	Seeds string
 }
 
 // parseOffloads reads offload='s value: on, off, or the offloads to keep,
@@ -113,7 +118,7 @@ func quiet(key string) bool {
 // known reports whether Parse uses key.
 func known(key string) bool {
 	switch key {
-	case "name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns", "mtu":
+	case "name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns", "mtu", "seeds":
 		return true
 	}
 	return false
@@ -146,7 +151,7 @@ func Parse(cmdline string) (Config, []string) {
 
 	c := Config{Name: DefaultName}
 	// gw is checked after ip, which it depends on.
-	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns", "mtu"} {
+	for _, key := range []string{"name", "ip", "gw", "id", "9p", "profile", "offload", "http", "mdns", "mtu", "seeds"} {
 		value, ok := values[key]
 		if !ok {
 			continue
@@ -187,6 +192,10 @@ func Parse(cmdline string) (Config, []string) {
 			c.HTTPPort, c.HTTPOff, err = parseHTTP(value)
 		case "mtu":
 			c.MTU, err = parseMTU(value)
+		case "seeds":
+			if err = checkSeeds(value); err == nil {
+				c.Seeds = value
+			}
 		case "mdns":
 			switch value {
 			case "on":
@@ -237,6 +246,15 @@ func (c Config) LinkMTU(device int) (mtu int, warning string) {
 		return device, fmt.Sprintf("bootcfg: ignoring mtu=%d: above the device's MTU, %d, which the link keeps", c.MTU, device)
 	}
 	return c.MTU, ""
+}
+
+// checkSeeds checks the spelling of a seed list: digits, dots and
+// commas, a few dozen addresses at most.
+func checkSeeds(s string) error {
+	if s == "" || len(s) > 512 || strings.Trim(s, "0123456789.,") != "" {
+		return errors.New("want IPv4 addresses separated by commas, such as 10.1.0.2,10.2.0.7")
+	}
+	return nil
 }
 
 // checkProfile checks the spelling of a profile name: 1 to 32 lowercase
@@ -365,6 +383,9 @@ func (c Config) String() string {
 	}
 	if c.MTU != 0 {
 		w = append(w, "mtu="+strconv.Itoa(c.MTU))
+	}
+	if c.Seeds != "" {
+		w = append(w, "seeds="+c.Seeds)
 	}
 	return strings.Join(w, " ")
 }

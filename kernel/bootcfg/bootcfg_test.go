@@ -64,6 +64,8 @@ func TestParse(t *testing.T) {
 		{"9p=", def, []string{`bootcfg: ignoring bad 9p= value "": want ro or rw`}},
 		{"profile=fast", with(func(c *Config) { c.Profile = "fast" }), nil},
 		{"profile=fsat", with(func(c *Config) { c.Profile = "fsat" }), nil}, // the cluster service refuses it
+		{"seeds=10.1.0.2,10.2.0.7", with(func(c *Config) { c.Seeds = "10.1.0.2,10.2.0.7" }), nil},
+		{"seeds=10.1.0.2,,300.1.1.1", with(func(c *Config) { c.Seeds = "10.1.0.2,,300.1.1.1" }), nil}, // the cluster service refuses it
 		{"offload=off", with(func(c *Config) { c.OffloadsOff = virtio.AllOffloads }), nil},
 		{"offload=on", def, nil},
 		{"offload=csum", with(func(c *Config) { c.OffloadsOff = virtio.OffloadMrg | virtio.OffloadRxTSO | virtio.OffloadTxTSO }), nil},
@@ -97,6 +99,8 @@ func TestParse(t *testing.T) {
 		{"mtu=auto", def, []string{`bootcfg: ignoring bad mtu= value "auto": want an MTU from 68 to 1500`}},
 		{"profile=Fast", def, []string{`bootcfg: ignoring bad profile= value "Fast": want a profile name, such as fast (1 to 32 of a-z)`}},
 		{"profile=", def, []string{`bootcfg: ignoring bad profile= value "": want a profile name, such as fast (1 to 32 of a-z)`}},
+		{"seeds=host.example", def, []string{`bootcfg: ignoring bad seeds= value "host.example": want IPv4 addresses separated by commas, such as 10.1.0.2,10.2.0.7`}},
+		{"seeds=", def, []string{`bootcfg: ignoring bad seeds= value "": want IPv4 addresses separated by commas, such as 10.1.0.2,10.2.0.7`}},
 		{"id=0A1B2C3D", def, []string{`bootcfg: ignoring bad id= value "0A1B2C3D": must be 8 lowercase hex digits`}},
 		{"id=0a1b2c3", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3": must be 8 lowercase hex digits`}},
 		{"id=0a1b2c3g", def, []string{`bootcfg: ignoring bad id= value "0a1b2c3g": must be 8 lowercase hex digits`}},
@@ -149,6 +153,7 @@ func TestString(t *testing.T) {
 		{"9p=ro name=n1", "name=n1"},
 		{"profile=fast name=n1", "name=n1 profile=fast"},
 		{"profile=default", "profile=default"},
+		{"seeds=10.1.0.2 name=n1", "name=n1 seeds=10.1.0.2"},
 		{"offload=off name=n1", "name=n1 offload=off"},
 		{"offload=mrg,csum", "offload=csum,mrg"},
 		{"offload=csum,mrg,rxtso,txtso", ""},
