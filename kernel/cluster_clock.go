@@ -27,6 +27,9 @@ import (
 // goroutine). The board's idle halts for at most a second of the LAPIC
 // timer, which runs whatever the wall clock says, so the hook is asked
 // again at least once a second whenever the CPU idles.
+//
+// runtime.Wake(0), before Run has started, finds no sleeping goroutine
+// and reports false.
 func startClusterClock() *monoclock.Clock {
 	clk := monoclock.New(board.Uptime, time.Now())
 	var napper atomic.Uint64 // the goroutine of Run, from runtime.GetG
@@ -35,6 +38,10 @@ func startClusterClock() *monoclock.Clock {
 		napper.Store(uint64(g))
 		clk.Run(context.Background(), time.Sleep)
 	}()
+	// A timer made while the CPU is busy and Run naps ends the nap, so
+	// naps can be long (monoclock.Nap) and an idle VM wakes for them
+	// rarely.
+	clk.SetWaker(func() bool { return runtime.Wake(uint(napper.Load())) })
 	idle := goos.Idle
 	// Runs in the scheduler: no allocation, no locks, no blocking.
 	goos.Idle = func(until int64) {

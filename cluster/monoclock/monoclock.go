@@ -38,9 +38,13 @@ import (
 	"fornax/cluster"
 )
 
-// Nap bounds each wait of Run. A timer made while Run naps is fired by the
-// idle hook on time; when the CPU is busy throughout, up to Nap late.
-const Nap = 250 * time.Millisecond
+// Nap bounds each wait of Run. A timer made while Run naps, earlier than
+// the nap's end, ends the nap through the Clock's waker (SetWaker), and
+// when the CPU idles the idle hook fires it on time anyway; Nap is what a
+// timer can be late by without either, when the CPU is busy throughout.
+// Each nap is a wake-up of an idle VM: they were 4 a second at 250 ms,
+// most of an idle VM's wake-ups (docs/bench.md).
+const Nap = 5 * time.Second
 
 // noTimer is Clock.next when no timer is pending.
 const noTimer = math.MaxInt64
@@ -55,6 +59,12 @@ type Clock struct {
 	// next is the raw deadline (ns) of the earliest pending timer, or
 	// noTimer: Idle reads it without the lock.
 	next atomic.Int64
+	// napEnd is the raw time (ns) Run's nap ends, or noTimer while Run
+	// is deciding it; napping is false while Run fires.
+	napEnd  atomic.Int64
+	napping atomic.Bool
+	// wake ends Run's nap (SetWaker); nil: none.
+	wake atomic.Pointer[func() bool]
 }
 
 var _ cluster.Clock = (*Clock)(nil)
@@ -85,7 +95,24 @@ func (c *Clock) TimerAt(at time.Time) cluster.Timer {
 	}
 	heap.Push(&c.timers, t)
 	c.storeNext()
+	c.poke(t.at)
 	return t
+}
+
+// SetWaker gives the Clock a way to end Run's nap early, as tamago's
+// runtime.Wake ends a time.Sleep: it reports whether it did. TimerAt calls
+// it for a timer due before the nap ends, so that a timer made while the
+// CPU is busy is not late by up to Nap.
+func (c *Clock) SetWaker(wake func() bool) { c.wake.Store(&wake) }
+
+// poke ends Run's nap if a timer at raw time at is due before it ends.
+// c.mu is held; wake only marks a runtime timer, it does not block.
+func (c *Clock) poke(at time.Duration) {
+	w := c.wake.Load()
+	if w == nil || !c.napping.Load() || int64(at) >= c.napEnd.Load() {
+		return
+	}
+	(*w)()
 }
 
 // Run fires the timers until ctx is done, waiting with sleep (time.Sleep:
@@ -95,7 +122,18 @@ func (c *Clock) Run(ctx context.Context, sleep func(time.Duration)) {
 	for ctx.Err() == nil {
 		now := c.raw()
 		c.fire(now)
-		sleep(c.nap(now))
+		// Published before the nap is worked out, so a timer made
+		// meanwhile either shortens it or pokes it (poke). On one CPU
+		// without preemption nothing runs between here and sleep.
+		c.napEnd.Store(noTimer)
+		c.napping.Store(true)
+		d := c.nap(now)
+		c.napEnd.Store(int64(now + d))
+		if d = c.nap(now); int64(now+d) < c.napEnd.Load() {
+			c.napEnd.Store(int64(now + d))
+		}
+		sleep(d)
+		c.napping.Store(false)
 	}
 }
 

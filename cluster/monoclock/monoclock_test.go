@@ -221,10 +221,10 @@ func TestStepBackDelaysTimersWithoutHook(t *testing.T) {
 		t.Fatalf("fired %v after its deadline without the hook: the machine does not imitate the runtime", got.Sub(at))
 	}
 	m.run(time.Hour)
-	// The nap pending at the step, due 250 ms after it, ends an hour
-	// after that: 1 h + 250 ms - 3 s after the deadline.
+	// The nap pending at the step, due at the deadline (or at Nap if
+	// that is sooner), ends an hour after that.
 	got, ok := fired(tm)
-	if late, want := got.Sub(at), time.Hour+Nap-3*time.Second; !ok || late != want {
+	if late, want := got.Sub(at), time.Hour+min(Nap, 5*time.Second)-5*time.Second; !ok || late != want {
 		t.Errorf("fired %v, %v late; want %v", ok, late, want)
 	}
 }
@@ -243,6 +243,33 @@ func TestTimerMadeDuringNap(t *testing.T) {
 		if got, ok := fired(tm); !ok || got.Sub(at) != c.late {
 			t.Errorf("hook %v: fired %v, %v late; want %v", c.hook, ok, got.Sub(at), c.late)
 		}
+	}
+}
+
+// With a waker (tamago's runtime.Wake), a timer made while Run naps ends
+// the nap when it is due before the nap would end: on time even when the
+// hook never runs (a CPU busy throughout). A later timer does not wake
+// Run.
+func TestWakerEndsNap(t *testing.T) {
+	m, clk := start(t, false)
+	var pokes atomic.Int32
+	clk.SetWaker(func() bool { pokes.Add(1); m.wakeRun(); return true })
+	m.run(time.Second) // Run naps until Nap, with no timer
+	late := clk.TimerAt(clk.Now().Add(Nap))
+	if n := pokes.Load(); n != 0 {
+		t.Errorf("a timer after the nap's end woke Run %d times", n)
+	}
+	at := clk.Now().Add(100 * time.Millisecond)
+	tm := clk.TimerAt(at)
+	if n := pokes.Load(); n != 1 {
+		t.Errorf("a timer before the nap's end woke Run %d times, want 1", n)
+	}
+	m.run(time.Second)
+	if got, ok := fired(tm); !ok || got != at {
+		t.Errorf("fired %v, %v late; want on time", ok, got.Sub(at))
+	}
+	if _, ok := fired(late); ok {
+		t.Error("the later timer fired early")
 	}
 }
 
