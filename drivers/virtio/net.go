@@ -148,7 +148,7 @@ type ring struct {
 
 func (r *ring) init(mem Memory, n, stride, size int) (err error) {
 	r.stride, r.size = stride, size
-	r.addr, r.buf, err = alloc(mem, n*stride, 64)
+	r.addr, r.buf, err = allocDirty(mem, n*stride, 64)
 	r.slot = make([]int, n)
 	return
 }
