@@ -20,6 +20,12 @@ const (
 	joinRetries = 3
 	// maxAsked bounds the unicast SYNCs remembered as awaiting answers.
 	maxAsked = 64
+	// syncEvery: a node with seeds asks one live peer off its subnet for
+	// its state every syncEvery intervals, so that what one node learns
+	// of another subnet reaches all in time, whatever was lost or came
+	// in an order that left a gap (memberlist's push/pull does this
+	// every 30 s).
+	syncEvery = 6
 )
 
 // spanner is the part of the node that decides the state exchange and
@@ -27,13 +33,18 @@ const (
 type spanner struct {
 	interval   time.Duration // Interval
 	wait       time.Duration // ReplyJitter: how long a join waits for an answer
+	window     time.Duration // AnswerEvery: how long after a SYNC its answer counts
 	maxAnswers int           // MaxSyncAnswers: answers at once, then per Interval
 	maxRemote  int           // MaxRemotePeers: bounds candidates and introductions
+	spans      bool          // the node has seeds (some perhaps on its subnet)
 
 	seeds []seed // the seeds off our subnet
+	// syncAt is when we next ask a peer off our subnet for its state
+	// (syncEvery); zero: not due.
+	syncAt time.Time
 
 	// Our requests: a STATE answer counts only if we asked its sender,
-	// within an Interval (§4.6).
+	// less than window ago (§4.6).
 	askedAll time.Time                // our join's broadcast SYNC; zero: none
 	asked    map[netip.Addr]time.Time // unicast SYNCs, by address
 	answered bool                     // an answer came since the join
@@ -64,6 +75,9 @@ type seed struct {
 	addr netip.Addr
 	next time.Time     // zero: not due (the node has left)
 	wait time.Duration // the wait after the next try
+	// got: an answer of it came since it was last found not live. A
+	// seed that reached us first (it lists us) still owes us its state.
+	got bool
 }
 
 // answerTo is a SYNC to answer with our state.
@@ -90,7 +104,10 @@ func (sp *spanner) begin(now time.Time, all bool) {
 		first = now.Add(sp.wait)
 	}
 	for i := range sp.seeds {
-		sp.seeds[i].next, sp.seeds[i].wait = first, sp.interval
+		sp.seeds[i].next, sp.seeds[i].wait, sp.seeds[i].got = first, sp.interval, false
+	}
+	if len(sp.seeds) > 0 || sp.spans {
+		sp.syncAt = now.Add(syncEvery * sp.interval)
 	}
 	sp.answered, sp.retries, sp.retryAt, sp.askedAll = false, 0, time.Time{}, time.Time{}
 	if all {
@@ -103,7 +120,7 @@ func (sp *spanner) stop() {
 	for i := range sp.seeds {
 		sp.seeds[i].next = time.Time{}
 	}
-	sp.retryAt = time.Time{}
+	sp.retryAt, sp.syncAt = time.Time{}, time.Time{}
 	sp.answers, sp.intros, sp.pushes, sp.dueAt = sp.answers[:0], sp.intros[:0], sp.pushes[:0], time.Time{}
 }
 
@@ -118,8 +135,12 @@ func (sp *spanner) dueSeeds(now time.Time, live func(netip.Addr) bool) []netip.A
 			continue
 		}
 		if live(s.addr) {
-			s.next, s.wait = now.Add(sp.interval), sp.interval
-			continue
+			if s.got {
+				s.next, s.wait = now.Add(sp.interval), sp.interval
+				continue
+			}
+		} else {
+			s.got = false
 		}
 		due = append(due, s.addr)
 		s.next = now.Add(s.wait)
@@ -131,6 +152,25 @@ func (sp *spanner) dueSeeds(now time.Time, live func(netip.Addr) bool) []netip.A
 // isSeed reports whether a is one of our seeds.
 func (sp *spanner) isSeed(a netip.Addr) bool {
 	return slices.ContainsFunc(sp.seeds, func(s seed) bool { return s.addr == a })
+}
+
+// gotFrom records an answer from a, if a is a seed.
+func (sp *spanner) gotFrom(a netip.Addr) {
+	for i := range sp.seeds {
+		if sp.seeds[i].addr == a {
+			sp.seeds[i].got = true
+		}
+	}
+}
+
+// syncDue reports whether the periodic SYNC to a peer off our subnet is
+// due at now, and schedules the next one.
+func (sp *spanner) syncDue(now time.Time) bool {
+	if !reached(now, sp.syncAt) {
+		return false
+	}
+	sp.syncAt = now.Add(syncEvery * sp.interval)
+	return true
 }
 
 // asking records a unicast SYNC to a at now.
@@ -152,12 +192,12 @@ func (sp *spanner) asking(a netip.Addr, now time.Time) {
 
 // askedFrom reports whether a STATE answer from a (onSeg: a host of our
 // subnet) received at now is one we asked for: a unicast SYNC to a, or
-// our join's broadcast one, within an Interval.
+// our join's broadcast one, less than window ago.
 func (sp *spanner) askedFrom(a netip.Addr, onSeg bool, now time.Time) bool {
-	if at, ok := sp.asked[a]; ok && now.Sub(at) < sp.interval {
+	if at, ok := sp.asked[a]; ok && now.Sub(at) < sp.window {
 		return true
 	}
-	return onSeg && !sp.askedAll.IsZero() && now.Sub(sp.askedAll) < sp.interval
+	return onSeg && !sp.askedAll.IsZero() && now.Sub(sp.askedAll) < sp.window
 }
 
 // gotAnswer records an answer: the join asks no one else.
@@ -271,7 +311,7 @@ func (sp *spanner) isCandidate(a netip.Addr, now time.Time) bool {
 
 // next is when the spanner has work next, or the zero time.
 func (sp *spanner) next() time.Time {
-	w := earliest(sp.dueAt, sp.retryAt)
+	w := earliest(earliest(sp.dueAt, sp.retryAt), sp.syncAt)
 	for _, s := range sp.seeds {
 		w = earliest(w, s.next)
 	}

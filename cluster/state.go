@@ -138,6 +138,15 @@ func (n *Node) spanLocked(now time.Time, res Resources) []outgoing {
 			out = append(out, n.toOne(a, ann), n.toOne(a, Message{Kind: Sync, ID: n.cfg.ID, Addr: a}))
 		}
 	}
+	if n.span.syncDue(now) && len(n.tab.remote) > 0 {
+		// One live peer off our subnet, drawn at random (§4.6).
+		p := n.tab.remote[n.cfg.Rand.IntN(len(n.tab.remote))]
+		if p.Status != Dead {
+			n.st.syncs++
+			n.span.asking(p.Addr, now)
+			out = append(out, n.toOne(p.Addr, Message{Kind: Sync, ID: n.cfg.ID, Addr: p.Addr}))
+		}
+	}
 	if n.span.retry(now) {
 		if p := n.tab.youngestLocal(); p != nil {
 			n.st.syncs++

@@ -31,6 +31,7 @@ func (n *Node) takeStateLocked(m Message, ip netip.Addr, onSeg bool, src net.Add
 	answer := m.State.Parts > 0
 	if answer {
 		n.span.gotAnswer()
+		n.span.gotFrom(ip)
 	}
 	var learned []Entry
 	for _, e := range m.State.Entries {
@@ -45,10 +46,10 @@ func (n *Node) takeStateLocked(m Message, ip netip.Addr, onSeg bool, src net.Add
 			n.probe.forget(m.ID)
 		}
 	}
-	// Peers off our subnet learned from a peer off it, a while after we
-	// joined: the segment may not know them either, after a partition
-	// say; tell it, by one broadcast (§4.6).
-	if answer && !onSeg && len(learned) > 0 && now.Sub(n.sched.base) >= n.cfg.Interval {
+	// Peers off our subnet we learned of from a peer off it: our subnet
+	// may not know them either (we are its first node, or after a
+	// partition); tell it, by broadcast (§4.6).
+	if answer && !onSeg && len(learned) > 0 {
 		n.span.pushTo(netip.Addr{}, learned, now)
 	}
 }
