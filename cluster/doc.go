@@ -1,7 +1,8 @@
 // Package cluster is Fornax's cluster membership: nodes on one IPv4
-// subnet find each other by UDP broadcast gossip on port 9710 and each
-// serves what it knows as a Plan 9 style file tree, mounted by the kernel
-// at /cluster. It is the reference implementation of docs/protocol.md,
+// subnet find each other by UDP broadcast gossip on port 9710, nodes
+// given seeds reach peers on other subnets by unicast, and each serves
+// what it knows as a Plan 9 style file tree, mounted by the kernel at
+// /cluster. It is the reference implementation of docs/protocol.md,
 // which is the contract: the section numbers in comments (§4.1, §8.2)
 // are that document's.
 //
@@ -10,8 +11,9 @@
 // the kernel's name space takes its tree through an interface. It is made
 // of:
 //
-//   - the codec (codec.go): the messages ANNOUNCE, HEARTBEAT, LEAVE and
-//     PROBE, one table of their verbs (verbs.go), Parse, Validate and Append
+//   - the codec (codec.go): the messages ANNOUNCE, HEARTBEAT, LEAVE,
+//     PROBE, ASK, RELAY, SYNC and STATE (codec_state.go), one table of
+//     their verbs (verbs.go), Parse, Validate and Append
 //     of their one canonical wire form (§2, §3), signing and checking them
 //     (§9.1), the reasons a datagram is dropped (§6), and the rules for
 //     node ids and names (ValidID, ValidName, after fornax/internal/names);
@@ -24,7 +26,10 @@
 //     (schedule.go), fast-join answers and refutations (replier.go),
 //     probes of quiet peers, direct and through helpers (ASK, RELAY),
 //     and their budgets (prober.go, prober_ask.go, quiet.go, probe.go)
-//     (§4.5), and the
+//     (§4.5), seeds and the state exchange, SYNC and STATE: a
+//     newcomer's whole view in one answer, peers off the subnet reached
+//     by unicast, and what a node takes from off it (span.go, state.go,
+//     state_recv.go, §4.6), and the
 //     numbers of signed messages (sequencer.go, §9.1); validation of what
 //     arrives (§6), the statistics and the log within its budgets (§8.2,
 //     §8.3; limit.go), the registry of running containers (Containers,

@@ -11,6 +11,9 @@ package cluster
 //   - prober (prober.go, prober_ask.go): probes of quiet and suspect
 //     peers, direct and through helpers, the answers to theirs and the
 //     ASKs of others, within their budgets (§4.5);
+//   - spanner (span.go): the state exchange and the seeds: whom to ask,
+//     whom to answer within the budgets, seeds to try with backoff,
+//     addresses off the subnet learned, introductions (§4.6);
 //   - sequencer (sequencer.go): the incarnation and seq of what we sign
 //     (§9.1);
 //   - logLimiter (limit.go): the log budgets (§8.3).
@@ -19,7 +22,8 @@ package cluster
 // it wakes at the earliest of their next times. Config is in config.go;
 // Run, its timer and fire in run.go; handle, what arrives, in
 // receive.go; building, signing and writing messages in send.go; probes
-// in probe.go; the log lines in logs.go.
+// in probe.go; SYNC and STATE in state.go and state_recv.go; the log
+// lines in logs.go.
 //
 // Locks: sendMu, then mu, then Containers' lock. decide is the one
 // prologue of everything that sends. A method of Node that needs its

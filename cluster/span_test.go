@@ -3,6 +3,7 @@ package cluster
 import (
 	"fmt"
 	"net/netip"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -230,5 +231,39 @@ func TestParseSeeds(t *testing.T) {
 	if _, err := New(Config{ID: "00000001", Addr: netip.MustParseAddr("10.0.0.1"), Prefix: netip.MustParsePrefix("10.0.0.0/24"),
 		Seeds: []netip.Addr{netip.MustParseAddr("224.0.0.1")}}, &simConn{}); err == nil {
 		t.Error("New took a multicast seed")
+	}
+}
+
+// TestDocExamples: the examples of docs/protocol.md §2 parse, and say
+// what their text does.
+func TestDocExamples(t *testing.T) {
+	doc, err := os.ReadFile("../docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sec := string(doc)
+	sec = sec[strings.Index(sec, "\n## 2. "):]
+	sec = sec[:strings.Index(sec, "\n## 3. ")]
+	_, ex, ok := strings.Cut(sec, "Examples:\n\n```\n")
+	if !ok {
+		t.Fatal("no examples in §2")
+	}
+	ex, _, _ = strings.Cut(ex, "```")
+	kinds := map[Kind]bool{}
+	for _, l := range strings.Split(strings.TrimSpace(ex), "\n") {
+		m, err := Parse([]byte(l))
+		if err != nil {
+			t.Errorf("%q: %v", l, err)
+			continue
+		}
+		kinds[m.Kind] = true
+		if m.String() != l {
+			t.Errorf("%q is not canonical: %q", l, m.String())
+		}
+	}
+	for k := Announce; int(k) < len(verbs); k++ {
+		if !kinds[k] {
+			t.Errorf("§2 has no example of %v", k)
+		}
 	}
 }
