@@ -32,6 +32,7 @@ var (
 	simRemoval     = flag.Bool("sim.removal", true, "BenchmarkScale: partitions last until each side removes the other, not only until it is dead")
 	simSteadyOnly  = flag.Bool("sim.steadyonly", false, "BenchmarkScale: only the join storm and the steady state (for CPU figures)")
 	simLoss        = flag.Float64("sim.loss", 0.10, "BenchmarkScale: probability that a datagram is lost on the way to one receiver")
+	simSegs        = flag.Int("sim.segs", 0, "BenchmarkScale: subnets joined by a router that forwards unicast only, every node seeded with one node of each (protocol §4.6); 0: one LAN")
 )
 
 // scaleConf is one run: n nodes of one profile.
@@ -48,6 +49,11 @@ type scaleConf struct {
 	removal    bool
 	steadyOnly bool // stop after the steady state
 	seed       uint64
+	// segs, if set, splits the LAN into that many subnets joined by a
+	// router that forwards unicast only, every node given the same
+	// seeds, the first node of each (protocol §4.6); the partition
+	// then cuts the router between the first half of them and the rest.
+	segs int
 }
 
 // scaleResult is what a run measured.
@@ -135,6 +141,15 @@ func eventTime(n *simNode, line string) time.Time {
 	return n.events.start.Add(time.Duration(a)*time.Second + time.Duration(b)*time.Millisecond)
 }
 
+// label names a run in the tables: its profile, and its subnets if
+// routed.
+func (c scaleConf) label() string {
+	if c.segs == 0 {
+		return c.profile.Name
+	}
+	return fmt.Sprintf("%s, routed %d×%d", c.profile.Name, c.segs, (c.n+c.segs)/c.segs)
+}
+
 // runScale runs the scenarios in turn on one simulated LAN: join storm,
 // steady state, loss, partition and heal, crashes.
 func runScale(tb testing.TB, c scaleConf) scaleResult {
@@ -150,6 +165,10 @@ func runScale(tb testing.TB, c scaleConf) scaleResult {
 	rng := rand.New(rand.NewPCG(c.seed, 2))
 	iv := c.profile.Interval
 	edit := func(cfg *Config) { c.profile.Apply(cfg) }
+	if c.segs > 0 {
+		s.per = (c.n + c.segs) / c.segs // the newcomer of joinOne fits in the last
+		edit = both(edit, seeded(c.segs))
+	}
 
 	// Join storm: every node starts at a random time within spread.
 	r.join = joinStorm(tb, s, joinConf{n: c.n, interval: iv, timings: edit, spread: c.spread, seed: c.seed})
@@ -213,7 +232,7 @@ func runScale(tb testing.TB, c scaleConf) scaleResult {
 	ev.drain(tb, count)
 	r.suspectPairs, r.deadPairs = len(suspects), len(deads)
 	if r.recovered < 0 {
-		tb.Fatalf("%s, %d nodes: no full view within %v of the end of the loss", c.profile.Name, c.n, 60*iv)
+		tb.Fatalf("%s, %d nodes: no full view within %v of the end of the loss", c.label(), c.n, 60*iv)
 	}
 	s.run(2 * iv)
 	lap("loss")
@@ -221,6 +240,9 @@ func runScale(tb testing.TB, c scaleConf) scaleResult {
 	// Partition into halves, long enough that each side finds the other
 	// dead (and, with removal, removes it), then heal.
 	mid := s.host(m/2 + 1)
+	if c.segs > 0 {
+		mid = s.host(c.segs/2*s.per + 1) // the first host of the first subnet of the second half
+	}
 	s.side = func(a netip.Addr) int {
 		if a.Less(mid) {
 			return 0
@@ -237,7 +259,7 @@ func runScale(tb testing.TB, c scaleConf) scaleResult {
 	base, ans := s.counters(), s.answers()
 	r.merge = s.runToFullView(10*time.Millisecond, 60*iv)
 	if r.merge < 0 {
-		tb.Fatalf("%s, %d nodes: the halves did not merge within %v of the heal", c.profile.Name, c.n, 60*iv)
+		tb.Fatalf("%s, %d nodes: the halves did not merge within %v of the heal", c.label(), c.n, 60*iv)
 	}
 	r.mergeTraffic = s.since(base, r.merge)
 	r.mergeAnswers = s.answers() - ans
@@ -294,7 +316,7 @@ func rusageTime(u syscall.Rusage) time.Duration {
 // run.
 func scaleTables(rs []scaleResult) string {
 	return scenarioTables(rs) + fmt.Sprintf("\nwall time per run: %s\n", strings.Join(mapSlice(rs, func(r scaleResult) string {
-		return fmt.Sprintf("%d %s %v (%s)", r.conf.n, r.conf.profile.Name, r.totalWall.Round(time.Second), strings.Join(r.laps, ", "))
+		return fmt.Sprintf("%d %s %v (%s)", r.conf.n, r.conf.label(), r.totalWall.Round(time.Second), strings.Join(r.laps, ", "))
 	}), ", "))
 }
 
@@ -308,7 +330,7 @@ func scenarioTables(rs []scaleResult) string {
 	var js []joinResult
 	var names []string
 	for _, r := range rs {
-		js, names = append(js, r.join), append(names, r.conf.profile.Name)
+		js, names = append(js, r.join), append(names, r.conf.label())
 	}
 	b.WriteString(strings.TrimPrefix(joinTable("", js, names), "\n\n"))
 	var ones []joinOneResult
@@ -322,7 +344,7 @@ func scenarioTables(rs []scaleResult) string {
 	row("|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		t := r.steady
-		row("| %d | %s | %v | %.1f | %.0f | %.2f | %.1f µs | %v |", t.n, r.conf.profile.Name, r.conf.steady,
+		row("| %d | %s | %v | %.1f | %.0f | %.2f | %.1f µs | %v |", t.n, r.conf.label(), r.conf.steady,
 			t.perNodeSec(t.rx), t.perNodeSec(t.rxBytes), t.perNodeSec(t.sent),
 			float64(r.cpuPerNodeSec.Nanoseconds())/1e3, r.wallPerSimSec.Round(time.Millisecond))
 	}
@@ -334,7 +356,7 @@ func scenarioTables(rs []scaleResult) string {
 	row("| nodes | profile | simulated | false suspects | (node, peer) pairs | per node per minute | false deads | pairs | removed | full view again after | wall |")
 	row("|---|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
-		row("| %d | %s | %v | %d | %d | %.3f | %d | %d | %d | %s | %v |", r.conf.n, r.conf.profile.Name, r.conf.lossFor,
+		row("| %d | %s | %v | %d | %d | %.3f | %d | %d | %d | %s | %v |", r.conf.n, r.conf.label(), r.conf.lossFor,
 			r.falseSuspect, r.suspectPairs, float64(r.falseSuspect)/float64(r.lossTraffic.n)/r.conf.lossFor.Minutes(),
 			r.falseDead, r.deadPairs, r.falseRemoved, ms(r.recovered), r.lossWall.Round(time.Second))
 		if r.lostEvents > 0 {
@@ -347,7 +369,7 @@ func scenarioTables(rs []scaleResult) string {
 	row("|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		t := r.mergeTraffic
-		row("| %d | %s | %v | %d, %d | %s | %v | %d | %d | %.0f |", r.conf.n, r.conf.profile.Name, r.partitionFor,
+		row("| %d | %s | %v | %d, %d | %s | %v | %d | %d | %.0f |", r.conf.n, r.conf.label(), r.partitionFor,
 			r.sideView[0], r.sideView[1], ms(r.merge), announceEvery*r.conf.profile.Interval, t.sent, r.mergeAnswers,
 			float64(t.rx)/float64(t.n))
 	}
@@ -357,7 +379,7 @@ func scenarioTables(rs []scaleResult) string {
 	row("|---|---|---|---|---|---|---|---|---|---|")
 	for _, r := range rs {
 		s, d := quantiles(r.detectSuspect), quantiles(r.detectDead)
-		row("| %d | %s | %d | %s | %s | %s | %s | %s | %s | %d |", r.conf.n, r.conf.profile.Name, r.conf.crashes,
+		row("| %d | %s | %d | %s | %s | %s | %s | %s | %s | %d |", r.conf.n, r.conf.label(), r.conf.crashes,
 			ms(s[0]), ms(s[1]), ms(s[2]), ms(d[0]), ms(d[1]), ms(d[2]), r.undetected)
 	}
 	return b.String()
@@ -404,7 +426,8 @@ func BenchmarkScale(b *testing.B) {
 	var rs []scaleResult
 	for _, c := range scaleConfs(*simNodes, *simLoss, *simLossFor, *simLossForFast, *simRemoval) {
 		c.steadyOnly = *simSteadyOnly
-		b.Run(fmt.Sprintf("n=%d/%s", c.n, c.profile.Name), func(b *testing.B) {
+		c.segs = *simSegs
+		b.Run(fmt.Sprintf("n=%d/%s", c.n, strings.ReplaceAll(c.label(), " ", "-")), func(b *testing.B) {
 			var r scaleResult
 			for range b.N {
 				r = runScale(b, c)

@@ -21,10 +21,10 @@ const (
 	// maxAsked bounds the unicast SYNCs remembered as awaiting answers.
 	maxAsked = 64
 	// syncEvery: a node with seeds asks one live peer off its subnet for
-	// its state every syncEvery intervals, so that what one node learns
-	// of another subnet reaches all in time, whatever was lost or came
-	// in an order that left a gap (memberlist's push/pull does this
-	// every 30 s).
+	// its state every syncEvery intervals (after 1, 2 and 4 intervals
+	// first), so that what one node learns of another subnet reaches
+	// all in time, whatever was lost or came in an order that left a
+	// gap (memberlist's push/pull does this every 30 s).
 	syncEvery = 6
 )
 
@@ -39,9 +39,11 @@ type spanner struct {
 	spans      bool          // the node has seeds (some perhaps on its subnet)
 
 	seeds []seed // the seeds off our subnet
-	// syncAt is when we next ask a peer off our subnet for its state
-	// (syncEvery); zero: not due.
-	syncAt time.Time
+	// syncAt is when we next ask a peer off our subnet for its state,
+	// syncGap after the last time: one interval after the join, then
+	// doubling up to syncEvery intervals; zero: not due.
+	syncAt  time.Time
+	syncGap time.Duration
 
 	// Our requests: a STATE answer counts only if we asked its sender,
 	// less than window ago (§4.6).
@@ -76,7 +78,8 @@ type seed struct {
 	next time.Time     // zero: not due (the node has left)
 	wait time.Duration // the wait after the next try
 	// got: an answer of it came since it was last found not live. A
-	// seed that reached us first (it lists us) still owes us its state.
+	// live seed that reached us first (it lists us) still owes us its
+	// state if no one else has answered us since our join.
 	got bool
 }
 
@@ -107,7 +110,8 @@ func (sp *spanner) begin(now time.Time, all bool) {
 		sp.seeds[i].next, sp.seeds[i].wait, sp.seeds[i].got = first, sp.interval, false
 	}
 	if len(sp.seeds) > 0 || sp.spans {
-		sp.syncAt = now.Add(syncEvery * sp.interval)
+		sp.syncGap = sp.interval
+		sp.syncAt = now.Add(sp.syncGap)
 	}
 	sp.answered, sp.retries, sp.retryAt, sp.askedAll = false, 0, time.Time{}, time.Time{}
 	if all {
@@ -135,7 +139,7 @@ func (sp *spanner) dueSeeds(now time.Time, live func(netip.Addr) bool) []netip.A
 			continue
 		}
 		if live(s.addr) {
-			if s.got {
+			if s.got || sp.answered {
 				s.next, s.wait = now.Add(sp.interval), sp.interval
 				continue
 			}
@@ -169,7 +173,8 @@ func (sp *spanner) syncDue(now time.Time) bool {
 	if !reached(now, sp.syncAt) {
 		return false
 	}
-	sp.syncAt = now.Add(syncEvery * sp.interval)
+	sp.syncGap = min(2*sp.syncGap, syncEvery*sp.interval)
+	sp.syncAt = now.Add(sp.syncGap)
 	return true
 }
 

@@ -77,7 +77,9 @@ func (n *Node) syncedLocked(m Message, from Peer, now time.Time) {
 		return
 	}
 	n.st.syncAnswers++
-	if !n.tab.local(from.Addr) {
+	if !n.tab.local(from.Addr) && from.msgs <= probeAfter {
+		// A node off our subnet new to us (its ANNOUNCE, then this
+		// SYNC: a seed's try): tell the others.
 		n.introduceLocked(from, now)
 	}
 }
