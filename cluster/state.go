@@ -1,7 +1,6 @@
 package cluster
 
 import (
-	"net"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -260,19 +259,4 @@ func (n *Node) signEntriesLocked(st *Snapshot) *Snapshot {
 		}
 	}
 	return &c
-}
-
-// youngestLocal returns the online peer of our subnet heard last, or nil.
-func (t *table) youngestLocal() *Peer {
-	for p := t.ages.tail[Online]; p != nil; p = p.prev {
-		if t.local(p.Addr) {
-			return p
-		}
-	}
-	return nil
-}
-
-// srcAddr is a for the log.
-func srcAddr(a netip.Addr, port int) net.Addr {
-	return net.UDPAddrFromAddrPort(netip.AddrPortFrom(a, uint16(port)))
 }
