@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net"
+	"strconv"
 )
 
 // Assemble returns a node of cfg, run with profile's timings, on conn,
@@ -23,7 +24,7 @@ func Assemble(cfg Config, profile Profile, conn net.PacketConn) (*Node, Descript
 			clear(k)
 		}
 	}()
-	desc := Description{Key: "no key", Profile: profile.Name}
+	desc := Description{Key: "no key", Profile: profile.Name, Seeds: len(cfg.Seeds)}
 	if len(cfg.Keys) > 0 {
 		desc.Key = "key " + Fingerprint(cfg.Keys[0])
 	}
@@ -46,14 +47,23 @@ func Assemble(cfg Config, profile Profile, conn net.PacketConn) (*Node, Descript
 type Description struct {
 	Key     string // "key 1a2b3c4d", the primary key's Fingerprint, or "no key"
 	Profile string // the profile's name
+	Seeds   int    // how many seeds it was given (docs/protocol.md §4.6)
 }
 
 // String is Key, followed by the profile when it is not the default one
 // ("key 1a2b3c4d, profile fast"): every node of a cluster must run the
-// same profile (docs/protocol.md §4.4), so a departure is worth a word.
+// same profile (docs/protocol.md §4.4), so a departure is worth a word;
+// and by the number of seeds, if any ("no key, 2 seeds").
 func (d Description) String() string {
-	if d.Profile == Profiles[0].Name {
-		return d.Key
+	s := d.Key
+	if d.Profile != Profiles[0].Name {
+		s += ", profile " + d.Profile
 	}
-	return d.Key + ", profile " + d.Profile
+	switch {
+	case d.Seeds == 1:
+		s += ", 1 seed"
+	case d.Seeds > 1:
+		s += ", " + strconv.Itoa(d.Seeds) + " seeds"
+	}
+	return s
 }

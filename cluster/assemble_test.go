@@ -74,6 +74,11 @@ func TestAssemble(t *testing.T) {
 	if got := desc2.String(); got != "no key" {
 		t.Errorf("description without a key or profile: %q", got)
 	}
+	for k, want := range []string{"no key", "no key, 1 seed", "no key, 2 seeds"} {
+		if got := (Description{Key: "no key", Profile: Profiles[0].Name, Seeds: k}).String(); got != want {
+			t.Errorf("%d seeds: %q, want %q", k, got, want)
+		}
+	}
 }
 
 // A Config that New refuses: its error as it is, and the keys cleared
