@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"testing/synctest"
 )
 
 // Tests of seeds and the state exchange (docs/protocol.md §4.6).
@@ -266,4 +267,30 @@ func TestDocExamples(t *testing.T) {
 			t.Errorf("§2 has no example of %v", k)
 		}
 	}
+}
+
+// TestRunJoinSync: Run sends the join's SYNC after its ANNOUNCE, and
+// answers a SYNC at once, without the clock moving: its timer is due
+// now (§4.6).
+func TestRunJoinSync(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		clock := newFakeClock()
+		n, conn, stop := runNode(t, clock, withSync)
+		defer stop()
+		synctest.Wait()
+		if got := outbox(conn); !slices.Equal(got, []string{"ANNOUNCE 00000001 10.0.0.1 n1 1 1048576 0 0", "SYNC 00000001 10.0.0.255"}) {
+			t.Fatalf("at start: %q", got)
+		}
+		src := udp(netip.MustParseAddr("10.0.0.2"))
+		conn.in <- pipePacket{[]byte("STATE 00000002 1 1 2 0 ANNOUNCE 00000002 10.0.0.2 n2 1 1 1 0 40 ANNOUNCE 00000003 10.0.0.3 n3 1 1 1 0\n"), src}
+		conn.in <- pipePacket{[]byte("SYNC 00000002 10.0.0.1\n"), src}
+		synctest.Wait()
+		if ps := n.Peers(); len(ps) != 2 {
+			t.Errorf("peers %v", ps)
+		}
+		want := "STATE 00000001 1 1 2 0 ANNOUNCE 00000001 10.0.0.1 n1 1 1048576 0 0 40 ANNOUNCE 00000003 10.0.0.3 n3 1 1 1 0"
+		if got := outbox(conn); !slices.Equal(got, []string{want}) {
+			t.Errorf("answer: %q, want %q", got, want)
+		}
+	})
 }
