@@ -67,7 +67,7 @@ OVERLAY_MTU=1450
 die() { echo "run-lab: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,45p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -316,4 +316,5 @@ if [ "$DETACH" = 1 ]; then
 fi
 
 echo "the lab runs ($LINK, MTU $MTU); consoles: $DIR/fornax-NN.sock (socat -,raw,echo=0 UNIX-CONNECT:...); Ctrl-C stops it"
-while :; do sleep 3600; done
+# wait, not sleep in the foreground: a signal runs the trap at once
+while :; do sleep 3600 & wait $!; done
