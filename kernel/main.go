@@ -77,7 +77,6 @@ func main() {
 		fmt.Fprintf(con, "warning: %s\n", w)
 	}
 
-	kind, tsc, lapic, _ := board.ClockInfo()
 	kern := sys.New(sys.Machine{
 		Version:  version,
 		CmdLine:  cmdline,
@@ -85,8 +84,11 @@ func main() {
 		NumCPU:   board.NumCPU(),
 		Uptime:   board.Uptime,
 		Now:      time.Now,
-		Clock:    fmt.Sprintf("%s tsc %d Hz lapic %d Hz", kind, tsc, lapic),
-		Idle:     func() (time.Duration, uint64) { return board.IdleTime(), board.Wakes() },
+		Clock: func() string {
+			kind, tsc, lapic, _ := board.ClockInfo()
+			return fmt.Sprintf("%s tsc %d Hz lapic %d Hz", kind, tsc, lapic)
+		},
+		Idle: func() (time.Duration, uint64) { return board.IdleTime(), board.Wakes() },
 	}, cfg.Name)
 
 	// The layout follows QEMU's -m (board/qemu_amd64/layout.go). The
@@ -132,6 +134,7 @@ func main() {
 	ready := board.Uptime()
 	kern.Logf("%s", sys.BootLine(append(stages, sys.Stage{Name: "interrupts", At: ready})))
 	fmt.Fprintf(con, "fornax %s ready in %d ms\n", version, ready.Milliseconds())
+	go board.RefineClock(kern.Logf)
 	s.shell.Run(con, con)
 	s.halt()
 }

@@ -20,7 +20,7 @@ const (
 	pitMode0   = 0x30 // channel 0, lobyte/hibyte, mode 0 (interrupt on terminal count)
 	pitLatch   = 0x00 // counter latch command, channel 0
 
-	calibrationTicks   = pitHz / 100 // 10 ms windows,
+	calibrationTicks   = pitHz / 500 // 2 ms windows,
 	calibrationWindows = 5           // of which the median counts
 	maxSampleSkew      = 12          // PIT ticks (10 µs) between paired reads
 

@@ -121,12 +121,6 @@ func setWallClock() {
 	}
 }
 
-// Uptime returns the time since the machine was reset: the TSC starts
-// from zero at reset on QEMU, TCG and KVM alike.
-func Uptime() time.Duration {
-	return time.Duration(float64(AMD64.Counter()) * AMD64.TimerMultiplier)
-}
-
 // TSC counts at the board's boot stages (Init runs before the heap
 // exists: it stores counts, BootStages turns them into times).
 var initTSC, calibrateTSC, calibratedTSC uint64

@@ -123,7 +123,7 @@ func kernelSpace(t *testing.T) *ns.Namespace {
 		NumCPU:   1,
 		Uptime:   func() time.Duration { return 5 * time.Second },
 		Now:      func() time.Time { return t0 },
-		Clock:    "test",
+		Clock:    func() string { return "test" },
 	}, "n1")
 
 	netDir := ns.NewDir()

@@ -25,7 +25,7 @@ type Machine struct {
 	NumCPU   int                  // CPUs the kernel runs on
 	Uptime   func() time.Duration // time since reset
 	Now      func() time.Time     // wall clock
-	Clock    string               // time source, for /proc/clock
+	Clock    func() string        // time source, for /proc/clock (nil: none)
 	// Idle reports the time the CPU has spent halted and how many
 	// times it woke from a halt, for /proc/idle; nil: no such file.
 	Idle func() (halted time.Duration, wakes uint64)

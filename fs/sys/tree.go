@@ -33,7 +33,12 @@ func (k *Kernel) Proc() *ns.Dir {
 	d := ns.NewDir()
 	d.File("version", ns.File{Read: static(k.m.Version + "\n")})
 	d.File("cmdline", ns.File{Read: static(k.m.CmdLine + "\n")})
-	d.File("clock", ns.File{Read: static(k.m.Clock + "\n")})
+	d.File("clock", ns.File{Read: func() ([]byte, error) {
+		if k.m.Clock == nil {
+			return nil, nil
+		}
+		return []byte(k.m.Clock() + "\n"), nil
+	}})
 	d.File("uptime", ns.File{Read: func() ([]byte, error) {
 		return fmt.Appendf(nil, "%.3f\n", k.Uptime().Seconds()), nil
 	}})

@@ -33,7 +33,7 @@ func testKernel() *sys.Kernel {
 		NumCPU:   1,
 		Uptime:   func() time.Duration { return up },
 		Now:      func() time.Time { return boot.Add(up) },
-		Clock:    "tsc/pit",
+		Clock:    func() string { return "tsc/pit" },
 	}, "n1")
 }
 
