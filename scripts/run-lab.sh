@@ -1,22 +1,23 @@
 #!/usr/bin/env bash
 # Boot Fornax VMs on one L2 segment stretched over several "hosts": a lab
 # of network namespaces, each a host with its own bridge and VMs, joined
-# as hosts on one LAN are, or by a VXLAN overlay across a routed network
+# as hosts on one LAN are, or by a VXLAN overlay across a routed network;
+# or on a subnet per host, routed, the cluster joined by seeds
 # (docs/guide.md, "Across hosts").
 #
-#   scripts/run-lab.sh [--link l2|vxlan] [--hosts 2|3] [-n VMS-PER-HOST]
+#   scripts/run-lab.sh [--link l2|vxlan|routed] [--hosts 2|3] [-n VMS-PER-HOST]
 #                      [-k KERNEL] [--dir DIR] [--prefix NAME] [--accel tcg|kvm]
 #                      [--mem SIZE] [--key FILE] [--append "WORDS"]
-#                      [--fornaxd BIN] [--detach]
+#                      [--fornaxd BIN] [--fornaxd-hosts LIST] [--detach]
 #   scripts/run-lab.sh --stop [--prefix NAME] [--dir DIR]
 #   scripts/run-lab.sh --print-qemu-args [options as above]
 #
 # Host H (1 to 3, --hosts, default 2) is network namespace PREFIX-hH
 # (--prefix, default fxlab): bridge fxbr0 at 10.0.0.(250+H)/24 and one tap
 # per VM. VMs are numbered across the hosts, -n (default 2) on each: VM NN
-# is fornax-NN at 10.0.0.(NN+1), MAC 52:54:00:f0:00:NN (hex), tap
-# fxtapNN on host ceil(NN/n), its gateway its host's bridge; consoles,
-# logs and pid files are DIR/fornax-NN.{sock,log,pid}, as with
+# is fornax-NN at 10.0.0.(NN+1) (routed: below), MAC 52:54:00:f0:00:NN
+# (hex), tap fxtapNN on host ceil(NN/n), its gateway its host's bridge;
+# consoles, logs and pid files are DIR/fornax-NN.{sock,log,pid}, as with
 # scripts/run-two-qemu.sh.
 #
 # --link l2 (the default) joins the hosts' bridges with veth pairs, host H
@@ -33,8 +34,25 @@
 # taps are MTU 1450 and QEMU offers the VMs that MTU (host_mtu=1450,
 # VIRTIO_NET_F_MTU): their TCP announces MSS 1410.
 #
+# --link routed gives each host a subnet of its own, 10.H.0.0/24, routed
+# through the router namespace over the same uplinks as vxlan (the
+# router's route to 10.H.0.0/24 is via 172.31.H.2; each host forwards
+# between its uplink and its bridge), MTU 1500: no broadcast crosses, and
+# the cluster spans the hosts by seeds (docs/protocol.md §4.6). Host H's
+# bridge is 10.H.0.1 and the VMs' gateway; VM NN is at 10.H.0.(NN+1), the
+# last byte as in the other modes (fornax-03 on host 2, -n 2, is
+# 10.2.0.4). Each VM gets seeds= the first VM of every other host (with
+# -n 2 and 2 hosts: fornax-01 and 02 seeds=10.2.0.4, fornax-03 and 04
+# seeds=10.1.0.2), after name= ip= gw= and before the append words.
+#
 # --fornaxd BIN runs fornaxd on each host's bridge as host-H (with the
-# key and the append words' profile=), logging to DIR/host-H.log.
+# key and the append words' profile=), logging to DIR/host-H.log;
+# --fornaxd-hosts 1 (or 1,3) runs it on those hosts only. With routed,
+# fornaxd is a Linux host on host H's subnet instead, as the VMs are:
+# namespace PREFIX-dH, veth fxd0 at 10.H.0.250/24 (its peer fxdbr0 in
+# the bridge), gateway the bridge, and the -seeds its host's VMs have
+# (fornaxd binds to its interface, so on the bridge, whose host reaches
+# the other subnets by the uplink, it could not reach them).
 # --key and --append are run-two-qemu.sh's. QEMU runs with the line of
 # scripts/qemu-args plus the NIC; --print-qemu-args prints those
 # arguments for each VM, a blank line after each (no root needed).
@@ -54,6 +72,7 @@ MEM=128M
 KEY=
 APPEND=
 FORNAXD=
+FORNAXD_HOSTS=
 DETACH=0
 MODE=run
 QEMU=${QEMU:-qemu-system-x86_64}
@@ -67,7 +86,7 @@ OVERLAY_MTU=1450
 die() { echo "run-lab: $*" >&2; exit 1; }
 
 usage() {
-	sed -n '2,43p' "$0" | sed 's/^# \{0,1\}//'
+	awk 'NR > 1 && !/^#/ { exit } NR > 1' "$0" | sed 's/^# \{0,1\}//'
 	exit "${1:-0}"
 }
 
@@ -84,6 +103,7 @@ while [ $# -gt 0 ]; do
 	--key) KEY=${2:?--key needs a file (make one with: openssl rand -hex 32 > cluster.key)}; shift 2 ;;
 	--append) APPEND=${2?--append needs the words, quoted}; shift 2 ;;
 	--fornaxd) FORNAXD=${2:?--fornaxd needs the binary (make fornaxd builds build/fornaxd)}; shift 2 ;;
+	--fornaxd-hosts) FORNAXD_HOSTS=${2:?--fornaxd-hosts needs host numbers, like 1 or 1,3}; shift 2 ;;
 	--detach) DETACH=1; shift ;;
 	--stop) MODE=stop; shift ;;
 	--print-qemu-args) MODE=print; shift ;;
@@ -92,16 +112,20 @@ while [ $# -gt 0 ]; do
 	esac
 done
 
-case "$LINK" in l2|vxlan) ;; *) die "--link takes l2 or vxlan" ;; esac
+case "$LINK" in l2|vxlan|routed) ;; *) die "--link takes l2, vxlan or routed" ;; esac
 [[ $HOSTS =~ ^[1-3]$ ]] || die "--hosts takes 1 to 3"
 [[ $PER =~ ^[0-9]+$ ]] && [ "$PER" -ge 1 ] && [ $((PER * HOSTS)) -le 99 ] || die "-n takes 1 to 99 VMs in all"
 [[ $PREFIX =~ ^[a-z][a-z0-9]{0,11}$ ]] || die "--prefix takes 1 to 12 of a-z 0-9, a letter first"
 [ "$PREFIX" != fornax ] || die "--prefix fornax is scripts/run-two-qemu.sh's namespace"
 case "$ACCEL" in tcg|kvm) ;; *) die "--accel takes tcg or kvm" ;; esac
 [[ $MEM =~ ^[0-9]+[MG]?$ ]] || die "--mem takes a size as QEMU's -m does, like 64M or 1G"
+[ -z "$FORNAXD_HOSTS" ] || [[ $FORNAXD_HOSTS =~ ^[1-3](,[1-3])*$ ]] || die "--fornaxd-hosts takes host numbers separated by commas, like 1 or 1,3"
+for h in ${FORNAXD_HOSTS//,/ }; do
+	[ "$h" -le "$HOSTS" ] || die "--fornaxd-hosts $FORNAXD_HOSTS: there is no host $h of $HOSTS"
+done
 
 MTU=1500
-[ "$LINK" = l2 ] || MTU=$OVERLAY_MTU
+[ "$LINK" != vxlan ] || MTU=$OVERLAY_MTU
 COUNT=$((PER * HOSTS))
 
 name() { printf 'fornax-%02d' "$1"; }
@@ -109,7 +133,24 @@ tap() { printf 'fxtap%02d' "$1"; }
 hostof() { echo $(((($1) - 1) / PER + 1)); }
 hostns() { echo "$PREFIX-h$1"; }
 routerns() { echo "$PREFIX-r"; }
-bridgeip() { echo "10.0.0.$((250 + $1))"; }
+fornaxdns() { echo "$PREFIX-d$1"; }
+fornaxdip() { echo "10.$1.0.250"; }
+bridgeip() { # host
+	if [ "$LINK" = routed ]; then echo "10.$1.0.1"; else echo "10.0.0.$((250 + $1))"; fi
+}
+vmip() { # index
+	if [ "$LINK" = routed ]; then echo "10.$(hostof "$1").0.$(($1 + 1))"; else echo "10.0.0.$(($1 + 1))"; fi
+}
+# seedsof prints, with routed, the seeds of a node on host h: the first
+# VM of every other host, separated by commas; nothing otherwise.
+seedsof() { # host
+	local o l=
+	[ "$LINK" = routed ] || return 0
+	for o in $(seq 1 "$HOSTS"); do
+		[ "$o" = "$1" ] || l+=${l:+,}$(vmip $(((o - 1) * PER + 1)))
+	done
+	echo "$l"
+}
 underlayip() { echo "172.31.$1.2"; }
 in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 
@@ -117,8 +158,9 @@ in_ns() { local ns=$1; shift; ip netns exec "$ns" "$@"; }
 # console on a socket, then the NIC on its tap (offering the overlay's
 # MTU), the key and -daemonize.
 qemu_args() { # index
-	local i=$1 n dev
+	local i=$1 n dev seeds
 	n=$(name "$i")
+	seeds=$(seedsof "$(hostof "$i")")
 	dev="virtio-net-device,netdev=net0,mac=$(printf '52:54:00:f0:00:%02x' "$i")"
 	[ "$MTU" = 1500 ] || dev+=",host_mtu=$MTU"
 	local extra=(-netdev "tap,id=net0,ifname=$(tap "$i"),script=no,downscript=no" -device "$dev")
@@ -126,7 +168,7 @@ qemu_args() { # index
 	[ -z "$KEY" ] || extra+=(-fw_cfg "name=opt/fornax/key,file=${KEY//,/,,}")
 	extra+=(-daemonize -pidfile "$DIR/$n.pid")
 	"$HERE/qemu-args" --accel "$ACCEL" --mem "$MEM" --console "$DIR/$n.sock" "$DIR/$n.log" -- \
-		"$KERNEL" "name=$n ip=10.0.0.$((i + 1))/24 gw=$(bridgeip "$(hostof "$i")")${APPEND:+ $APPEND}" "${extra[@]}"
+		"$KERNEL" "name=$n ip=$(vmip "$i")/24 gw=$(bridgeip "$(hostof "$i")")${seeds:+ seeds=$seeds}${APPEND:+ $APPEND}" "${extra[@]}"
 }
 
 check_key() {
@@ -170,7 +212,7 @@ kill_pidfile() { # file command-name
 
 # lab_namespaces lists this prefix's namespaces.
 lab_namespaces() {
-	ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$PREFIX-(h[0-9]+|r)\$" || true
+	ip netns list 2>/dev/null | awk '{print $1}' | grep -E "^$PREFIX-(h[0-9]+|d[0-9]+|r)\$" || true
 }
 
 teardown() {
@@ -203,7 +245,7 @@ fi
 
 command -v "$QEMU" >/dev/null || die "$QEMU is missing (Debian: apt-get install qemu-system-x86, or 'make deps')"
 command -v ip >/dev/null || die "ip is missing (Debian: apt-get install iproute2)"
-[ "$LINK" = l2 ] || command -v bridge >/dev/null || die "bridge is missing (Debian: apt-get install iproute2)"
+[ "$LINK" != vxlan ] || command -v bridge >/dev/null || die "bridge is missing (Debian: apt-get install iproute2)"
 [ -f "$KERNEL" ] || die "kernel image $KERNEL is missing: run 'make kernel-cluster'"
 KERNEL=$(realpath "$KERNEL")
 [ -z "$FORNAXD" ] || [ -x "$FORNAXD" ] || die "--fornaxd $FORNAXD is not an executable (make fornaxd builds build/fornaxd)"
@@ -243,7 +285,7 @@ l2)
 		in_ns "$a" ip link set "fxto$((h + 1))" master fxbr0 up
 		in_ns "$b" ip link set "fxto$h" master fxbr0 up
 	done ;;
-vxlan)
+vxlan|routed)
 	# A routed network between the hosts: one router, a subnet to each.
 	r=$(routerns)
 	new_ns "$r"
@@ -257,18 +299,27 @@ vxlan)
 		in_ns "$ns" ip link set fxul0 up
 		in_ns "$ns" ip route add default via "172.31.$h.1"
 	done
-	# The overlay: a VXLAN device in each host's bridge, flooding to
-	# every other host by unicast.
-	for h in $(seq 1 "$HOSTS"); do
-		ns=$(hostns "$h")
-		in_ns "$ns" ip link add fxvx0 mtu "$MTU" type vxlan id "$VNI" dstport "$VXPORT" \
-			local "$(underlayip "$h")" dev fxul0 ||
-			die "no VXLAN device in $ns: does this kernel have VXLAN (CONFIG_VXLAN, modprobe vxlan)?"
-		for o in $(seq 1 "$HOSTS"); do
-			[ "$o" = "$h" ] || in_ns "$ns" bridge fdb append 00:00:00:00:00:00 dev fxvx0 dst "$(underlayip "$o")"
+	if [ "$LINK" = routed ]; then
+		# Each host's subnet is routed: the router reaches it through
+		# the host's uplink, the host forwards to its bridge.
+		for h in $(seq 1 "$HOSTS"); do
+			in_ns "$r" ip route add "10.$h.0.0/24" via "$(underlayip "$h")"
+			in_ns "$(hostns "$h")" sysctl -qw net.ipv4.ip_forward=1
 		done
-		in_ns "$ns" ip link set fxvx0 master fxbr0 up
-	done ;;
+	else
+		# The overlay: a VXLAN device in each host's bridge, flooding
+		# to every other host by unicast.
+		for h in $(seq 1 "$HOSTS"); do
+			ns=$(hostns "$h")
+			in_ns "$ns" ip link add fxvx0 mtu "$MTU" type vxlan id "$VNI" dstport "$VXPORT" \
+				local "$(underlayip "$h")" dev fxul0 ||
+				die "no VXLAN device in $ns: does this kernel have VXLAN (CONFIG_VXLAN, modprobe vxlan)?"
+			for o in $(seq 1 "$HOSTS"); do
+				[ "$o" = "$h" ] || in_ns "$ns" bridge fdb append 00:00:00:00:00:00 dev fxvx0 dst "$(underlayip "$o")"
+			done
+			in_ns "$ns" ip link set fxvx0 master fxbr0 up
+		done
+	fi ;;
 esac
 
 printf 'LINK=%q\nHOSTS=%q\nPER=%q\nPREFIX=%q\nKERNEL=%q\nMTU=%q\n' "$LINK" "$HOSTS" "$PER" "$PREFIX" "$KERNEL" "$MTU" > "$DIR/config"
@@ -290,11 +341,30 @@ if [ -n "$FORNAXD" ]; then
 	for w in $APPEND; do
 		case "$w" in profile=*) profile=${w#profile=} ;; esac
 	done
-	for h in $(seq 1 "$HOSTS"); do
-		fd=(-iface fxbr0 -name "host-$h")
+	fdhosts=${FORNAXD_HOSTS//,/ }
+	[ -n "$fdhosts" ] || fdhosts=$(seq 1 "$HOSTS")
+	for h in $fdhosts; do
+		ns=$(hostns "$h") ifc=fxbr0
+		if [ "$LINK" = routed ]; then
+			# A Linux host on the subnet: fornaxd binds its socket
+			# to its interface (SO_BINDTODEVICE), so on the bridge
+			# of a host that routes the subnet it would neither
+			# reach nor hear the other subnets (their datagrams go
+			# and come by the uplink).
+			ns=$(fornaxdns "$h") ifc=fxd0
+			new_ns "$ns"
+			ip link add fxd0 netns "$ns" type veth peer name fxdbr0 netns "$(hostns "$h")"
+			in_ns "$(hostns "$h")" ip link set fxdbr0 master fxbr0 up
+			in_ns "$ns" ip addr add "$(fornaxdip "$h")/24" dev fxd0
+			in_ns "$ns" ip link set fxd0 up
+			in_ns "$ns" ip route add default via "$(bridgeip "$h")"
+		fi
+		fd=(-iface "$ifc" -name "host-$h")
 		[ -z "$KEY" ] || fd+=(-key-file "$KEY")
 		[ -z "$profile" ] || fd+=(-profile "$profile")
-		in_ns "$(hostns "$h")" setsid "$FORNAXD" "${fd[@]}" > "$DIR/host-$h.log" 2>&1 < /dev/null &
+		seeds=$(seedsof "$h")
+		[ -z "$seeds" ] || fd+=(-seeds "$seeds")
+		in_ns "$ns" setsid "$FORNAXD" "${fd[@]}" > "$DIR/host-$h.log" 2>&1 < /dev/null &
 		echo $! > "$DIR/host-$h.pid"
 	done
 fi

@@ -11,7 +11,9 @@ import (
 // network namespaces that stand for hosts (docs/guide.md, "Across hosts").
 type LabOptions struct {
 	// Link joins the hosts: "l2" (veth pairs between the bridges, MTU
-	// 1500) or "vxlan" (a VXLAN overlay across a router, MTU 1450).
+	// 1500), "vxlan" (a VXLAN overlay across a router, MTU 1450) or
+	// "routed" (a subnet 10.H.0.0/24 per host behind a router, the
+	// VMs given seeds).
 	Link string
 	// Hosts (1 to 3) and VMs per host (PerHost); VM i is on host
 	// (i-1)/PerHost+1.
@@ -22,6 +24,10 @@ type LabOptions struct {
 	// Options are the VMs' key, command-line words and memory, as
 	// run-two-qemu.sh's.
 	Options
+	// Fornaxd, if set, is the fornaxd binary to run on the hosts'
+	// bridges as host-H (--fornaxd), on FornaxdHosts only if set.
+	Fornaxd      string
+	FornaxdHosts []int
 }
 
 // Lab is a set of VMs on several hosts, started by scripts/run-lab.sh
@@ -41,6 +47,16 @@ func LabScript() string {
 func StartLab(kernel, dir string, o LabOptions) (*Lab, error) {
 	args := append([]string{"--link", o.Link, "--hosts", fmt.Sprint(o.Hosts), "-n", fmt.Sprint(o.PerHost),
 		"--prefix", o.Prefix, "-k", kernel, "--dir", dir, "--detach"}, o.args()...)
+	if o.Fornaxd != "" {
+		args = append(args, "--fornaxd", o.Fornaxd)
+	}
+	if len(o.FornaxdHosts) > 0 {
+		h := make([]string, len(o.FornaxdHosts))
+		for i, n := range o.FornaxdHosts {
+			h[i] = fmt.Sprint(n)
+		}
+		args = append(args, "--fornaxd-hosts", strings.Join(h, ","))
+	}
 	out, err := exec.Command(LabScript(), args...).CombinedOutput()
 	if err != nil {
 		exec.Command(LabScript(), "--stop", "--prefix", o.Prefix, "--dir", dir).Run()
@@ -65,8 +81,22 @@ func (l *Lab) HostOf(i int) int { return (i-1)/l.PerHost + 1 }
 // HostNS returns the network namespace of host h.
 func (l *Lab) HostNS(h int) string { return fmt.Sprintf("%s-h%d", l.Prefix, h) }
 
-// HostAddr returns the address of host h's bridge on the segment.
-func (l *Lab) HostAddr(h int) string { return fmt.Sprintf("10.0.0.%d", 250+h) }
+// HostAddr returns the address of host h's bridge on the segment (on
+// its subnet, routed).
+func (l *Lab) HostAddr(h int) string {
+	if l.Link == "routed" {
+		return fmt.Sprintf("10.%d.0.1", h)
+	}
+	return fmt.Sprintf("10.0.0.%d", 250+h)
+}
+
+// Addr returns VM i's address: Addr(i), or on its host's subnet, routed.
+func (l *Lab) Addr(i int) string {
+	if l.Link == "routed" {
+		return fmt.Sprintf("10.%d.0.%d", l.HostOf(i), i+1)
+	}
+	return Addr(i)
+}
 
 // Log returns VM i's console log file.
 func (l *Lab) Log(i int) string { return l.lan.Log(i) }
