@@ -52,6 +52,13 @@ func (n *Node) handle(b []byte, src net.Addr) {
 		n.takeStateLocked(m, ip, onSeg, src, now)
 		return
 	}
+	if m.Kind == Sync && onSeg && m.Addr == n.tab.bcast && m.ID != n.cfg.ID && ip != n.cfg.Addr && !n.tab.listed(m.ID) {
+		// A newcomer's: it sends its SYNC before its ANNOUNCE (§4.6).
+		if err := n.newcomerSyncLocked(m, ip, now); err != nil {
+			n.countDropLocked(err, src, now)
+		}
+		return
+	}
 	if m.Kind == Relay {
 		// What it carries decides whether any of it counts (§4.5).
 		if err := n.checkRelayLocked(m, now); err != nil {

@@ -34,20 +34,22 @@ func (n *Node) toAllLocked(m Message) []outgoing {
 }
 
 // beginLocked starts the periodic schedule at now and returns the join:
-// ANNOUNCE, message 0 of the schedule, and unless NoJoinSync (which a
-// node with seeds ignores) the broadcast SYNC that asks one peer for
-// the state (docs/protocol.md §4.6). The seeds are tried by fire.
+// unless NoJoinSync (which a node with seeds ignores) the broadcast SYNC
+// that asks one peer for the state (docs/protocol.md §4.6), then the
+// ANNOUNCE, message 0 of the schedule. The seeds are tried by fire.
 func (n *Node) beginLocked(now time.Time, res Resources) []outgoing {
 	n.sched.begin(now)
 	n.rep.cancel()
 	sync := !n.cfg.NoJoinSync || n.spans()
 	n.span.begin(now, sync)
-	out := n.toAllLocked(n.announceLocked(res))
+	var out []outgoing
 	if sync {
+		// The SYNC first: the peer that answers it need not wait for
+		// every node of the subnet to take in our ANNOUNCE (§4.6).
 		n.st.syncs++
 		out = append(out, n.toAll(Message{Kind: Sync, ID: n.cfg.ID, Addr: n.tab.bcast}))
 	}
-	return out
+	return append(out, n.toAllLocked(n.announceLocked(res))...)
 }
 
 // announceLocked builds our ANNOUNCE; it is sent at once.

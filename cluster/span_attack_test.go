@@ -368,3 +368,57 @@ func TestJoinSyncFallback(t *testing.T) {
 func peerIDs(ps []Peer) string {
 	return strings.Join(mapSlice(ps, func(p Peer) string { return p.ID }), " ")
 }
+
+// TestNewcomerSync: a newcomer sends its SYNC before its ANNOUNCE, so a
+// broadcast SYNC of an id not listed, from a host of the subnet, is
+// answered, to its source, by the node whose id follows it; the others
+// drop it as unknown_id. Signed, a replay of it is a replay (§4.6).
+func TestNewcomerSync(t *testing.T) {
+	for _, mode := range []string{"keyless", "keyed"} {
+		t.Run(mode, func(t *testing.T) {
+			sm := newSim(t)
+			var edit func(*Config)
+			if mode == "keyed" {
+				edit = keyed
+			}
+			ns := settle(t, sm, 12, edit)
+			var answers []string
+			sm.filter = func(d *delivery) (bool, time.Duration) {
+				if d.to == sm.host(13) && strings.HasPrefix(d.msg(), "STATE ") {
+					answers = append(answers, d.msg())
+				}
+				return false, sm.delay
+			}
+			msg := "SYNC 0000000d 10.0.0.255\n"
+			if mode == "keyed" {
+				now := uint64(sm.clock.Now().UnixMilli())
+				msg = signed(Message{Kind: Sync, ID: "0000000d", Addr: netip.MustParseAddr("10.0.0.255")}, testKey, now, now)
+			}
+			sm.injectAll("10.0.0.13", msg)
+			sm.run(10 * ms)
+			if len(answers) == 0 || !strings.HasPrefix(answers[0], "STATE 00000001 1 ") {
+				t.Errorf("answers %q, want 00000001's", answers)
+			}
+			for _, n := range ns[1:] {
+				if n.stat("dropped_unknown_id") != 1 || n.stat("sync_answers") != 0 {
+					t.Errorf("%s:\n%s", n.ID(), n.read("stats"))
+				}
+			}
+			if a := ns[0]; a.stat("accepted_sync") != 1 || a.stat("sync_answers") != 1 || len(a.Peers()) != 11 {
+				t.Errorf("00000001: %v\n%s", a.Peers(), a.read("stats"))
+			}
+			if mode == "keyed" {
+				sm.injectAll("10.0.0.13", msg)
+				sm.run(10 * ms)
+				if ns[0].stat("dropped_replay") != 1 || ns[0].stat("sync_answers") != 1 {
+					t.Errorf("replayed:\n%s", ns[0].read("stats"))
+				}
+			}
+			for _, n := range ns {
+				if msg := statsConsistent(n.read("stats")); msg != "" {
+					t.Error(msg)
+				}
+			}
+		})
+	}
+}

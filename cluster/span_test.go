@@ -278,7 +278,7 @@ func TestRunJoinSync(t *testing.T) {
 		n, conn, stop := runNode(t, clock, withSync)
 		defer stop()
 		synctest.Wait()
-		if got := outbox(conn); !slices.Equal(got, []string{"ANNOUNCE 00000001 10.0.0.1 n1 1 1048576 0 0", "SYNC 00000001 10.0.0.255"}) {
+		if got := outbox(conn); !slices.Equal(got, []string{"SYNC 00000001 10.0.0.255", "ANNOUNCE 00000001 10.0.0.1 n1 1 1048576 0 0"}) {
 			t.Fatalf("at start: %q", got)
 		}
 		src := udp(netip.MustParseAddr("10.0.0.2"))

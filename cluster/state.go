@@ -83,6 +83,38 @@ func (n *Node) syncedLocked(m Message, from Peer, now time.Time) {
 	}
 }
 
+// newcomerSyncLocked takes a broadcast SYNC of an id we do not list,
+// from ip on our subnet, at now: a newcomer's, sent before its ANNOUNCE
+// (§4.6). If we are the node to answer it, we answer it to ip, within
+// the budgets, as a listed peer's; signed, it must pass the replay
+// memory, which then remembers it. Otherwise it is unknown_id, as any
+// message of an id we do not list.
+func (n *Node) newcomerSyncLocked(m Message, ip netip.Addr, now time.Time) error {
+	if !n.running || !n.designatedLocked(m.ID) {
+		return dropf(ReasonUnknownID, "SYNC from unknown node_id %s, which another peer answers", m.ID)
+	}
+	if m.Keyed() {
+		s, ok := n.tab.seen.get(m.ID)
+		if ok && !s.newer(m.Inc, m.Seq) {
+			return dropf(ReasonReplay, "SYNC of %s is inc %d seq %d, already had inc %d seq %d", m.ID, m.Inc, m.Seq, s.inc, s.seq)
+		}
+		if !ok {
+			if err := n.tab.seen.admit(m.ID, ip, now, n.tab.listed); err != nil {
+				return err
+			}
+		}
+		n.tab.seen.put(m.ID, m.Inc, m.Seq, ip, now)
+	}
+	n.st.accepted++
+	n.st.acceptedKind[Sync]++
+	if n.span.answer(m.ID, ip, now) {
+		n.st.syncsHeld++
+	} else {
+		n.st.syncAnswers++
+	}
+	return nil
+}
+
 // introduceLocked tells those who may not hear of p, a peer new to us,
 // about it (§4.6): our peers off our subnet, one STATE each, and our
 // subnet by broadcast if p is off it. It is how nodes off p's subnet
@@ -149,7 +181,7 @@ func (n *Node) spanLocked(now time.Time, res Resources) []outgoing {
 		}
 	}
 	if n.span.retry(now) {
-		if p := n.tab.youngestLocal(); p != nil {
+		if p := n.tab.randomLocal(n.cfg.Rand); p != nil {
 			n.st.syncs++
 			n.span.asking(p.Addr, now)
 			out = append(out, n.toOne(p.Addr, Message{Kind: Sync, ID: n.cfg.ID, Addr: p.Addr}))

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"math/rand/v2"
 	"net"
 	"net/netip"
 )
@@ -47,12 +48,18 @@ func (t *table) unremote(p *Peer) {
 	t.remote = t.remote[:len(t.remote)-1]
 }
 
-// youngestLocal returns the online peer of our subnet heard last, or nil.
-func (t *table) youngestLocal() *Peer {
-	for p := t.ages.tail[Online]; p != nil; p = p.prev {
+// randomLocal returns an online peer of our subnet drawn at random
+// with rng, or nil: whom a newcomer asks when its broadcast SYNC drew no
+// answer (many may ask at once after a cold start: not all the same).
+func (t *table) randomLocal(rng *rand.Rand) *Peer {
+	var got *Peer
+	k := 0
+	for p := t.ages.oldest(Online); p != nil; p = p.next {
 		if t.local(p.Addr) {
-			return p
+			if k++; rng.IntN(k) == 0 {
+				got = p
+			}
 		}
 	}
-	return nil
+	return got
 }
